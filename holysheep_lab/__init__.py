@@ -1,0 +1,1 @@
+"""holysheep-lab."""

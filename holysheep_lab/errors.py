@@ -1,0 +1,184 @@
+"""One exception tree for holysheep-lab.
+
+    HolySheepError
+    ├── ConfigError            (also ValueError) bad budget, price, time zone, option
+    ├── UnknownModelError      (also KeyError-free: a plain HolySheepError) model not in the price table
+    ├── BudgetExceededError    a call refused by the guard before anything was sent
+    ├── APIError               the relay answered, but not with a usable completion
+    │   ├── RateLimitError     HTTP 429 after the retries ran out
+    │   ├── ServerError        HTTP 5xx after the retries ran out
+    │   └── ResponseFormatError  malformed JSON, an HTML error page, missing or negative usage
+    ├── APIConnectionError     could not reach the relay (DNS, refused, reset)
+    │   └── APITimeoutError    the relay did not answer in time
+    ├── LedgerError            the shared ledger failed
+    │   └── LedgerUnavailableError  the shared ledger cannot be reached (the guard fails closed)
+    ├── LogError               the call log cannot be written (unwritable folder, disk full)
+    ├── AlertDeliveryError     a channel could not deliver (recorded, never raised into a call)
+    └── MissingExtraError      (also ImportError) an optional package is not installed
+
+Messages name the problem and the fix, and never contain a secret (API key, webhook URL,
+SMTP password): `redact()` is applied wherever outside text is quoted.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AlertDeliveryError",
+    "BudgetExceededError",
+    "ConfigError",
+    "HolySheepError",
+    "LedgerError",
+    "LedgerUnavailableError",
+    "LogError",
+    "MissingExtraError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "ServerError",
+    "UnknownModelError",
+    "redact",
+]
+
+# Bearer tokens, sk-style keys and URL credentials/paths of webhooks: enough to never echo a secret.
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"\b(sk|hs|xox[abpr])-[A-Za-z0-9_-]{6,}"),
+    re.compile(r"(https?://)[^\s/@]+:[^\s/@]+@"),
+    re.compile(r"(https?://(?:hooks\.slack\.com|discord(?:app)?\.com)/)\S+"),
+]
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Return `text` with the given secrets and anything key-shaped replaced by ``***``."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "***", text)
+    return text
+
+
+class HolySheepError(Exception):
+    """Base class of every error holysheep-lab raises."""
+
+
+class ConfigError(HolySheepError, ValueError):
+    """A setting is invalid; the message says what is allowed."""
+
+
+class MissingExtraError(HolySheepError, ImportError):
+    """An optional package is needed for this feature."""
+
+    def __init__(self, package: str, feature: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional package {package!r}: pip install {package}"
+        )
+
+
+class UnknownModelError(HolySheepError):
+    """The model has no price, so its cost (and the budget) cannot be known."""
+
+    def __init__(self, model: str, known: list[str] | None = None) -> None:
+        self.model = model
+        hint = ""
+        if known:
+            close = [k for k in known if k.split("-")[0] == model.split("-")[0]][:5]
+            if close:
+                hint = f" Known models like it: {', '.join(close)}."
+        super().__init__(
+            f"No price for model {model!r}; nothing was sent.{hint} Add one with "
+            f"prices={{{model!r}: hs.Price(input=..., output=...)}} (USD per 1M tokens) or a "
+            "TOML/JSON price file, or pass allow_unpriced=True to log such calls as 'unpriced'."
+        )
+
+
+class BudgetExceededError(HolySheepError):
+    """The guard refused a call because its worst case could pass a budget's block threshold.
+
+    Nothing was sent. Attributes say which budget and by how much.
+    """
+
+    def __init__(
+        self,
+        *,
+        scope: str,
+        window: str,
+        spent: Decimal,
+        reserved: Decimal,
+        limit: Decimal,
+        estimate: Decimal,
+        resets_at: datetime | None,
+        model: str | None = None,
+    ) -> None:
+        self.scope = scope
+        self.window = window
+        self.spent = spent
+        self.reserved = reserved
+        self.limit = limit
+        self.estimate = estimate
+        self.resets_at = resets_at
+        self.model = model
+        reset = f"; it resets at {resets_at.isoformat(timespec='minutes')}" if resets_at else ""
+        super().__init__(
+            f"Refused before sending: the {window} budget of {scope} would pass its block "
+            f"limit (spent ${spent:.6f} + in flight ${reserved:.6f} + this call's worst case "
+            f"${estimate:.6f} > ${limit:.6f}){reset}. Lower max_tokens, shorten the prompt, "
+            "or raise the budget."
+        )
+
+
+class APIError(HolySheepError):
+    """The relay answered, but not with a usable completion."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
+        self.status_code = status_code
+        self.body = redact(body[:500])
+        super().__init__(redact(message))
+
+
+class RateLimitError(APIError):
+    """HTTP 429 from the relay after the retries ran out."""
+
+
+class ServerError(APIError):
+    """HTTP 5xx from the relay after the retries ran out."""
+
+
+class ResponseFormatError(APIError):
+    """The response was not a valid chat completion (bad JSON, HTML page, bad usage)."""
+
+
+class APIConnectionError(HolySheepError):
+    """The relay could not be reached."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The relay did not answer in time."""
+
+
+class LedgerError(HolySheepError):
+    """The ledger failed."""
+
+
+class LedgerUnavailableError(LedgerError):
+    """The shared ledger cannot be reached; with fail-closed (the default) calls are refused."""
+
+
+class LogError(HolySheepError):
+    """The call log cannot be written."""
+
+
+class AlertDeliveryError(HolySheepError):
+    """A channel could not deliver an alert (recorded; never raised into the triggering call)."""
+
+    def __init__(self, channel: str, reason: str, **extra: Any) -> None:
+        self.channel = channel
+        self.extra = extra
+        super().__init__(f"{channel}: {redact(reason)}")

@@ -1,0 +1,1 @@
+"""Ledgers: where reservations and spend are kept (memory, SQLite file, Redis)."""

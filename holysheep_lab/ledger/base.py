@@ -1,0 +1,100 @@
+"""The Ledger contract: atomic reservations against spend buckets.
+
+A bucket is one scope in one window, named like ``global|day:2026-11-28`` or
+``project:nlp|month:2026-11``. Money is integer nano-dollars. The guard decides which
+buckets a call touches and with which limits; the ledger only does the atomic arithmetic,
+so memory, SQLite and Redis ledgers share one behaviour (and one contract test suite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["BucketState", "Charge", "Ledger", "Refusal", "bucket_name"]
+
+
+def bucket_name(scope: str, window_key: str) -> str:
+    """The bucket of one scope in one window: 'global|day:2026-11-28'."""
+    return f"{scope}|{window_key}"
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """Reserve `amount` nanos in `bucket`, refusing if spent + reserved + amount > `limit`.
+
+    `limit` None: count, never refuse. `expires_at` (epoch seconds) is when the bucket's
+    window is over; a ledger may drop the bucket some time after that.
+    """
+
+    bucket: str
+    amount: int
+    limit: int | None
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class BucketState:
+    """What a bucket holds now: settled spend and in-flight reservations (nanos)."""
+
+    spent: int = 0
+    reserved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why `reserve` refused: the first bucket whose limit the charge would pass."""
+
+    bucket: str
+    spent: int
+    reserved: int
+    limit: int
+    amount: int
+
+
+@runtime_checkable
+class Ledger(Protocol):
+    """Atomic spend bookkeeping, shared by every call of a client (or of many processes)."""
+
+    def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
+        """All-or-nothing: reserve every charge, or none and return the first Refusal.
+
+        The reservation expires `ttl` seconds from now (a killed process's reservation
+        must not hold budget forever); expired reservations are dropped before checking.
+        """
+        ...
+
+    def settle(self, reservation_id: str | None, charges: Sequence[Charge]) -> Mapping[str, BucketState]:
+        """Drop the reservation (if any) and add each charge's amount (the actual cost) to spent.
+
+        The charges name the same buckets as at reserve time, so settling a reservation
+        that already expired still records the spend: the money was spent. With
+        `reservation_id` None this records spend that was never reserved (an unguarded,
+        e.g. unpriced, call). Limits are not checked here. Returns each bucket's state after.
+        """
+        ...
+
+    def release(self, reservation_id: str) -> None:
+        """Drop the reservation without spending (the call failed or was cancelled)."""
+        ...
+
+    def snapshot(self, buckets: Sequence[str]) -> dict[str, BucketState]:
+        """The current state of these buckets (absent ones are zero)."""
+        ...
+
+    def seed(self, spent: Mapping[str, int], expires_at: Mapping[str, float]) -> None:
+        """Raise each bucket's spent to at least the given value (rebuilding from the log).
+
+        Never lowers a bucket: several processes seeding a shared ledger from the same log
+        must not double it nor undo each other's spend.
+        """
+        ...
+
+    def claim(self, key: str, expires_at: float) -> bool:
+        """True exactly once per key until `expires_at` (epoch s): one alert per level per window."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the ledger is unusable after."""
+        ...

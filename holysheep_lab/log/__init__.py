@@ -1,0 +1,1 @@
+"""Durable call log: journal + immutable Parquet partitions."""
