@@ -1,1 +1,132 @@
-"""holysheep-lab."""
+"""holysheep-lab: make LLM spend visible and bounded.
+
+    import holysheep_lab as hs
+    with hs.Simulator() as sim, hs.Client(base_url=sim.base_url, budget=hs.Budget(daily=5)) as client:
+        client.chat("gpt-4.1", "Hello")
+
+Every public name is imported on first use, so `import holysheep_lab` stays fast and pandas,
+altair and ipywidgets load only when analysis, charts or meters are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    AlertDeliveryError,
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    BudgetExceededError,
+    ConfigError,
+    HolySheepError,
+    LedgerError,
+    LedgerUnavailableError,
+    LogError,
+    MissingExtraError,
+    RateLimitError,
+    ResponseFormatError,
+    ServerError,
+    UnknownModelError,
+)
+
+__version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "Alert": "holysheep_lab.alerts",
+    "AlertManager": "holysheep_lab.alerts",
+    "AsyncHttpxMeteredTransport": "holysheep_lab.legacy",
+    "AsyncMeteredTransport": "holysheep_lab.transport",
+    "Budget": "holysheep_lab.budget",
+    "BudgetMeter": "holysheep_lab.notebook",
+    "CallRecord": "holysheep_lab.log.schema",
+    "CallbackChannel": "holysheep_lab.alerts",
+    "ChatResult": "holysheep_lab.client",
+    "ChatStream": "holysheep_lab.client",
+    "Client": "holysheep_lab.client",
+    "EmailChannel": "holysheep_lab.alerts",
+    "Estimate": "holysheep_lab.client",
+    "HttpxMeteredTransport": "holysheep_lab.legacy",
+    "Ledger": "holysheep_lab.ledger",
+    "Level": "holysheep_lab.alerts",
+    "MemoryLedger": "holysheep_lab.ledger",
+    "MeteredTransport": "holysheep_lab.transport",
+    "NotebookChannel": "holysheep_lab.alerts",
+    "Price": "holysheep_lab.pricing",
+    "PriceTable": "holysheep_lab.pricing",
+    "RateLimit": "holysheep_lab.limits",
+    "RedisLedger": "holysheep_lab.ledger",
+    "Retry": "holysheep_lab.limits",
+    "SQLiteLedger": "holysheep_lab.ledger",
+    "Simulator": "holysheep_lab.sim",
+    "Usage": "holysheep_lab.pricing",
+    "WebhookChannel": "holysheep_lab.alerts",
+    "dashboard": "holysheep_lab.notebook",
+    "read_log": "holysheep_lab.log",
+    "report": "holysheep_lab.analysis",
+}
+
+__all__ = sorted(
+    [
+        *_LAZY,
+        "APIConnectionError",
+        "APIError",
+        "APITimeoutError",
+        "AlertDeliveryError",
+        "BudgetExceededError",
+        "ConfigError",
+        "HolySheepError",
+        "LedgerError",
+        "LedgerUnavailableError",
+        "LogError",
+        "MissingExtraError",
+        "RateLimitError",
+        "ResponseFormatError",
+        "ServerError",
+        "UnknownModelError",
+    ]
+)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'holysheep_lab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    if name == "read_log":
+        value = _with_accessor(value)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def _with_accessor(read_log: Any) -> Any:
+    """`hs.read_log` registers the `df.hs` accessor, so analysts never import it by hand."""
+    import functools
+
+    @functools.wraps(read_log)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        importlib.import_module("holysheep_lab.analysis")
+        return read_log(*args, **kwargs)
+
+    return wrapper
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from .alerts import Alert, AlertManager, CallbackChannel, EmailChannel, Level, NotebookChannel, WebhookChannel
+    from .analysis import report
+    from .budget import Budget
+    from .client import ChatResult, ChatStream, Client, Estimate
+    from .ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
+    from .legacy import AsyncHttpxMeteredTransport, HttpxMeteredTransport
+    from .limits import RateLimit, Retry
+    from .log import read_log
+    from .log.schema import CallRecord
+    from .notebook import BudgetMeter, dashboard
+    from .pricing import Price, PriceTable, Usage
+    from .sim import Simulator
+    from .transport import AsyncMeteredTransport, MeteredTransport

@@ -51,6 +51,8 @@ CALL_SCHEMA = pa.schema(
         pa.field("conversation_id", pa.string()),  # hash of the opening messages: chains, no text
         pa.field("prompt", pa.string()),  # only when the user asked to log content
         pa.field("completion", pa.string()),  # only when the user asked to log content
+        pa.field("input_non_ascii_bytes", pa.int64()),  # script class of the prompt (calibration)
+        pa.field("input_messages", pa.int64()),
     ]
 )
 
@@ -89,6 +91,8 @@ class CallRecord:
     conversation_id: str | None = None
     prompt: str | None = None
     completion: str | None = None
+    input_non_ascii_bytes: int | None = None
+    input_messages: int | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def as_row(self) -> dict[str, Any]:

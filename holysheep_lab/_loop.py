@@ -1,0 +1,59 @@
+"""A private event-loop thread, so sync code can run coroutines even inside Jupyter.
+
+Jupyter's kernel already runs a loop in the main thread; patching it (nest_asyncio, now
+archived) is fragile. Instead one daemon thread runs one loop for the process, and sync
+callers wait on it. Ctrl-C / kernel interrupts cancel the task and wait for its clean-up,
+so reservations are released and answered calls logged before the interrupt propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["loop_thread", "run_sync"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def loop_thread() -> asyncio.AbstractEventLoop:
+    """The process's private loop (started on first use)."""
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _thread = threading.Thread(target=run, name="holysheep-loop", daemon=True)
+            _thread.start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run `coro` on the private loop and wait for it; safe to call from any thread."""
+    loop = loop_thread()
+    if threading.current_thread() is _thread:
+        raise RuntimeError("run_sync was called from the private loop itself; await the coroutine instead.")
+    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        try:
+            future.result(timeout=30)
+        except BaseException:  # the cancellation itself; what matters is that clean-up ran
+            pass
+        raise

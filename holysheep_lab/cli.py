@@ -1,0 +1,137 @@
+"""`holysheep-lab` command line: demo | sim | report | compact | serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import HolySheepError
+
+__all__ = ["main"]
+
+SEED_MODELS = ("gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import secrets
+
+    import holysheep_lab as hs
+
+    run = f"demo-{secrets.token_hex(3)}"
+    alerts_seen: list[str] = []
+    alerts = hs.AlertManager(channels=[hs.CallbackChannel(lambda a: alerts_seen.append(a.text))], cooldown=0)
+    # Global limits are generous; this run's project has a small daily budget, so every run shows
+    # its own alerts and refusals while the global totals persist across runs (rebuilt from the log).
+    budget = hs.Budget(daily=500, monthly=5000, projects={run: hs.Budget(daily=args.budget, monthly=None)})
+    prompts = [
+        f"Summarise experiment {i}: " + "observations " * (20 + (i * 37) % 200) for i in range(args.calls)
+    ]
+    with hs.Simulator(latency=0.002, fault_rate=0.04, retry_after=0.02, seed=7) as sim, hs.Client(
+        base_url=sim.base_url, budget=budget, log_dir=args.log_dir, alerts=alerts, project=run,
+        retry=hs.Retry(max_attempts=4, backoff=0.01, max_backoff=0.05),
+    ) as client:
+        print(f"simulator at {sim.base_url}; logging to {Path(args.log_dir).resolve()}; project {run}")
+        per_model = len(prompts) // len(SEED_MODELS) + 1
+        results: list[object] = []
+        for j, model in enumerate(SEED_MODELS):
+            batch = prompts[j * per_model:(j + 1) * per_model]
+            results += client.chat_many(batch, model=model, concurrency=16, progress=False, max_tokens=300)
+        stream = client.chat("gpt-4.1", "Stream a short haiku about budgets.", max_tokens=60, stream=True)
+        streamed = "".join(stream)
+        ok = sum(isinstance(r, hs.ChatResult) for r in results)
+        refused = sum(isinstance(r, hs.BudgetExceededError) for r in results)
+        failed = len(results) - ok - refused
+        print(f"{len(results)} calls: {ok} answered, {refused} refused before sending, {failed} failed after retries")
+        print(f"streamed {len(streamed)} characters; cost ${stream.result.cost_usd:.6f}")
+        alerts.flush(5)
+        for text in alerts_seen:
+            print("alert:", text)
+        report = client.usage_report(days=1)
+        print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from .sim import serve
+
+    options = {"latency": args.latency}
+    if args.fault_rate:
+        options["fault_rate"] = args.fault_rate
+    serve(host=args.host, port=args.port, **options)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import holysheep_lab as hs
+
+    df = hs.read_log(args.log_dir)
+    rep = hs.report(df, title=args.title)
+    if args.html:
+        rep.save(args.html)
+        print(f"wrote {args.html}")
+    else:
+        print(df.hs.by_model().to_string())
+    return 0
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from .log import compact
+
+    print(compact(args.log_dir))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    serve(args.log_dir, host=args.host, port=args.port, token=args.token)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="holysheep-lab", description="LLM spend, visible and bounded.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="run a few hundred calls against the built-in simulator")
+    d.add_argument("--log-dir", default="holysheep_logs")
+    d.add_argument("--calls", type=int, default=300)
+    d.add_argument("--budget", type=float, default=0.5, help="this run's daily project budget, USD")
+    d.set_defaults(fn=_demo)
+    s = sub.add_parser("sim", help="run the OpenAI-compatible simulator in the foreground")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--latency", type=float, default=0.0)
+    s.add_argument("--fault-rate", type=float, default=0.0)
+    s.set_defaults(fn=_sim)
+    r = sub.add_parser("report", help="summarise a log folder (or write a self-contained HTML report)")
+    r.add_argument("log_dir")
+    r.add_argument("--html")
+    r.add_argument("--title", default=None)
+    r.set_defaults(fn=_report)
+    c = sub.add_parser("compact", help="roll stale journals into Parquet and merge small files")
+    c.add_argument("log_dir")
+    c.set_defaults(fn=_compact)
+    v = sub.add_parser("serve", help="serve the read-only usage API and HTML report of a log folder")
+    v.add_argument("log_dir")
+    v.add_argument("--host", default="127.0.0.1")
+    v.add_argument("--port", type=int, default=8765)
+    v.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    v.set_defaults(fn=_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except HolySheepError as exc:
+        print(f"holysheep-lab: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

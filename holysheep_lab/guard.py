@@ -1,0 +1,156 @@
+"""The guard: reserve a call's worst case in every budget line it touches, before sending.
+
+Refusal happens here, atomically in the ledger, so concurrent calls can never together pass
+a block threshold (checking spend after the fact, the common design, overshoots). After the
+call the reservation is settled to the actual cost, or released if nothing was spent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from decimal import Decimal
+
+from .budget import NANOS_PER_USD, Budget, BudgetLine, Window, local_zone, window_bounds, window_key
+from .errors import BudgetExceededError
+from .events import SpendEvent
+from .ledger.base import BucketState, Charge, Ledger, bucket_name
+
+__all__ = ["Guard", "Reservation"]
+
+# Buckets outlive their window by a day so late settles and meters still find them.
+_BUCKET_GRACE = 86_400.0
+
+
+def _usd(nanos: int) -> Decimal:
+    return Decimal(nanos) / NANOS_PER_USD
+
+
+@dataclass(slots=True)
+class Reservation:
+    """An accepted reservation: which lines, which buckets, how much."""
+
+    id: str
+    amount: int
+    lines: list[tuple[BudgetLine | None, Charge, str, datetime]]  # line, charge, window_key, resets_at
+    project: str | None
+    model: str | None
+    done: bool = False
+
+
+class Guard:
+    """Budget lines -> ledger charges. With no budget it still counts spend (for meters)."""
+
+    def __init__(
+        self,
+        budget: Budget | None,
+        ledger: Ledger,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        reservation_ttl: float = 900.0,
+    ) -> None:
+        self.budget = budget
+        self.ledger = ledger
+        self.clock = clock
+        self.reservation_ttl = reservation_ttl
+        self._zone = budget.zone if budget is not None else local_zone()
+
+    @property
+    def zone(self) -> tzinfo:
+        return self._zone
+
+    def _plan(self, amount: int, project: str | None, now: datetime) -> list[tuple[BudgetLine | None, Charge, str, datetime]]:
+        lines: list[tuple[str, Window, BudgetLine | None]] = [
+            (ln.scope, ln.window, ln) for ln in (self.budget.lines(project) if self.budget else ())
+        ]
+        # Global spend is counted per window even without a limit, so meters always have it.
+        limited = {(scope, window) for scope, window, _ in lines}
+        lines += [("global", w, None) for w in Window if ("global", w) not in limited]
+        zone = self.zone
+        out: list[tuple[BudgetLine | None, Charge, str, datetime]] = []
+        for scope, window, line in lines:
+            key = window_key(window, now, zone)
+            end = window_bounds(window, now, zone)[1]
+            limit = line.block_nanos if line is not None else None
+            out.append((line, Charge(bucket_name(scope, key), amount, limit, end.timestamp() + _BUCKET_GRACE), key, end))
+        return out
+
+    def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None) -> Reservation:
+        """Reserve `amount` nanos in every line; BudgetExceededError (nothing reserved) if any would pass."""
+        now = self.clock()
+        plan = self._plan(amount, project, now)
+        refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], self.reservation_ttl)
+        if refusal is not None:
+            line, _, _, end = next(p for p in plan if p[1].bucket == refusal.bucket)
+            assert line is not None  # unlimited charges are never refused
+            raise BudgetExceededError(
+                scope=line.scope,
+                window=line.window.value,
+                spent=_usd(refusal.spent),
+                reserved=_usd(refusal.reserved),
+                limit=_usd(refusal.limit),
+                estimate=_usd(amount),
+                resets_at=end.astimezone(self.zone),
+                model=model,
+            )
+        return Reservation(call_id, amount, plan, project, model)
+
+    def settle(self, reservation: Reservation, actual: int) -> list[SpendEvent]:
+        """Turn the reservation into spend of `actual` nanos; return one event per limited line."""
+        if reservation.done:
+            return []
+        reservation.done = True
+        charges = [Charge(c.bucket, actual, c.limit, c.expires_at) for _, c, _, _ in reservation.lines]
+        after = self.ledger.settle(reservation.id, charges)
+        return self._events(reservation, actual, after)
+
+    def record(self, actual: int, *, project: str | None = None, model: str | None = None) -> list[SpendEvent]:
+        """Count spend that was never reserved (e.g. an unpriced call later priced, or passthrough)."""
+        plan = self._plan(actual, project, self.clock())
+        after = self.ledger.settle(None, [c for _, c, _, _ in plan])
+        return self._events(Reservation("", actual, plan, project, model, True), actual, after)
+
+    def release(self, reservation: Reservation) -> None:
+        """Give the reservation back: the call failed or was cancelled before costing anything."""
+        if not reservation.done:
+            reservation.done = True
+            self.ledger.release(reservation.id)
+
+    def _events(self, reservation: Reservation, actual: int, after: Mapping[str, BucketState]) -> list[SpendEvent]:
+        events: list[SpendEvent] = []
+        now = self.clock()
+        for line, charge, key, end in reservation.lines:
+            if line is None:
+                continue
+            state = after.get(charge.bucket)
+            if state is None:
+                continue
+            events.append(
+                SpendEvent(
+                    scope=line.scope,
+                    window=line.window.value,
+                    window_key=key,
+                    before=_usd(state.spent - actual),
+                    after=_usd(state.spent),
+                    reserved=_usd(state.reserved),
+                    limit=line.limit,
+                    block_at=line.block_at,
+                    alert_at=line.alert_at,
+                    resets_at=end,
+                    ts=now,
+                    model=reservation.model,
+                    project=reservation.project,
+                )
+            )
+        return events
+
+    def buckets(self, now: datetime | None = None) -> dict[tuple[str, str], str]:
+        """(scope, window) -> current bucket name for every line (meters read these)."""
+        now = now or self.clock()
+        out: dict[tuple[str, str], str] = {}
+        lines = self.budget.all_lines() if self.budget else []
+        scopes = {(ln.scope, ln.window) for ln in lines} | {("global", w) for w in Window}
+        for scope, window in scopes:
+            out[(scope, window.value)] = bucket_name(scope, window_key(window, now, self.zone))
+        return out

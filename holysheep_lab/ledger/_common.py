@@ -1,0 +1,90 @@
+"""Helpers shared by the ledgers: input checks and the grace periods they agree on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..errors import ConfigError
+from .base import Charge
+
+__all__ = ["BUCKET_GRACE", "SWEEP_EVERY", "check_id", "check_ttl", "merge_charges", "seed_items"]
+
+# A bucket outlives its window by a day, so a late settle or a clock a little off still lands
+# in the right bucket and snapshots right after midnight still see yesterday.
+BUCKET_GRACE = 86_400.0
+# How often (seconds of the ledger's clock) memory/SQLite ledgers drop dead buckets and claims.
+SWEEP_EVERY = 60.0
+
+
+def _check_amount(charge: Charge) -> None:
+    # Fast path first: this runs twice per guarded call.
+    if (
+        type(charge.amount) is int
+        and charge.amount >= 0
+        and (charge.limit is None or type(charge.limit) is int)
+        and type(charge.bucket) is str
+        and charge.bucket
+    ):
+        return
+    # bool is an int; a float would silently lose exactness. Both are bugs in the caller.
+    if isinstance(charge.amount, bool) or not isinstance(charge.amount, int):
+        raise ConfigError(f"Charge amount must be an int of nano-dollars, got {charge.amount!r}")
+    if charge.amount < 0:
+        raise ConfigError(f"Charge amount must be >= 0 nanos, got {charge.amount}")
+    limit = charge.limit
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)):
+        raise ConfigError(f"Charge limit must be an int of nano-dollars or None, got {limit!r}")
+    if not isinstance(charge.bucket, str) or not charge.bucket:
+        raise ConfigError(f"Charge bucket must be a non-empty string, got {charge.bucket!r}")
+
+
+def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
+    """Validate and merge charges naming the same bucket (amounts add up), first-seen order."""
+    if len(charges) == 1:
+        _check_amount(charges[0])
+        return [charges[0]]
+    merged: dict[str, Charge] = {}
+    for charge in charges:
+        _check_amount(charge)
+        prev = merged.get(charge.bucket)
+        if prev is None:
+            merged[charge.bucket] = charge
+            continue
+        if prev.limit != charge.limit:
+            raise ConfigError(
+                f"Bucket {charge.bucket!r} appears twice with different limits "
+                f"({prev.limit} and {charge.limit})"
+            )
+        merged[charge.bucket] = Charge(
+            charge.bucket,
+            prev.amount + charge.amount,
+            prev.limit,
+            max(prev.expires_at, charge.expires_at),
+        )
+    return list(merged.values())
+
+
+def check_ttl(ttl: float) -> float:
+    ttl = float(ttl)
+    if not ttl > 0:
+        raise ConfigError(f"Reservation ttl must be > 0 seconds, got {ttl}")
+    return ttl
+
+
+def check_id(reservation_id: str) -> str:
+    if not isinstance(reservation_id, str) or not reservation_id:
+        raise ConfigError(f"Reservation id must be a non-empty string, got {reservation_id!r}")
+    return reservation_id
+
+
+def seed_items(
+    spent: Mapping[str, int], expires_at: Mapping[str, float]
+) -> list[tuple[str, int, float]]:
+    """(bucket, spent, expires_at) triples; every seeded bucket needs its window's end."""
+    items = []
+    for bucket, value in spent.items():
+        if bucket not in expires_at:
+            raise ConfigError(f"seed: no expires_at given for bucket {bucket!r}")
+        _check_amount(Charge(bucket, value, None, expires_at[bucket]))
+        items.append((bucket, value, float(expires_at[bucket])))
+    return items

@@ -1,0 +1,470 @@
+"""The metering core: plan, admit, settle and log one call. Independent of any HTTP library.
+
+Transports (httpx2, legacy httpx) drive it; it never sends anything itself. Every call that
+reaches `plan` ends as exactly one log row: ok, error, blocked or unpriced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from .budget import Budget, Window, window_bounds, window_key
+from .errors import (
+    BudgetExceededError,
+    ConfigError,
+    HolySheepError,
+    ResponseFormatError,
+    UnknownModelError,
+    redact,
+)
+from .events import SpendEvent
+from .guard import Guard, Reservation
+from .ledger.base import Ledger, bucket_name
+from .limits import RateLimit, RateLimiter, Retry
+from .log.schema import CallRecord
+from .pricing import Price, PriceTable, Usage, nanos_to_usd
+from .tokens import InputSize, TokenEstimator, measure_messages
+
+if TYPE_CHECKING:
+    from .alerts import AlertManager
+    from .log import LogWriter
+
+__all__ = ["PROJECT_HEADER", "CallPlan", "Meter", "MeterOptions"]
+
+log = logging.getLogger("holysheep_lab")
+
+#: hs.Client passes a per-call project in this header; the transport strips it before sending.
+PROJECT_HEADER = "x-holysheep-project"
+CHAT_PATHS = ("/chat/completions",)
+DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
+
+
+class MeterOptions(TypedDict, total=False):
+    """The keywords every metered entry point takes (Client, transports, legacy adapters)."""
+
+    budget: Budget | None
+    log_dir: str | Path | None
+    ledger: Ledger | None
+    alerts: AlertManager | None
+    rate_limit: RateLimit | None
+    retry: Retry | None
+    prices: PriceTable | Mapping[str, Any] | str | Path | None
+    project: str | None
+    allow_unpriced: bool
+    log_content: bool
+
+
+def _default_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class CallPlan:
+    """What the meter knows about a chat call before it is sent."""
+
+    call_id: str
+    ts: datetime
+    started: float  # perf_counter
+    model: str
+    project: str | None
+    price: Price | None
+    max_tokens: int | None
+    output_bound: int
+    size: InputSize
+    input_bound: int
+    estimate_nanos: int
+    stream: bool
+    strip_usage_chunk: bool  # we asked for the usage chunk; the caller did not
+    body: bytes
+    conversation_id: str | None
+    prompt: str | None
+    reservation: Reservation | None = None
+    attempts: int = 0
+    ttft_ms: float | None = None
+    finished: bool = False
+
+    @property
+    def rate_tokens(self) -> int:
+        return self.input_bound + self.output_bound
+
+
+@dataclass(slots=True)
+class _Recent:
+    """Calls and cost of the last minute, for meters (no Parquet reads)."""
+
+    window: float = 60.0
+    items: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def add(self, cost_nanos: int) -> None:
+        now = time.monotonic()
+        self.items.append((now, cost_nanos))
+        self._trim(now)
+
+    def _trim(self, now: float) -> None:
+        while self.items and self.items[0][0] < now - self.window:
+            self.items.popleft()
+
+    def totals(self) -> tuple[int, int]:
+        self._trim(time.monotonic())
+        return len(self.items), sum(c for _, c in self.items)
+
+
+class Meter:
+    """Prices, guards, rate-limits and logs calls. One per client; shared by its transports."""
+
+    def __init__(
+        self,
+        *,
+        budget: Budget | None = None,
+        log_dir: str | Path | None = None,
+        ledger: Ledger | None = None,
+        alerts: AlertManager | None = None,
+        rate_limit: RateLimit | None = None,
+        retry: Retry | None = None,
+        prices: PriceTable | Mapping[str, Any] | str | Path | None = None,
+        project: str | None = None,
+        allow_unpriced: bool = False,
+        log_content: bool = False,
+        clock: Callable[[], datetime] = _default_clock,
+        writer: LogWriter | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        import os
+
+        from .ledger.memory import MemoryLedger
+        from .log import LogWriter
+
+        if budget is not None and not isinstance(budget, Budget):
+            raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ConfigError(f"rate_limit must be hs.RateLimit(...), not {type(rate_limit).__name__}.")
+        if retry is not None and not isinstance(retry, Retry):
+            raise ConfigError(f"retry must be hs.Retry(...), not {type(retry).__name__}.")
+        self.budget = budget
+        self.prices = PriceTable.coerce(prices)
+        self.project = project
+        self.allow_unpriced = allow_unpriced
+        self.log_content = log_content
+        self.clock = clock
+        self.retry = retry or Retry()
+        self.limiter = RateLimiter(rate_limit)
+        self.estimator = TokenEstimator()
+        self.log_dir = Path(log_dir or os.environ.get("HOLYSHEEP_LOG_DIR") or "holysheep_logs")
+        self.writer = writer or LogWriter(self.log_dir)
+        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300)
+        self.alerts = alerts
+        if alerts is not None and hasattr(alerts, "use_claim"):
+            alerts.use_claim(self.ledger.claim)
+        self.secrets = tuple(s for s in secrets if s)
+        self.recent = _Recent()
+        self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.closed = False
+        self._rebuild_from_log()
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def _rebuild_from_log(self) -> None:
+        """Seed the ledger with this month's spend and calibrate the estimator from the log.
+
+        The log is the truth: a restarted kernel keeps today's and this month's spend.
+        """
+        if not self.log_dir.exists() or not any(self.log_dir.iterdir()):
+            return
+        from .log import read_table
+
+        now = self.clock()
+        zone = self.guard.zone
+        month_start = window_bounds(Window.MONTH, now, zone)[0]
+        cols = ["ts", "status", "cost_nanos", "project", "model", "input_tokens", "input_bytes",
+                "input_non_ascii_bytes", "input_messages"]
+        table = read_table(self.log_dir, start=month_start, columns=cols)
+        if table.num_rows == 0:
+            return
+        spent: dict[str, int] = {}
+        expires: dict[str, float] = {}
+        projects = set(self.budget.projects) if self.budget else set()
+        rows = table.to_pydict()
+        for ts, status, cost, project, model, itok, ibytes, inon, imsg in zip(*(rows[c] for c in cols), strict=True):
+            if cost and status in ("ok", "error"):
+                scopes = ["global"] + ([f"project:{project}"] if project in projects else [])
+                for window in Window:
+                    key = window_key(window, ts, zone)
+                    end = window_bounds(window, ts, zone)[1].timestamp() + 86_400
+                    for scope in scopes:
+                        b = bucket_name(scope, key)
+                        spent[b] = spent.get(b, 0) + cost
+                        expires[b] = end
+            if status == "ok" and ibytes and itok is not None:
+                self.estimator.observe(model, InputSize(ibytes, inon or 0, imsg or 1, 0), itok)
+        self.ledger.seed(spent, expires)
+
+    # -- one call ------------------------------------------------------------------------------
+
+    def plan(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> CallPlan | None:
+        """Plan a chat call (None: not a chat call, pass it through). Raises before sending:
+        ResponseFormatError for a request body we cannot read, UnknownModelError (logged)."""
+        if method != "POST" or not path.endswith(CHAT_PATHS):
+            return None
+        try:
+            payload = json.loads(body)
+        except ValueError as exc:
+            raise ConfigError("The chat request body is not JSON; nothing was sent.") from exc
+        if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
+            raise ConfigError("A chat request needs a JSON object with a 'model' string; nothing was sent.")
+        model: str = payload["model"]
+        messages = payload.get("messages") or []
+        if not isinstance(messages, list):
+            raise ConfigError("'messages' must be a list of {role, content} objects; nothing was sent.")
+        project = headers.get(PROJECT_HEADER) or self.project
+        started = time.perf_counter()
+        ts = self.clock()
+        size = measure_messages(messages, payload.get("tools") or payload.get("functions"))
+        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+            raise ConfigError(f"max_tokens must be a positive integer, not {max_tokens!r}; nothing was sent.")
+        n_choices = payload.get("n") if isinstance(payload.get("n"), int) and payload["n"] > 1 else 1
+        try:
+            price: Price | None = self.prices.price(model)
+        except UnknownModelError as exc:
+            if not self.allow_unpriced:
+                self._write(self._base_record(_new_id(), ts, model, project, size, max_tokens, None)
+                            | {"status": "error", "error": "unknown model: no price; not sent", "attempts": 0})
+                raise exc from None
+            price = None
+        cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
+        output_bound = min(max_tokens, cap) if max_tokens else cap
+        output_bound *= n_choices
+        input_bound = self.estimator.bound(model, size)
+        estimate = price.worst_case_nanos(input_bound, output_bound) if price else 0
+        stream = bool(payload.get("stream"))
+        strip = False
+        if stream:
+            opts = payload.get("stream_options") or {}
+            if not opts.get("include_usage"):
+                # The usage chunk is how a stream's cost is known; hide it from callers who did not ask.
+                payload["stream_options"] = {**opts, "include_usage": True}
+                body = json.dumps(payload).encode()
+                strip = True
+        return CallPlan(
+            call_id=_new_id(), ts=ts, started=started, model=model, project=project, price=price,
+            max_tokens=max_tokens, output_bound=output_bound, size=size, input_bound=input_bound,
+            estimate_nanos=estimate, stream=stream, strip_usage_chunk=strip, body=body,
+            conversation_id=_conversation_id(messages),
+            prompt=json.dumps(messages, ensure_ascii=False) if self.log_content else None,
+        )
+
+    def preview(self, payload: dict[str, Any]) -> CallPlan:
+        """Plan a request body without sending or logging it (for `client.estimate`)."""
+        self.prices.price(payload["model"])  # UnknownModelError, not logged: nothing was attempted
+        plan = self.plan("POST", "/chat/completions", json.dumps(payload).encode(), {})
+        assert plan is not None
+        return plan
+
+    def admit(self, plan: CallPlan) -> None:
+        """Reserve the worst case; BudgetExceededError (logged as 'blocked') if it would pass."""
+        if plan.price is None:
+            return  # unpriced (opt-in): nothing to reserve, logged as 'unpriced'
+        try:
+            plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project, model=plan.model)
+        except BudgetExceededError as exc:
+            plan.finished = True
+            self._write(self._plan_record(plan) | {"status": "blocked", "attempts": 0, "error": _short(str(exc))})
+            raise
+
+    def complete(self, plan: CallPlan, status_code: int, body: bytes, headers: Mapping[str, str]) -> tuple[CallRecord, Any, HolySheepError | None]:
+        """Settle and log a non-streamed answer. Returns (record, parsed JSON or None, error)."""
+        parsed: Any = None
+        error: HolySheepError | None = None
+        usage: Usage | None = None
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
+            error = ResponseFormatError(f"The relay answered HTTP {status_code} with {kind} instead of a chat completion.",
+                                        status_code=status_code, body=body.decode("utf-8", "replace"))
+        if error is None and 200 <= status_code < 300:
+            try:
+                usage = Usage.from_response(parsed)
+            except ResponseFormatError as exc:
+                error = exc
+        if error is None and not 200 <= status_code < 300:
+            error = _http_error(status_code, parsed, body)
+        text = None
+        if self.log_content and isinstance(parsed, dict):
+            try:
+                text = parsed["choices"][0]["message"]["content"]
+            except (KeyError, IndexError, TypeError):
+                text = None
+        record = self._finish(plan, status_code, usage, error, answered=200 <= status_code < 300, completion=text)
+        return record, parsed, error
+
+    def fail(self, plan: CallPlan, exc: BaseException, status_code: int | None = None) -> CallRecord | None:
+        """The call ended without an answer (timeout, connection, cancel): release and log."""
+        if plan.finished:
+            return None
+        kind = type(exc).__name__
+        msg = _short(redact(str(exc), *self.secrets)) if str(exc) else kind
+        return self._finish(plan, status_code, None, None, answered=False, error_text=f"{kind}: {msg}")
+
+    def stream_done(self, plan: CallPlan, status_code: int, usage: Usage | None, received_text: str,
+                    chunks: int, cut: bool, error_text: str | None = None) -> CallRecord | None:
+        """Settle a stream from its usage chunk, or, if cut, from what was received."""
+        if plan.finished:
+            return None
+        if usage is None:
+            # No usage chunk: the input was billed in full; bill what arrived (>= 1 token a chunk).
+            out = max(chunks, math.ceil(len(received_text.encode()) / 4))
+            usage = Usage(plan.input_bound, out)
+            cut = True
+        return self._finish(plan, status_code, usage, None, answered=True, partial=cut,
+                            error_text=error_text or ("stream cut before its usage chunk; cost from what arrived" if cut else None),
+                            completion=received_text if self.log_content else None)
+
+    # -- shared ending -------------------------------------------------------------------------
+
+    def _finish(self, plan: CallPlan, status_code: int | None, usage: Usage | None, error: HolySheepError | None,
+                *, answered: bool, partial: bool = False, error_text: str | None = None,
+                completion: str | None = None) -> CallRecord:
+        plan.finished = True
+        events: list[SpendEvent] = []
+        cost: int | None = 0
+        status = "ok"
+        if usage is not None and plan.price is not None:
+            cost = plan.price.cost_nanos(usage)
+        elif usage is not None:
+            cost, status = None, "unpriced"
+        elif answered and plan.price is not None:
+            # Answered but unreadable: the relay probably billed it; count the worst case, never $0.
+            cost = plan.estimate_nanos
+        if error is not None or error_text is not None:
+            status = "error" if status != "unpriced" else status
+        res = plan.reservation
+        if res is not None:
+            if cost:
+                events = self.guard.settle(res, cost)
+            else:
+                self.guard.release(res)
+        if usage is not None and status == "ok":
+            self.estimator.observe(plan.model, plan.size, usage.input_tokens)
+        row = self._plan_record(plan) | {
+            "status": status,
+            "attempts": plan.attempts,
+            "http_status": status_code,
+            "latency_ms": (time.perf_counter() - plan.started) * 1000,
+            "cost_nanos": cost,
+            "cost_usd": nanos_to_usd(cost) if cost is not None else None,
+            "partial": partial,
+            "ttft_ms": plan.ttft_ms,
+            "completion": completion,
+        }
+        if usage is not None:
+            row |= {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "cached_input_tokens": usage.cached_input_tokens,
+                "reasoning_tokens": usage.reasoning_tokens,
+                "relay_cost_usd": usage.relay_cost_usd,
+            }
+        if error is not None or error_text is not None:
+            row["error"] = _short(redact(error_text or str(error), *self.secrets))
+        record = self._write(row)
+        if cost:
+            self.recent.add(cost)
+        if events and self.alerts is not None:
+            self.alerts.observe(events)
+        for fn in list(self._listeners):
+            fn(record, events)
+        return record
+
+    def _base_record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
+                     max_tokens: int | None, estimate: int | None) -> dict[str, Any]:
+        return {
+            "call_id": call_id, "ts": ts, "model": model, "project": project,
+            "price_version": self.prices.version, "input_bytes": size.text_bytes,
+            "input_non_ascii_bytes": size.non_ascii_bytes, "input_messages": size.messages,
+            "max_tokens": max_tokens,
+            "estimated_cost_usd": nanos_to_usd(estimate) if estimate is not None else None,
+            "cost_usd": 0.0, "cost_nanos": 0,
+        }
+
+    def _plan_record(self, plan: CallPlan) -> dict[str, Any]:
+        return self._base_record(plan.call_id, plan.ts, plan.model, plan.project, plan.size,
+                                 plan.max_tokens, plan.estimate_nanos if plan.price else None) | {
+            "stream": plan.stream, "conversation_id": plan.conversation_id, "prompt": plan.prompt,
+        }
+
+    def _write(self, row: dict[str, Any]) -> CallRecord:
+        record = CallRecord(**row)
+        self.writer.append(record)
+        with self._lock:
+            self.calls += 1
+        return record
+
+    # -- observers -----------------------------------------------------------------------------
+
+    def subscribe(self, fn: Callable[[CallRecord, list[SpendEvent]], None]) -> Callable[[], None]:
+        """Call `fn(record, events)` after every logged call; returns an unsubscribe function."""
+        self._listeners.append(fn)
+        return lambda: self._listeners.remove(fn) if fn in self._listeners else None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.writer.close()
+        if self.alerts is not None:
+            self.alerts.flush(5.0)
+
+
+def _new_id() -> str:
+    from ._ids import new_id
+
+    return new_id()
+
+
+def _conversation_id(messages: list[Any]) -> str | None:
+    # The opening (system + first user message) names a chain without storing its text.
+    opening = [m for m in messages[:2] if isinstance(m, dict)]
+    if not opening:
+        return None
+    digest = hashlib.blake2b(json.dumps(opening, sort_keys=True, ensure_ascii=False).encode(), digest_size=8)
+    return digest.hexdigest()
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _http_error(status_code: int, parsed: Any, body: bytes) -> HolySheepError:
+    from .errors import APIError, RateLimitError, ServerError
+
+    message = ""
+    if isinstance(parsed, dict):
+        err = parsed.get("error")
+        message = err.get("message", "") if isinstance(err, dict) else str(err or "")
+    message = message or body[:200].decode("utf-8", "replace")
+    cls = RateLimitError if status_code == 429 else ServerError if status_code >= 500 else APIError
+    hint = {
+        401: " Check HOLYSHEEP_API_KEY (or api_key=).",
+        403: " The key may lack access to this model.",
+        404: " Check base_url and the model name.",
+        429: " The relay is rate-limiting: set hs.RateLimit(rpm=...) or raise Retry(max_attempts=...).",
+    }.get(status_code, " The relay failed; retry later." if status_code >= 500 else "")
+    return cls(f"HTTP {status_code} from the relay: {message}.{hint}", status_code=status_code, body=body.decode("utf-8", "replace"))
+
+

@@ -1,0 +1,95 @@
+"""Incremental SSE reading of a chat stream: pure, fed with bytes, shared by every transport.
+
+It passes the bytes through event by event, remembers the text, the usage chunk and the time
+of the first token, and drops the usage-only event when the caller did not ask for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .errors import ResponseFormatError
+from .pricing import Usage
+
+__all__ = ["StreamAccumulator"]
+
+
+class StreamAccumulator:
+    """Feed raw SSE bytes; get back the bytes to hand to the caller."""
+
+    __slots__ = ("_buf", "_strip_usage", "chunks", "done", "first_token_at", "parts", "usage", "usage_error")
+
+    def __init__(self, *, strip_usage_chunk: bool = False) -> None:
+        self._buf = b""
+        self._strip_usage = strip_usage_chunk
+        self.parts: list[str] = []
+        self.chunks = 0
+        self.usage: Usage | None = None
+        self.usage_error: str | None = None
+        self.done = False
+        self.first_token_at: float | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    def feed(self, data: bytes) -> bytes:
+        """Consume `data`; return the complete events to pass on (partial ones wait)."""
+        self._buf += data
+        out: list[bytes] = []
+        while True:
+            # SSE events end with a blank line; relays use \n\n (and some \r\n\r\n).
+            idx = self._buf.find(b"\n\n")
+            alt = self._buf.find(b"\r\n\r\n")
+            if idx < 0 and alt < 0:
+                break
+            if alt >= 0 and (idx < 0 or alt < idx):
+                event, self._buf = self._buf[: alt + 4], self._buf[alt + 4 :]
+            else:
+                event, self._buf = self._buf[: idx + 2], self._buf[idx + 2 :]
+            if self._handle(event):
+                out.append(event)
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """The bytes still held at the end of the stream (an unterminated last event)."""
+        rest, self._buf = self._buf, b""
+        if rest.strip():
+            self._handle(rest)
+        return rest
+
+    def _handle(self, event: bytes) -> bool:
+        """Read one event; return False to drop it from what the caller sees."""
+        for line in event.splitlines():
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if data == b"[DONE]":
+                self.done = True
+                continue
+            try:
+                chunk: Any = json.loads(data)
+            except ValueError:
+                continue  # a relay's keep-alive or a broken line: pass it on unread
+            if not isinstance(chunk, dict):
+                continue
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                try:
+                    self.usage = Usage.from_usage(usage)
+                except ResponseFormatError as exc:
+                    self.usage_error = str(exc)
+            choices = chunk.get("choices") or []
+            for choice in choices:
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if content:
+                    if self.first_token_at is None:
+                        self.first_token_at = time.perf_counter()
+                    self.parts.append(content)
+                    self.chunks += 1
+            if self._strip_usage and usage is not None and not choices:
+                return False
+        return True

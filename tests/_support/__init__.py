@@ -1,0 +1,1 @@
+"""Helpers for tests: real local servers and worker processes."""

@@ -1,0 +1,39 @@
+from holysheep_lab.tokens import MIN_OBSERVATIONS, InputSize, TokenEstimator, measure_messages
+
+THAI = "สวัสดีครับ วันนี้อากาศดีมาก " * 20
+CHINESE = "今天天气很好，我们去公园散步吧。" * 20
+CODE = "def f(x):\n    return [i ** 2 for i in range(x) if i % 3]\n" * 20
+
+
+def test_bound_is_at_least_utf8_bytes_for_any_script():
+    for text in (THAI, CHINESE, CODE, "hello " * 100):
+        size = measure_messages([{"role": "user", "content": text}])
+        assert size.safe_bound() >= len(text.encode())
+        # the seed's chars/4 undercounts Thai and Chinese several-fold; bytes do not
+        assert size.safe_bound() >= len(text) // 4 * (3 if not text.isascii() else 1)
+
+
+def test_script_class_and_images_and_tools():
+    assert measure_messages([{"role": "user", "content": "abc " * 40}]).script_class == 0
+    assert measure_messages([{"role": "user", "content": THAI}]).script_class == 2
+    size = measure_messages(
+        [{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}],
+        tools=[{"type": "function", "function": {"name": "lookup", "parameters": {}}}],
+    )
+    assert size.images == 1 and size.text_bytes > len("what is this") + len("lookup")
+
+
+def test_estimator_tightens_only_after_enough_observations():
+    est = TokenEstimator()
+    size = InputSize(text_bytes=4000, non_ascii_bytes=0, messages=1, images=0)
+    assert est.bound("m", size) == size.safe_bound()
+    for _ in range(MIN_OBSERVATIONS):
+        est.observe("m", size, 1016)  # ~0.25 tokens/byte (English)
+    tight = est.bound("m", size)
+    assert 1016 <= tight < size.safe_bound() / 2
+    # Thai is another class: no learning carries over, so it keeps the safe bound
+    thai = InputSize(text_bytes=4000, non_ascii_bytes=3600, messages=1, images=0)
+    assert est.bound("m", thai) == thai.safe_bound()
+    # a denser observation raises the learned bound at once
+    est.observe("m", size, 3000)
+    assert est.bound("m", size) >= 3000
