@@ -1,4 +1,4 @@
-"""Time-sortable unique ids (ULID layout: 48-bit ms time + 80 random bits, Crockford base32)."""
+"""Time-sortable unique ids: 48-bit milliseconds then 80 random bits, as 32 hex digits."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ import time
 
 __all__ = ["new_id"]
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
 
 def new_id() -> str:
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    out = []
-    for _ in range(26):
-        out.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(out))
+    """Sorts by creation time (to the millisecond); unique across processes and machines."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"

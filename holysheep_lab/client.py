@@ -21,7 +21,7 @@ from .errors import ConfigError, HolySheepError, ResponseFormatError
 from .ledger.base import Ledger
 from .limits import RateLimit, Retry
 from .log.schema import CallRecord
-from .metering import PROJECT_HEADER, Meter
+from .metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Meter
 from .pricing import PriceTable, Usage
 from .transport import AsyncMeteredTransport, MeteredTransport, outcome_of
 
@@ -262,7 +262,8 @@ class Client:
         """
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
-        request = self._http.build_request("POST", "/chat/completions", json=body, headers=self._project_headers(project))
+        request = self._http.build_request("POST", "/chat/completions", json=body, headers=self._project_headers(project),
+                                           extensions={PAYLOAD_EXTENSION: body})
         if stream:
             return ChatStream(self._http.send(request, stream=True), model)
         return _result(self._http.send(request))
@@ -274,7 +275,8 @@ class Client:
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
         http = self._async_client()
-        request = http.build_request("POST", "/chat/completions", json=body, headers=self._project_headers(project))
+        request = http.build_request("POST", "/chat/completions", json=body, headers=self._project_headers(project),
+                                     extensions={PAYLOAD_EXTENSION: body})
         if stream:
             return AsyncChatStream(await http.send(request, stream=True), model)
         return _result(await http.send(request))

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from .budget import NANOS_PER_USD, Budget, BudgetLine, Window, local_zone, window_bounds, window_key
 from .errors import BudgetExceededError
@@ -21,6 +22,7 @@ __all__ = ["Guard", "Reservation"]
 
 # Buckets outlive their window by a day so late settles and meters still find them.
 _BUCKET_GRACE = 86_400.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _usd(nanos: int) -> Decimal:
@@ -55,26 +57,42 @@ class Guard:
         self.clock = clock
         self.reservation_ttl = reservation_ttl
         self._zone = budget.zone if budget is not None else local_zone()
+        # (valid from, valid to, {project: template}): window maths once per window, not per call.
+        self._cache: tuple[datetime, datetime, dict[str | None, list[Any]]] = (_EPOCH, _EPOCH, {})
 
     @property
     def zone(self) -> tzinfo:
         return self._zone
 
     def _plan(self, amount: int, project: str | None, now: datetime) -> list[tuple[BudgetLine | None, Charge, str, datetime]]:
-        lines: list[tuple[str, Window, BudgetLine | None]] = [
-            (ln.scope, ln.window, ln) for ln in (self.budget.lines(project) if self.budget else ())
-        ]
-        # Global spend is counted per window even without a limit, so meters always have it.
-        limited = {(scope, window) for scope, window, _ in lines}
-        lines += [("global", w, None) for w in Window if ("global", w) not in limited]
-        zone = self.zone
-        out: list[tuple[BudgetLine | None, Charge, str, datetime]] = []
-        for scope, window, line in lines:
-            key = window_key(window, now, zone)
-            end = window_bounds(window, now, zone)[1]
-            limit = line.block_nanos if line is not None else None
-            out.append((line, Charge(bucket_name(scope, key), amount, limit, end.timestamp() + _BUCKET_GRACE), key, end))
-        return out
+        template = self._template(project, now)
+        return [(line, Charge(bucket, amount, limit, expires), key, end) for line, bucket, limit, expires, key, end in template]
+
+    def _template(self, project: str | None, now: datetime) -> list[tuple[BudgetLine | None, str, int | None, float, str, datetime]]:
+        """The buckets a call in `project` touches now; cached until the current windows end."""
+        valid_from, valid_to, templates = self._cache
+        if not valid_from <= now < valid_to:
+            bounds = {w: window_bounds(w, now, self._zone) for w in Window}
+            valid_from = max(start for start, _ in bounds.values())
+            valid_to = min(end for _, end in bounds.values())
+            templates = {}
+            self._cache = (valid_from, valid_to, templates)
+        template = templates.get(project)
+        if template is None:
+            lines: list[tuple[str, Window, BudgetLine | None]] = [
+                (ln.scope, ln.window, ln) for ln in (self.budget.lines(project) if self.budget else ())
+            ]
+            # Global spend is counted per window even without a limit, so meters always have it.
+            limited = {(scope, window) for scope, window, _ in lines}
+            lines += [("global", w, None) for w in Window if ("global", w) not in limited]
+            template = []
+            for scope, window, line in lines:
+                key = window_key(window, now, self._zone)
+                end = window_bounds(window, now, self._zone)[1]
+                limit = line.block_nanos if line is not None else None
+                template.append((line, bucket_name(scope, key), limit, end.timestamp() + _BUCKET_GRACE, key, end))
+            templates[project] = template
+        return template
 
     def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None) -> Reservation:
         """Reserve `amount` nanos in every line; BudgetExceededError (nothing reserved) if any would pass."""
@@ -96,14 +114,15 @@ class Guard:
             )
         return Reservation(call_id, amount, plan, project, model)
 
-    def settle(self, reservation: Reservation, actual: int) -> list[SpendEvent]:
-        """Turn the reservation into spend of `actual` nanos; return one event per limited line."""
+    def settle(self, reservation: Reservation, actual: int, *, events: bool = True) -> list[SpendEvent]:
+        """Turn the reservation into spend of `actual` nanos; return one event per limited line
+        (none when `events` is False: nobody listens)."""
         if reservation.done:
             return []
         reservation.done = True
         charges = [Charge(c.bucket, actual, c.limit, c.expires_at) for _, c, _, _ in reservation.lines]
         after = self.ledger.settle(reservation.id, charges)
-        return self._events(reservation, actual, after)
+        return self._events(reservation, actual, after) if events else []
 
     def record(self, actual: int, *, project: str | None = None, model: str | None = None) -> list[SpendEvent]:
         """Count spend that was never reserved (e.g. an unpriced call later priced, or passthrough)."""

@@ -19,11 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ._ids import new_id
 from .budget import Budget, Window, window_bounds, window_key
 from .errors import (
     BudgetExceededError,
     ConfigError,
     HolySheepError,
+    LedgerUnavailableError,
     ResponseFormatError,
     UnknownModelError,
     redact,
@@ -40,12 +42,14 @@ if TYPE_CHECKING:
     from .alerts import AlertManager
     from .log import LogWriter
 
-__all__ = ["PROJECT_HEADER", "CallPlan", "Meter", "MeterOptions"]
+__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "Meter", "MeterOptions"]
 
 log = logging.getLogger("holysheep_lab")
 
 #: hs.Client passes a per-call project in this header; the transport strips it before sending.
 PROJECT_HEADER = "x-holysheep-project"
+#: hs.Client hands the request's dict to the transport here, so it is not parsed back from JSON.
+PAYLOAD_EXTENSION = "holysheep_payload"
 CHAT_PATHS = ("/chat/completions",)
 DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
 
@@ -165,14 +169,18 @@ class Meter:
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300)
         self.alerts = alerts
-        if alerts is not None and hasattr(alerts, "use_claim"):
+        if alerts is not None:
+            # One alert per level per window across processes (the ledger is shared), and
+            # reset times shown in the budget's zone.
             alerts.use_claim(self.ledger.claim)
+            alerts.use_zone(self.guard.zone)
         self.secrets = tuple(s for s in secrets if s)
         self.recent = _Recent()
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
         self._lock = threading.Lock()
         self.calls = 0
         self.closed = False
+        self._ledger_down = False
         self._rebuild_from_log()
 
     # -- start-up ------------------------------------------------------------------------------
@@ -214,15 +222,18 @@ class Meter:
 
     # -- one call ------------------------------------------------------------------------------
 
-    def plan(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> CallPlan | None:
+    def plan(self, method: str, path: str, body: bytes, headers: Mapping[str, str],
+             payload: dict[str, Any] | None = None) -> CallPlan | None:
         """Plan a chat call (None: not a chat call, pass it through). Raises before sending:
-        ResponseFormatError for a request body we cannot read, UnknownModelError (logged)."""
+        ConfigError for a request body we cannot read, UnknownModelError (logged).
+        `payload` is the already-parsed body when the caller has it (hs.Client does)."""
         if method != "POST" or not path.endswith(CHAT_PATHS):
             return None
-        try:
-            payload = json.loads(body)
-        except ValueError as exc:
-            raise ConfigError("The chat request body is not JSON; nothing was sent.") from exc
+        if payload is None:
+            try:
+                payload = json.loads(body)
+            except ValueError as exc:
+                raise ConfigError("The chat request body is not JSON; nothing was sent.") from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
             raise ConfigError("A chat request needs a JSON object with a 'model' string; nothing was sent.")
         model: str = payload["model"]
@@ -241,7 +252,7 @@ class Meter:
             price: Price | None = self.prices.price(model)
         except UnknownModelError as exc:
             if not self.allow_unpriced:
-                self._write(self._base_record(_new_id(), ts, model, project, size, max_tokens, None)
+                self._write(self._base_record(new_id(), ts, model, project, size, max_tokens, None)
                             | {"status": "error", "error": "unknown model: no price; not sent", "attempts": 0})
                 raise exc from None
             price = None
@@ -260,7 +271,7 @@ class Meter:
                 body = json.dumps(payload).encode()
                 strip = True
         return CallPlan(
-            call_id=_new_id(), ts=ts, started=started, model=model, project=project, price=price,
+            call_id=new_id(), ts=ts, started=started, model=model, project=project, price=price,
             max_tokens=max_tokens, output_bound=output_bound, size=size, input_bound=input_bound,
             estimate_nanos=estimate, stream=stream, strip_usage_chunk=strip, body=body,
             conversation_id=_conversation_id(messages),
@@ -279,8 +290,14 @@ class Meter:
         if plan.price is None:
             return  # unpriced (opt-in): nothing to reserve, logged as 'unpriced'
         try:
+            if self._ledger_down:
+                # A shared ledger that lost its state (a restarted Redis) must relearn the
+                # spend from the log before it may approve anything; seeding never lowers.
+                self._rebuild_from_log()
+                self._ledger_down = False
             plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project, model=plan.model)
-        except BudgetExceededError as exc:
+        except (BudgetExceededError, LedgerUnavailableError) as exc:
+            self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
             plan.finished = True
             self._write(self._plan_record(plan) | {"status": "blocked", "attempts": 0, "error": _short(str(exc))})
             raise
@@ -354,10 +371,16 @@ class Meter:
             status = "error" if status != "unpriced" else status
         res = plan.reservation
         if res is not None:
-            if cost:
-                events = self.guard.settle(res, cost)
-            else:
-                self.guard.release(res)
+            try:
+                if cost:
+                    events = self.guard.settle(res, cost, events=self.alerts is not None or bool(self._listeners))
+                else:
+                    self.guard.release(res)
+            except LedgerUnavailableError:
+                # The answer arrived and is logged below; the ledger relearns it from the log
+                # (see admit) once it is back, so the spend is not lost.
+                self._ledger_down = True
+                log.warning("ledger unavailable while settling call %s; it will be re-seeded from the log", plan.call_id)
         if usage is not None and status == "ok":
             self.estimator.observe(plan.model, plan.size, usage.input_tokens)
         row = self._plan_record(plan) | {
@@ -430,19 +453,13 @@ class Meter:
             self.alerts.flush(5.0)
 
 
-def _new_id() -> str:
-    from ._ids import new_id
-
-    return new_id()
-
-
 def _conversation_id(messages: list[Any]) -> str | None:
     # The opening (system + first user message) names a chain without storing its text.
+    # repr keeps key order, which is stable for messages built by the same code: cheap and enough.
     opening = [m for m in messages[:2] if isinstance(m, dict)]
     if not opening:
         return None
-    digest = hashlib.blake2b(json.dumps(opening, sort_keys=True, ensure_ascii=False).encode(), digest_size=8)
-    return digest.hexdigest()
+    return hashlib.blake2b(repr(opening).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import html
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .budget import NANOS_PER_USD, Window, window_bounds
+from .budget import NANOS_PER_USD, Budget, Window, local_zone, window_bounds
 from .ledger.base import bucket_name
 
 if TYPE_CHECKING:
     from .metering import Meter
 
-__all__ = ["UsageReport", "budget_lines", "usage_report"]
+__all__ = ["USAGE_COLUMNS", "UsageReport", "budget_lines", "summarize", "usage_from_log", "usage_report"]
 
 
 class UsageReport(dict[str, Any]):
@@ -70,48 +71,102 @@ def _key(window: Window, now: Any, zone: Any) -> str:
     return window_key(window, now, zone)
 
 
-def usage_report(meter: Meter, days: int = 7) -> UsageReport:
-    """The seed's report over the last `days` local days, read from the log (every process)."""
-    import pyarrow as pa
+USAGE_COLUMNS = ("ts", "model", "status", "cost_usd", "input_tokens", "output_tokens", "latency_ms")
+
+
+def summarize(table: Any, days: int, *, daily_remaining: float | None = None,
+              monthly_remaining: float | None = None) -> UsageReport:
+    """The seed's report keys from an Arrow table of calls (USAGE_COLUMNS) already cut to the
+    period. Pure: the client (ledger remainders) and the server (log remainders) share it."""
     import pyarrow.compute as pc
 
-    from .errors import ConfigError
-    from .log import read_table
-
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise ConfigError(f"days must be a whole number >= 1, not {days!r}.")
-    now = meter.clock()
-    zone = meter.guard.zone
-    start = window_bounds(Window.DAY, now - timedelta(days=days - 1), zone)[0]
-    cols = ["ts", "model", "status", "cost_usd", "input_tokens", "output_tokens", "latency_ms"]
-    table = read_table(meter.log_dir, start=start, columns=cols) if meter.log_dir.exists() else pa.table({c: [] for c in cols})
     sent = table.filter(pc.field("status") != "blocked") if table.num_rows else table
 
-    def total(t: pa.Table, col: str) -> Any:
-        return pc.sum(t[col]).as_py() or 0
+    def total(col: str) -> Any:
+        if not sent.num_rows:
+            return 0
+        return pc.sum(sent[col]).as_py() or 0
 
     breakdown: dict[str, dict[str, Any]] = {}
     if sent.num_rows:
         grouped = sent.group_by("model").aggregate([
             ("model", "count"), ("cost_usd", "sum"), ("input_tokens", "sum"), ("output_tokens", "sum")])
-        for row in sorted(grouped.to_pylist(), key=lambda r: -(r["cost_usd_sum"] or 0)):
+        for row in sorted(grouped.to_pylist(), key=lambda r: (-(r["cost_usd_sum"] or 0), r["model"])):
             breakdown[row["model"]] = {
                 "requests": row["model_count"], "cost_usd": round(row["cost_usd_sum"] or 0.0, 9),
                 "input_tokens": row["input_tokens_sum"] or 0, "output_tokens": row["output_tokens_sum"] or 0,
             }
-    lines = {(ln["scope"], ln["window"]): ln for ln in budget_lines(meter)}
-    day, month = lines.get(("global", "daily")), lines.get(("global", "monthly"))
     latency = pc.mean(sent["latency_ms"]).as_py() if sent.num_rows else None
     return UsageReport(
         period_days=days,
         total_requests=sent.num_rows,
-        total_cost_usd=round(total(sent, "cost_usd"), 9) if sent.num_rows else 0.0,
-        total_input_tokens=total(sent, "input_tokens") if sent.num_rows else 0,
-        total_output_tokens=total(sent, "output_tokens") if sent.num_rows else 0,
+        total_cost_usd=round(float(total("cost_usd")), 9),
+        total_input_tokens=int(total("input_tokens")),
+        total_output_tokens=int(total("output_tokens")),
         avg_latency_ms=round(latency, 3) if latency is not None else 0.0,
         model_breakdown=breakdown,
-        daily_budget_remaining=day["remaining_usd"] if day else None,
-        monthly_budget_remaining=month["remaining_usd"] if month else None,
+        daily_budget_remaining=daily_remaining,
+        monthly_budget_remaining=monthly_remaining,
         blocked_requests=table.num_rows - sent.num_rows,
         error_requests=int(pc.sum(pc.equal(sent["status"], "error")).as_py() or 0) if sent.num_rows else 0,
     )
+
+
+def _check_days(days: Any) -> int:
+    from .errors import ConfigError
+
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+        raise ConfigError(f"days must be a whole number >= 1, not {days!r}.")
+    return days
+
+
+def _read(log_dir: Path, start: datetime) -> Any:
+    import pyarrow as pa
+
+    from .log import read_table
+
+    if not log_dir.exists():
+        return pa.table({c: [] for c in USAGE_COLUMNS})
+    return read_table(log_dir, start=start, columns=list(USAGE_COLUMNS))
+
+
+def usage_report(meter: Meter, days: int = 7) -> UsageReport:
+    """The seed's report over the last `days` local days, read from the log (every process);
+    budget remainders from the ledger."""
+    days = _check_days(days)
+    start = window_bounds(Window.DAY, meter.clock() - timedelta(days=days - 1), meter.guard.zone)[0]
+    lines = {(ln["scope"], ln["window"]): ln for ln in budget_lines(meter)}
+    day, month = lines.get(("global", "daily")), lines.get(("global", "monthly"))
+    return summarize(_read(meter.log_dir, start), days,
+                     daily_remaining=day["remaining_usd"] if day else None,
+                     monthly_remaining=month["remaining_usd"] if month else None)
+
+
+def usage_from_log(log_dir: str | Path, days: int = 7, *, budget: Budget | None = None,
+                   now: datetime | None = None) -> UsageReport:
+    """The same report from a log folder alone (no client, no ledger): budget remainders are
+    the budget's limits minus the spend the log holds for today and this month."""
+    import pyarrow.compute as pc
+
+    days = _check_days(days)
+    now = now or datetime.now(UTC)
+    zone = budget.zone if budget is not None else local_zone()
+    start = window_bounds(Window.DAY, now - timedelta(days=days - 1), zone)[0]
+    month_start = window_bounds(Window.MONTH, now, zone)[0]
+    day_start = window_bounds(Window.DAY, now, zone)[0]
+    table = _read(Path(log_dir), min(start, month_start) if budget is not None else start)
+
+    def since(moment: datetime) -> Any:
+        return table.filter(pc.field("ts") >= pc.scalar(moment)) if table.num_rows else table
+
+    def remaining(limit: Any, moment: datetime) -> float | None:
+        if limit is None:
+            return None
+        t = since(moment)
+        t = t.filter(pc.field("status") != "blocked") if t.num_rows else t
+        spent = (pc.sum(t["cost_usd"]).as_py() or 0.0) if t.num_rows else 0.0
+        return max(0.0, float(limit) - spent)
+
+    return summarize(since(start), days,
+                     daily_remaining=remaining(budget.daily, day_start) if budget is not None else None,
+                     monthly_remaining=remaining(budget.monthly, month_start) if budget is not None else None)

@@ -21,7 +21,7 @@ import httpx2
 from .errors import APIConnectionError, APITimeoutError, HolySheepError
 from .limits import Retry, parse_retry_after
 from .log.schema import CallRecord
-from .metering import PROJECT_HEADER, CallPlan, Meter, MeterOptions
+from .metering import PAYLOAD_EXTENSION, PROJECT_HEADER, CallPlan, Meter, MeterOptions
 from .streaming import StreamAccumulator
 
 __all__ = ["OUTCOME_KEY", "AsyncMeteredTransport", "CallOutcome", "MeteredTransport", "outcome_of"]
@@ -71,13 +71,14 @@ _Action = _Send | _Sleep | _Read | _Close
 def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_stream: Any) -> Generator[_Action, Any, Any]:
     """The life of one request. Yields actions; returns the response to hand back."""
     headers = request.headers
-    plan = meter.plan(request.method, request.url.path, body, headers)
+    plan = meter.plan(request.method, request.url.path, body, headers, request.extensions.get(PAYLOAD_EXTENSION))
     if plan is None:
         return (yield _Send(request))
     if PROJECT_HEADER in headers or plan.body is not body:
         new_headers = [(k, v) for k, v in headers.multi_items() if k.lower() not in (PROJECT_HEADER, "content-length")]
+        extensions = {k: v for k, v in request.extensions.items() if k != PAYLOAD_EXTENSION}
         request = lib.Request(request.method, request.url, headers=new_headers, content=plan.body,
-                              extensions=request.extensions)
+                              extensions=extensions)
     meter.admit(plan)  # BudgetExceededError: logged as blocked, nothing sent
     retry: Retry = meter.retry
     deadline = plan.started + retry.max_total
@@ -116,6 +117,11 @@ def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_
                     yield _Sleep(delay)
                     continue
             break
+        if response.status_code >= 400:
+            # This flow has made the retry decision; an SDK retrying on top (the openai and
+            # anthropic SDKs retry 408/409/429/5xx) would multiply the attempts and log one row
+            # per SDK attempt. Those SDKs obey this (non-standard) header.
+            response.headers["x-should-retry"] = "false"
         if plan.stream and 200 <= response.status_code < 300:
             return _stream_response(lib, meter, plan, response, request, metered_stream)
         content = yield _Read(response)

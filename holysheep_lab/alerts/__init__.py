@@ -1,0 +1,26 @@
+"""Budget alerts: levels crossed by settled spend, delivered in the background.
+
+    AlertManager(channels=[...], levels=None, cooldown=300.0)   # observe(events), fire(alert)
+    WebhookChannel(url, style="slack"|"discord"|"generic"), EmailChannel(...),
+    NotebookChannel(), CallbackChannel(fn)
+    Alert, Level, Delivery
+"""
+
+from __future__ import annotations
+
+from .channels import CallbackChannel, Channel, EmailChannel, NotebookChannel, WebhookChannel
+from .manager import AlertManager
+from .model import DEFAULT_LEVELS, Alert, Delivery, Level
+
+__all__ = [
+    "Alert",
+    "AlertManager",
+    "CallbackChannel",
+    "Channel",
+    "DEFAULT_LEVELS",
+    "Delivery",
+    "EmailChannel",
+    "Level",
+    "NotebookChannel",
+    "WebhookChannel",
+]
