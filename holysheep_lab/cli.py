@@ -44,7 +44,9 @@ def _demo(args: argparse.Namespace) -> int:
         ok = sum(isinstance(r, hs.ChatResult) for r in results)
         refused = sum(isinstance(r, hs.BudgetExceededError) for r in results)
         failed = len(results) - ok - refused
-        print(f"{len(results)} calls: {ok} answered, {refused} refused before sending, {failed} failed after retries")
+        retried = sum(r.record.attempts - 1 for r in results if isinstance(r, hs.ChatResult))
+        print(f"{len(results)} calls: {ok} answered ({retried} retries after injected faults), "
+              f"{refused} refused before sending, {failed} failed after retries")
         print(f"streamed {len(streamed)} characters; cost ${stream.result.cost_usd:.6f}")
         alerts.flush(5)
         for text in alerts_seen:
@@ -97,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="run a few hundred calls against the built-in simulator")
     d.add_argument("--log-dir", default="holysheep_logs")
     d.add_argument("--calls", type=int, default=300)
-    d.add_argument("--budget", type=float, default=0.5, help="this run's daily project budget, USD")
+    d.add_argument("--budget", type=float, default=1.0, help="this run's daily project budget, USD")
     d.set_defaults(fn=_demo)
     s = sub.add_parser("sim", help="run the OpenAI-compatible simulator in the foreground")
     s.add_argument("--host", default="127.0.0.1")
