@@ -144,3 +144,39 @@ def test_second_process_blocks_at_once_when_today_is_spent(log_dir):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert out.stdout.strip() == "BLOCKED daily", out.stderr[-2000:]
         assert sim.requests == before
+
+
+def test_alerts_rearm_on_a_new_day_across_dst_and_month_end(log_dir):
+    """The same levels fire again in the next window: a 25-hour DST day, then a new month."""
+    from datetime import timedelta
+
+    now = [datetime(2026, 10, 24, 21, 30, tzinfo=UTC)]  # 23:30 on Oct 24 in Berlin
+    fired = []
+    alerts = hs.AlertManager(channels=[hs.CallbackChannel(lambda a: fired.append((a.level.name, a.window_key)))],
+                             cooldown=0)
+    budget = hs.Budget(daily=0.01, monthly=None, tz="Europe/Berlin", alert_at=1.0, block_at=1.0)
+    with hs.Simulator() as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir, budget=budget, alerts=alerts,
+                                          clock=lambda: now[0]) as c:
+        def spend_until_refused():
+            for _ in range(100):
+                try:
+                    c.chat("gpt-4.1", "word " * 30, max_tokens=40)
+                except hs.BudgetExceededError:
+                    return
+        spend_until_refused()
+        now[0] = datetime(2026, 10, 25, 22, 59, tzinfo=UTC)  # 23:59 on the 25-hour day (CET again)
+        spend_until_refused()
+        now[0] += timedelta(minutes=2)  # 00:01 on Oct 26: a new day
+        spend_until_refused()
+        now[0] = datetime(2026, 10, 31, 22, 59, tzinfo=UTC)  # 23:59 on Oct 31
+        spend_until_refused()
+        now[0] += timedelta(minutes=2)  # 00:01 on Nov 1: a new day and month
+        spend_until_refused()
+        alerts.flush(5)
+    by_day = {}
+    for level, key in fired:
+        by_day.setdefault(key, []).append(level)
+    assert list(by_day) == ["day:2026-10-24", "day:2026-10-25", "day:2026-10-26", "day:2026-10-31", "day:2026-11-01"]
+    for levels in by_day.values():
+        # the worst-case estimate stops spending above ~80 %: INFO and WARNING, each once a day
+        assert levels[:2] == ["INFO", "WARNING"] and len(levels) == len(set(levels))
