@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -103,25 +103,36 @@ class CallPlan:
         return self.input_bound + self.output_bound
 
 
-@dataclass(slots=True)
 class _Recent:
-    """Calls and cost of the last minute, for meters (no Parquet reads)."""
+    """Calls and cost of the last minute, for meters (no Parquet reads). Thread-safe."""
 
-    window: float = 60.0
-    items: deque[tuple[float, int]] = field(default_factory=deque)
+    def __init__(self, window: float = 60.0) -> None:
+        self.window = window
+        self._items: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
 
     def add(self, cost_nanos: int) -> None:
         now = time.monotonic()
-        self.items.append((now, cost_nanos))
-        self._trim(now)
+        with self._lock:
+            self._items.append((now, cost_nanos))
+            self._trim(now)
 
     def _trim(self, now: float) -> None:
-        while self.items and self.items[0][0] < now - self.window:
-            self.items.popleft()
+        items = self._items
+        while items and items[0][0] < now - self.window:
+            items.popleft()
+
+    @property
+    def items(self) -> tuple[tuple[float, int], ...]:
+        """A snapshot of (monotonic time, cost nanos) of the calls still in the window."""
+        with self._lock:
+            return tuple(self._items)
 
     def totals(self) -> tuple[int, int]:
-        self._trim(time.monotonic())
-        return len(self.items), sum(c for _, c in self.items)
+        """(calls, cost in nanos) over the last `window` seconds."""
+        with self._lock:
+            self._trim(time.monotonic())
+            return len(self._items), sum(c for _, c in self._items)
 
 
 class Meter:
@@ -177,7 +188,6 @@ class Meter:
         self.secrets = tuple(s for s in secrets if s)
         self.recent = _Recent()
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
-        self._lock = threading.Lock()
         self.calls = 0
         self.closed = False
         self._ledger_down = False
@@ -433,8 +443,7 @@ class Meter:
     def _write(self, row: dict[str, Any]) -> CallRecord:
         record = CallRecord(**row)
         self.writer.append(record)
-        with self._lock:
-            self.calls += 1
+        self.calls += 1  # a display counter: a rare lost increment under threads is harmless
         return record
 
     # -- observers -----------------------------------------------------------------------------

@@ -41,7 +41,13 @@ def _price(name: str, value: Any, *, optional: bool = False) -> Decimal | None:
 
 
 def nanos_to_usd(nanos: int) -> float:
-    """Exact nanos to the float USD stored for analysis (rounded once, at the edge)."""
+    """Exact nanos to the float USD stored for analysis, rounded once, at the edge.
+
+    Below 2**53 nanos ($9M) both operands are exact floats and IEEE division rounds the exact
+    quotient once: the same float as Decimal division, at a fraction of the cost.
+    """
+    if abs(nanos) < 2**53:
+        return nanos / 1_000_000_000
     return float(Decimal(nanos) / 1_000_000_000)
 
 

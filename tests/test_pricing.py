@@ -106,3 +106,8 @@ def test_bad_usage_is_a_named_error(usage, match):
         Usage.from_response({"usage": usage})
     with pytest.raises(ResponseFormatError, match="no 'usage'"):
         Usage.from_response({"choices": []})
+
+
+@given(st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1))
+def test_nanos_to_usd_rounds_exactly_once(n):
+    assert nanos_to_usd(n) == float(Decimal(n) / 1_000_000_000)
