@@ -1,0 +1,47 @@
+"""Spend analytics for call logs: pure functions, the `df.hs` accessor, forecast, charts, report.
+
+Importing this package imports pandas and registers the `df.hs` accessor. Charts and the
+report import altair only when they are built.
+"""
+
+from __future__ import annotations
+
+from . import accessor as _accessor  # noqa: F401  (registers df.hs)
+from .forecast import backtest, backtest_series, forecast, forecast_series
+from .report import Report, report
+from .spend import (
+    budget_status,
+    burn_rate,
+    by,
+    by_model,
+    context_chain,
+    context_growth,
+    daily,
+    daily_from_log,
+    error_rates,
+    latency,
+    monthly,
+    tokens_per_call,
+)
+
+__all__ = [
+    "Report",
+    "backtest",
+    "backtest_series",
+    "budget_status",
+    "burn_rate",
+    "by",
+    "by_model",
+    "context_chain",
+    "context_growth",
+    "daily",
+    "daily_from_log",
+    "error_rates",
+    "forecast",
+    "forecast_series",
+    "latency",
+    "monthly",
+    "report",
+    "tokens_per_call",
+]
+

@@ -1,0 +1,117 @@
+"""The `df.hs` accessor: a thin front over the pure functions in `spend` and `forecast`.
+
+Registered when `holysheep_lab.analysis` is imported (the package root does that lazily, on
+first use of `hs.read_log` / `hs.report` or of `holysheep_lab.analysis`). It checks the columns
+every method needs in `__init__` and holds nothing but the frame.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, tzinfo
+from typing import Any
+
+import pandas as pd
+
+from ..budget import Budget
+from .forecast import backtest as _backtest
+from .forecast import forecast as _forecast
+from . import spend as _sp
+
+__all__ = ["REQUIRED_COLUMNS", "HolySheepAccessor"]
+
+#: Columns every call log has; methods that need more (latency_ms, conversation_id, ...)
+#: name what is missing when called.
+REQUIRED_COLUMNS = ("ts", "model", "status", "cost_usd")
+
+
+@pd.api.extensions.register_dataframe_accessor("hs")
+class HolySheepAccessor:
+    """Spend analytics on a call-log DataFrame: ``df.hs.daily()``, ``df.hs.forecast()``, ...
+
+    Every method returns a new tidy DataFrame (see the function of the same name in
+    `holysheep_lab.analysis.spend` / `.forecast` for its columns). `tz` is the IANA zone of
+    calendar days and months (None = local), as for budgets.
+    """
+
+    __slots__ = ("_df",)
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+        if missing:
+            # AttributeError is what pandas expects from a failing accessor.
+            raise AttributeError(
+                f"df.hs needs the call-log column(s) {', '.join(missing)}; this DataFrame lacks "
+                "them. Read the log with hs.read_log(path)."
+            )
+        self._df = df
+
+    def __repr__(self) -> str:
+        return f"<df.hs accessor: {len(self._df)} calls>"
+
+    def daily(self, by: str | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
+        """Spend per local day (optionally per `by` label): see `spend.daily`."""
+        return _sp.daily(self._df, by=by, tz=tz)
+
+    def monthly(self, by: str | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
+        """Spend per calendar month: see `spend.monthly`."""
+        return _sp.monthly(self._df, by=by, tz=tz)
+
+    def by_model(self) -> pd.DataFrame:
+        """Totals per model: see `spend.by`."""
+        return _sp.by_model(self._df)
+
+    def by(self, column: str) -> pd.DataFrame:
+        """Totals per value of `column`: see `spend.by`."""
+        return _sp.by(self._df, column)
+
+    def latency(self, by: str | None = "model") -> pd.DataFrame:
+        """p50/p95/p99 latency per group: see `spend.latency`."""
+        return _sp.latency(self._df, by=by)
+
+    def tokens_per_call(self, by: str | None = "model") -> pd.DataFrame:
+        """Token use per answered call: see `spend.tokens_per_call`."""
+        return _sp.tokens_per_call(self._df, by=by)
+
+    def error_rates(self, by: str | None = "model") -> pd.DataFrame:
+        """Error, blocked and retry rates: see `spend.error_rates`."""
+        return _sp.error_rates(self._df, by=by)
+
+    def burn_rate(self, now: datetime | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
+        """Spend rate over trailing and calendar periods: see `spend.burn_rate`."""
+        return _sp.burn_rate(self._df, now=now, tz=tz)
+
+    def budget_status(self, budget: Budget, now: datetime | None = None) -> pd.DataFrame:
+        """Spent, remaining, flags, projection and run-out date per budget line."""
+        return _sp.budget_status(self._df, budget, now=now)
+
+    def context_growth(
+        self, min_calls: int = 5, min_growth: float = 2.0, min_increasing: float = 0.8, min_tokens: int = 10_000
+    ) -> pd.DataFrame:
+        """Conversations whose prompt keeps growing: see `spend.context_growth`."""
+        return _sp.context_growth(self._df, min_calls=min_calls, min_growth=min_growth,
+                                  min_increasing=min_increasing, min_tokens=min_tokens)
+
+    def forecast(
+        self,
+        days: int = 30,
+        tz: str | tzinfo | None = None,
+        budget: Budget | None = None,
+        interval: float = 0.9,
+        now: datetime | None = None,
+    ) -> pd.DataFrame:
+        """Daily spend forecast (date, yhat, lo, hi) with month-end projection and
+        budget-exhaustion date in ``.attrs``: see `forecast.forecast`."""
+        return _forecast(self._df, days=days, tz=tz, budget=budget, interval=interval, now=now)
+
+    def backtest(
+        self, horizon: int = 14, min_train: int = 28, step: int = 1, tz: str | tzinfo | None = None
+    ) -> pd.DataFrame:
+        """Rolling-origin backtest vs the two naive baselines: see `forecast.backtest`."""
+        return _backtest(self._df, horizon=horizon, min_train=min_train, step=step, tz=tz)
+
+    def report(self, budget: Budget | None = None, title: str | None = None,
+               tz: str | tzinfo | None = None) -> Any:
+        """A self-contained HTML report: see `report.report`."""
+        from .report import report
+
+        return report(self._df, budget=budget, title=title, tz=tz)

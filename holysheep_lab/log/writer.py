@@ -1,0 +1,729 @@
+"""The call-log writer: an append-only journal per writer, rolled into immutable Parquet.
+
+Layout of a log folder::
+
+    LOG_DIR/
+      _journal/<host>-<pid>-<rand>-<seq>.jsonl     one live journal per writer (flock-ed)
+      date=2026-11-28/part-<writer>-<seq>.parquet  immutable, zstd, hive-partitioned by UTC date
+
+Journal format (JSON lines, stdlib `json`): the first line is a header object
+``{"holysheep_journal": 1, "writer": ..., "seq": ..., "host": ..., "pid": ..., "columns": [...]}``;
+every further line is one JSON array of values in the header's column order, with `ts` as
+integer microseconds since the Unix epoch (exact), null for None. One `os.write` per record (no
+fsync), so a SIGKILL loses nothing that `append` returned for; a killed process can leave only
+a last line without its newline, which readers ignore.
+
+Rolling seals the current journal (appends go on into a fresh one), writes its rows as one
+Parquet file per UTC date to a hidden temp name, fsyncs, renames atomically, fsyncs the folder,
+and only then unlinks the journal. A crash at any point leaves the rows in the journal, in
+Parquet, or in both; readers de-duplicate on `call_id`. Part names are deterministic
+(writer + seq), so rolling the same journal again (by `compact`) overwrites, never multiplies.
+"""
+
+from __future__ import annotations
+
+import atexit
+import enum
+import json
+import numbers
+import operator
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from functools import cache
+from itertools import repeat
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, LogError
+from .schema import CALL_SCHEMA, SCHEMA_VERSION, CallRecord
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+__all__ = [
+    "JOURNAL_DIR",
+    "JOURNAL_FORMAT",
+    "JOURNAL_SUFFIX",
+    "LogWriteWarning",
+    "LogWriter",
+    "fsync_dir",
+    "host_tag",
+    "journal_header",
+    "micros_to_datetime",
+    "normalise_values",
+    "build_array",
+    "part_name",
+    "rows_to_table",
+    "safe_name",
+    "to_micros",
+    "try_lock",
+    "write_parts",
+]
+
+JOURNAL_DIR = "_journal"
+JOURNAL_SUFFIX = ".jsonl"
+JOURNAL_FORMAT = 1
+
+_UTC = timezone.utc
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+_US = timedelta(microseconds=1)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Compact separators keep lines short; allow_nan keeps NaN/inf floats as they were.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+_MAX_SIGNATURES = 512
+
+
+class LogWriteWarning(UserWarning):
+    """A value could not be stored in its column (set to null) or a background roll failed."""
+
+
+# -- pure helpers ------------------------------------------------------------------------------
+
+
+def to_micros(ts: datetime) -> int:
+    """Microseconds since the Unix epoch, exactly; a naive datetime is taken as UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=_UTC)
+    return (ts - _EPOCH) // _US
+
+
+def micros_to_datetime(us: int) -> datetime:
+    """The UTC datetime of `us` microseconds since the epoch (inverse of `to_micros`)."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where each schema column comes from and what Python type it must hold."""
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]  # int | float | bool | str | ts | any
+    required: frozenset[int]  # indexes of non-nullable columns
+    ts_index: int
+    getter: Callable[[CallRecord], tuple[Any, ...]]
+
+
+def _kind(t: pa.DataType) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t):
+        return "ts"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_floating(t):
+        return "float"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "str"
+    return "any"
+
+
+@cache
+def _layout() -> _Layout:
+    names = tuple(CALL_SCHEMA.names)
+    return _Layout(
+        names=names,
+        kinds=tuple(_kind(f.type) for f in CALL_SCHEMA),
+        required=frozenset(i for i, f in enumerate(CALL_SCHEMA) if not f.nullable),
+        ts_index=names.index("ts"),
+        getter=operator.attrgetter(*names),
+    )
+
+
+def normalise_values(values: Sequence[Any], kinds: Sequence[str], names: Sequence[str],
+                     required: frozenset[int] = frozenset()) -> tuple[list[Any], bool]:
+    """Coerce one record's values to the JSON types of their columns (ts -> int micros).
+
+    Returns the values and whether anything had to change. Raises TypeError naming the column
+    for a value that has no faithful representation (rather than logging a wrong number).
+    """
+    out = list(values)
+    changed = False
+    for i, (v, kind) in enumerate(zip(values, kinds, strict=True)):
+        if v is None:
+            if i in required:
+                raise TypeError(f"call log column {names[i]!r} must not be None")
+            continue
+        t = type(v)
+        if kind == "int":
+            if t is int:
+                new: Any = v
+            elif isinstance(v, float) and v.is_integer():
+                new = int(v)
+            elif isinstance(v, numbers.Integral):  # bool, numpy integers
+                new = int(v)
+            else:
+                raise TypeError(f"call log column {names[i]!r} needs an int, got {t.__name__} {v!r}")
+            if not _INT64_MIN <= new <= _INT64_MAX:
+                raise TypeError(f"call log column {names[i]!r}: {new} does not fit in int64")
+        elif kind == "float":
+            if t is float or t is int:
+                new = v
+            elif isinstance(v, numbers.Real | Decimal) and not isinstance(v, bool):
+                new = float(v)
+            else:
+                raise TypeError(f"call log column {names[i]!r} needs a float, got {t.__name__} {v!r}")
+        elif kind == "bool":
+            if t is bool:
+                new = v
+            elif getattr(getattr(v, "dtype", None), "kind", None) == "b":  # numpy bool scalar
+                new = bool(v)
+            else:
+                raise TypeError(f"call log column {names[i]!r} needs a bool, got {t.__name__} {v!r}")
+        elif kind == "str":
+            if t is str:
+                new = v
+            elif isinstance(v, enum.Enum) and isinstance(v.value, str):
+                new = v.value
+            elif isinstance(v, str):
+                new = str.__str__(v)
+            else:
+                raise TypeError(f"call log column {names[i]!r} needs a str, got {t.__name__} {v!r}")
+        elif kind == "ts":
+            if t is int:
+                new = v
+            elif isinstance(v, datetime):
+                new = to_micros(v)
+            else:
+                raise TypeError(f"call log column {names[i]!r} needs a datetime, got {t.__name__}")
+        else:
+            new = v
+        if new is not v:
+            out[i] = new
+            changed = True
+    return out, changed
+
+
+def journal_header(writer: str, seq: int, host: str, pid: int, columns: Sequence[str]) -> bytes:
+    """The first line of a journal: who wrote it and in which column order."""
+    head = {"holysheep_journal": JOURNAL_FORMAT, "writer": writer, "seq": seq, "host": host,
+            "pid": pid, "schema_version": SCHEMA_VERSION, "ts": "us", "columns": list(columns)}
+    return (json.dumps(head, separators=(",", ":")) + "\n").encode()
+
+
+def _encode_line(values: list[Any]) -> tuple[bytes, list[Any]]:
+    """The journal line of a row, and the row as a reader will see it."""
+    text = _ENCODER.encode(values) + "\n"
+    try:
+        return text.encode("utf-8"), values
+    except UnicodeEncodeError:
+        # A lone surrogate (it can arrive inside JSON from a relay) has no UTF-8 form and Parquet
+        # could not store it: keep the row, with that character replaced, here and on disk.
+        line = text.encode("utf-8", "replace")
+        return line, json.loads(line)
+
+
+def _coerce_one(v: Any, kind: str) -> Any:
+    """A value for a column whose bulk conversion failed, or None if it cannot be stored."""
+    if v is None:
+        return None
+    if kind == "int" and isinstance(v, int | float) and float(v).is_integer():
+        return int(v) if _INT64_MIN <= int(v) <= _INT64_MAX else None
+    if kind == "float" and isinstance(v, int | float):
+        return float(v)
+    if kind == "bool" and isinstance(v, bool):
+        return v
+    if kind == "str" and isinstance(v, str):
+        return v.encode("utf-8", "replace").decode("utf-8")
+    if kind == "ts" and isinstance(v, int) and _INT64_MIN <= v <= _INT64_MAX:
+        return v
+    return None
+
+
+_BUILD_ERRORS = (TypeError, ValueError, OverflowError, UnicodeEncodeError)
+_NONE_TYPE = type(None)
+_ALLOWED: dict[str, set[type]] = {"int": {int}, "ts": {int}, "float": {float, int}, "bool": {bool},
+                                  "str": {str}}
+_FILL: dict[str, Any] = {"int": 0, "ts": 0, "float": 0.0, "bool": False}
+_NUMPY_TYPES = {"int": "int64", "ts": "int64", "float": "float64", "bool": "bool"}
+
+
+def build_array(values: Sequence[Any], kind: str, type_: pa.DataType) -> pa.Array:
+    """An Arrow array of Python values, built from numpy buffers with C-level loops.
+
+    Why not `pa.array`: it imports pandas (a second or more) the first time it runs, and this
+    runs in every process that logs. Raises TypeError for a value of the wrong Python type
+    (numpy would silently truncate 1.5 to 1), OverflowError for ints past int64.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    n = len(values)
+    types = set(map(type, values))
+    has_nulls = _NONE_TYPE in types
+    types.discard(_NONE_TYPE)
+    if not types:
+        return pa.nulls(n, type_)
+    if not types <= _ALLOWED.get(kind, types):
+        raise TypeError(f"{', '.join(sorted(t.__name__ for t in types))} in a {kind} column")
+    validity = None
+    nulls = 0
+    if has_nulls:
+        present = np.fromiter(map(operator.is_not, values, repeat(None)), dtype=bool, count=n)
+        nulls = n - int(present.sum())
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    if kind == "str":
+        encoded = list(map(str.encode, values)) if not has_nulls else [
+            b"" if v is None else v.encode() for v in values]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
+        big = offsets[-1] > 2**31 - 1  # large_string only past 2 GiB of text in one column
+        raw = pa.Array.from_buffers(pa.large_string() if big else pa.string(), n,
+                                    [validity, pa.py_buffer(offsets if big else offsets.astype(np.int32)),
+                                     pa.py_buffer(b"".join(encoded))], null_count=nulls)
+        return raw if raw.type == type_ else raw.cast(type_)
+    dtype = _NUMPY_TYPES.get(kind)
+    if dtype is None:
+        return pa.array(values, type=type_)  # a column type without a fast path here
+    filled = values if not has_nulls else [_FILL[kind] if v is None else v for v in values]
+    data = np.array(filled, dtype=dtype)
+    buffer = pa.py_buffer(np.packbits(data, bitorder="little") if kind == "bool" else data)
+    return pa.Array.from_buffers(type_, n, [validity, buffer], null_count=nulls)
+
+
+def rows_to_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[pa.Table, list[str]]:
+    """Journal rows (in `columns` order, ts as int micros) -> a CALL_SCHEMA table.
+
+    Columns missing from `columns` are null; unknown ones are dropped. Returns the table and a
+    list of problems (values that could not be stored and became null), for the caller to warn.
+    """
+    import pyarrow as pa
+
+    n = len(rows)
+    position = {name: i for i, name in enumerate(columns)}
+    transposed = list(zip(*rows, strict=True)) if n else []
+    arrays: list[pa.Array] = []
+    problems: list[str] = []
+    for f in CALL_SCHEMA:
+        i = position.get(f.name)
+        if i is None:
+            arrays.append(pa.nulls(n, f.type))
+            continue
+        kind = _kind(f.type)
+        values = transposed[i] if n else ()
+        try:
+            arrays.append(build_array(values, kind, f.type))
+        except _BUILD_ERRORS + (pa.ArrowException,):
+            fixed = [_coerce_one(v, kind) for v in values]
+            lost = sum(1 for v, w in zip(values, fixed, strict=True) if v is not None and w != v)
+            problems.append(f"column {f.name!r}: {lost} value(s) did not fit the column type "
+                            "and were stored as null (or with unencodable characters replaced)")
+            arrays.append(build_array(fixed, kind, f.type))
+    return pa.Table.from_arrays(arrays, schema=CALL_SCHEMA), problems
+
+
+def safe_name(text: str, limit: int = 40) -> str:
+    """`text` usable in a file name on any system (and in a hive partition path)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:limit] or "x"
+
+
+def host_tag() -> str:
+    """This machine's name as it appears in writer and file names."""
+    return safe_name(socket.gethostname())
+
+
+def part_name(journal: Path) -> str:
+    """The Parquet file name for a journal's rows: the same whoever rolls it (writer or compact),
+    so rolling one journal twice overwrites instead of duplicating."""
+    return f"part-{safe_name(journal.stem, 120)}.parquet"
+
+
+# -- file-system helpers -----------------------------------------------------------------------
+
+
+def try_lock(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on an open file; False if another holds it.
+
+    flock locks die with their process, which is what lets `compact` tell a live writer's
+    journal from a dead one's. Without fcntl (Windows) there is no lock and this says True.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink in `path` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(table: pa.Table, final: Path, row_group_size: int | None) -> None:
+    import pyarrow.parquet as pq
+
+    # A hidden temp name that ends in .tmp: no reader or `**/*.parquet` glob ever sees it.
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_parts(root: Path, table: pa.Table, name: str, *, row_group_size: int | None = None) -> list[Path]:
+    """Write `table` as one Parquet file `root/date=D/name` per UTC date D of its rows.
+
+    Each file is written to a temp name, fsynced and renamed; the folders are fsynced after.
+    Raises OSError (or an Arrow error) on failure, having left no partial file behind.
+    """
+    import pyarrow.compute as pc
+
+    if table.num_rows == 0:
+        return []
+    days = pc.floor_temporal(table["ts"], unit="day")
+    unique = pc.unique(days)
+    written: list[Path] = []
+    for day in unique:
+        d: date = micros_to_datetime(day.cast("int64").as_py()).date()
+        part = table if len(unique) == 1 else table.filter(pc.equal(days, day))
+        folder = root / f"date={d.isoformat()}"
+        if not folder.is_dir():
+            folder.mkdir(exist_ok=True)
+            fsync_dir(root)
+        path = folder / name
+        _write_atomic(part, path, row_group_size)
+        fsync_dir(folder)
+        written.append(path)
+    return written
+
+
+# -- the writer --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Journal:
+    path: Path
+    fd: int
+    seq: int
+    rows: list[list[Any]] = field(default_factory=list)
+
+
+_LIVE: weakref.WeakSet[LogWriter] = weakref.WeakSet()
+_HOOKS = threading.Lock()
+_hooks_installed = False
+
+
+def _install_process_hooks() -> None:
+    """Once per process: roll every open writer at exit; forget inherited journals after fork."""
+    global _hooks_installed
+    with _HOOKS:
+        if _hooks_installed:
+            return
+        atexit.register(_close_all_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _hooks_installed = True
+
+
+def _close_all_at_exit() -> None:
+    for writer in list(_LIVE):
+        try:
+            writer.close()
+        except LogError as exc:  # the rows stay in the journal; `compact` rolls them later
+            warnings.warn(str(exc), LogWriteWarning, stacklevel=1)
+
+
+def _after_fork_in_child() -> None:
+    for writer in list(_LIVE):
+        writer._forget_after_fork()
+
+
+class LogWriter:
+    """Appends call records durably to this writer's journal and rolls them into Parquet.
+
+    `append` is thread-safe and cheap (one encode and one `os.write`, no fsync): when it
+    returns, the row survives a SIGKILL of the process. Journals roll into Parquet in a
+    background thread when `roll_rows` rows are waiting or `roll_interval` seconds have passed,
+    and at `close()` (also at interpreter exit).
+    """
+
+    def __init__(self, log_dir: str | os.PathLike[str], *, roll_rows: int = 5000,
+                 roll_interval: float | None = 60.0,
+                 clock: Callable[[], float] | None = None) -> None:
+        if isinstance(roll_rows, bool) or not isinstance(roll_rows, int) or roll_rows < 1:
+            raise ConfigError(f"roll_rows must be a whole number >= 1, not {roll_rows!r}.")
+        if roll_interval is not None and not roll_interval > 0:
+            raise ConfigError(f"roll_interval must be > 0 seconds or None, not {roll_interval!r}.")
+        self.log_dir = Path(log_dir)
+        self.roll_rows = roll_rows
+        self.roll_interval = roll_interval
+        self._clock = clock or time.monotonic
+        self._layout = _layout()
+        self._host = host_tag()
+        self._closed = False
+        self._reset_state()
+        try:
+            (self.log_dir / JOURNAL_DIR).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LogError(
+                f"Cannot create the call-log folder {self.log_dir} ({exc.strerror or exc}). "
+                "Pass a writable log_dir= (or set HOLYSHEEP_LOG_DIR)."
+            ) from exc
+        with self._lock:
+            self._open_next()  # proves now, not at the first call, that the folder is writable
+        _install_process_hooks()
+        _LIVE.add(self)
+
+    def _reset_state(self) -> None:
+        self.name = f"{self._host}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._lock = threading.Lock()  # guards the journal switch and each write
+        self._roll_lock = threading.Lock()  # one roll at a time
+        self._journal: _Journal | None = None
+        self._pending: list[_Journal] = []  # sealed journals not yet in Parquet
+        self._seq = 0
+        self._torn = False  # the last write failed part-way: start the next on a new line
+        self._signatures: set[tuple[type, ...]] = set()
+        self._last_roll = self._clock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<LogWriter {self.name} in {str(self.log_dir)!r} ({state})>"
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def journal_path(self) -> Path | None:
+        """The journal rows are appended to now (None once closed)."""
+        journal = self._journal
+        return journal.path if journal else None
+
+    # -- hot path ----------------------------------------------------------------------------
+
+    def _encode(self, record: CallRecord) -> tuple[bytes, list[Any]]:
+        layout = self._layout
+        values = list(layout.getter(record))
+        ts = values[layout.ts_index]
+        try:
+            values[layout.ts_index] = (ts - _EPOCH) // _US
+        except TypeError:  # naive or not a datetime: the slow path decides
+            pass
+        signature = tuple(map(type, values))
+        if signature not in self._signatures:
+            values, changed = normalise_values(values, layout.kinds, layout.names, layout.required)
+            if not changed and len(self._signatures) < _MAX_SIGNATURES:
+                self._signatures.add(signature)
+        return _encode_line(values)
+
+    def append(self, record: CallRecord) -> None:
+        """Write one record to the journal; it is durable against a process kill on return."""
+        line, row = self._encode(record)
+        with self._lock:
+            journal = self._journal or self._open_next()
+            self._write(journal, line)
+            journal.rows.append(row)
+            waiting = len(journal.rows)
+        self._maybe_wake(waiting)
+
+    def append_many(self, records: Iterable[CallRecord]) -> None:
+        """Write several records with one write (all or, on a failed write, an error)."""
+        encoded = [self._encode(r) for r in records]
+        if not encoded:
+            return
+        with self._lock:
+            journal = self._journal or self._open_next()
+            self._write(journal, b"".join(line for line, _ in encoded))
+            journal.rows.extend(row for _, row in encoded)
+            waiting = len(journal.rows)
+        self._maybe_wake(waiting)
+
+    def _maybe_wake(self, waiting: int) -> None:
+        if waiting >= self.roll_rows or (
+            self.roll_interval is not None and self._clock() - self._last_roll >= self.roll_interval
+        ):
+            self._wake.set()
+
+    def _write(self, journal: _Journal, data: bytes) -> None:
+        if self._torn:
+            data = b"\n" + data
+        try:
+            done = os.write(journal.fd, data)
+            while done < len(data):  # short writes happen on a nearly full disk
+                done += os.write(journal.fd, data[done:])
+        except OSError as exc:
+            self._torn = True
+            raise LogError(
+                f"Could not append to the call-log journal {journal.path} ({exc.strerror or exc}); "
+                "this call was not logged. Free disk space or use another log_dir."
+            ) from exc
+        self._torn = False
+
+    # -- journals ----------------------------------------------------------------------------
+
+    def _open_next(self) -> _Journal:
+        """Create, lock and publish a fresh journal. Caller holds `self._lock`."""
+        if self._closed:
+            raise LogError(f"{self!r} is closed; create a new LogWriter to log more calls.")
+        seq = self._seq
+        self._seq += 1
+        folder = self.log_dir / JOURNAL_DIR
+        final = folder / f"{self.name}-{seq:06d}{JOURNAL_SUFFIX}"
+        # Created under a hidden name and renamed once locked, so `compact` can never take a
+        # brand-new journal for a dead writer's.
+        tmp = folder / f".{final.name}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise LogError(
+                f"Cannot write the call log in {self.log_dir} ({exc.strerror or exc}). "
+                "Pass a writable log_dir= (or set HOLYSHEEP_LOG_DIR)."
+            ) from exc
+        try:
+            try_lock(fd)
+            os.write(fd, journal_header(self.name, seq, self._host, os.getpid(), self._layout.names))
+            os.replace(tmp, final)
+        except OSError as exc:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise LogError(
+                f"Cannot write the call log in {self.log_dir} ({exc.strerror or exc}). "
+                "Pass a writable log_dir= (or set HOLYSHEEP_LOG_DIR)."
+            ) from exc
+        self._journal = _Journal(final, fd, seq)
+        self._torn = False
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"holysheep-log-roll-{self.name}",
+                                            daemon=True)
+            self._thread.start()
+        return self._journal
+
+    def _seal(self, *, open_next: bool) -> None:
+        """Move the current journal (if it has rows) to the pending list. Holds `self._lock`."""
+        with self._lock:
+            journal = self._journal
+            if journal is None:
+                return
+            if journal.rows:
+                self._pending.append(journal)
+                self._journal = None
+                if open_next:
+                    self._open_next()
+            elif not open_next:
+                self._journal = None
+                self._discard(journal)
+
+    def _discard(self, journal: _Journal) -> None:
+        """Remove an empty journal: unlink first, then drop the lock (so nobody re-rolls it)."""
+        try:
+            journal.path.unlink(missing_ok=True)
+        finally:
+            os.close(journal.fd)
+
+    def _flush(self, journal: _Journal) -> list[Path]:
+        table, problems = rows_to_table(self._layout.names, journal.rows)
+        for problem in problems:
+            warnings.warn(f"call log {journal.path.name}: {problem}", LogWriteWarning, stacklevel=3)
+        try:
+            written = write_parts(self.log_dir, table, part_name(journal.path))
+            journal.path.unlink(missing_ok=True)
+            fsync_dir(journal.path.parent)
+        except OSError as exc:
+            raise LogError(
+                f"Could not roll the call-log journal {journal.path} into Parquet "
+                f"({exc.strerror or exc}). Its rows are safe in the journal and are still read; "
+                "free disk space, then call roll() or run `holysheep-lab compact`."
+            ) from exc
+        os.close(journal.fd)
+        return written
+
+    def roll(self) -> list[Path]:
+        """Roll the journal's rows into Parquet now; returns the files written."""
+        with self._roll_lock:
+            if not self._closed:
+                self._seal(open_next=True)
+            return self._flush_pending()
+
+    def _flush_pending(self) -> list[Path]:
+        written: list[Path] = []
+        while self._pending:
+            journal = self._pending[0]
+            written += self._flush(journal)  # on LogError the journal stays pending, rows safe
+            self._pending.pop(0)
+        self._last_roll = self._clock()
+        return written
+
+    def close(self) -> None:
+        """Roll what is left and release the journal. Idempotent."""
+        if self._closed:
+            return
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        with self._roll_lock:
+            self._closed = True
+            self._seal(open_next=False)
+            self._flush_pending()
+        _LIVE.discard(self)
+
+    # -- background rolling ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=self.roll_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            journal = self._journal
+            waiting = len(journal.rows) if journal else 0
+            due = self.roll_interval is not None and (
+                self._clock() - self._last_roll >= self.roll_interval)
+            if not waiting and not self._pending:
+                self._last_roll = self._clock()
+                continue
+            if waiting >= self.roll_rows or due or self._pending:
+                try:
+                    self.roll()
+                except LogError as exc:  # rows are safe in the journal; retried on the next roll
+                    warnings.warn(str(exc), LogWriteWarning, stacklevel=1)
+                    self._stop.wait(1.0)
+
+    def _forget_after_fork(self) -> None:
+        """In a forked child: leave the parent's journals (and locks) to the parent."""
+        fds = [j.fd for j in self._pending]
+        if self._journal is not None:
+            fds.append(self._journal.fd)
+        for fd in fds:
+            try:
+                os.close(fd)  # closing our copy keeps the parent's flock: it is shared
+            except OSError:
+                pass
+        closed = self._closed
+        self._reset_state()
+        self._closed = closed
