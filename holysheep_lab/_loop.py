@@ -43,17 +43,26 @@ def loop_thread() -> asyncio.AbstractEventLoop:
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on the private loop and wait for it; safe to call from any thread."""
+    """Run `coro` on the private loop and wait for it; safe to call from any thread.
+
+    On Ctrl-C the task is cancelled and this waits until the coroutine has actually finished
+    (a cancelled future reports done at once, before the task's clean-up has run).
+    """
     loop = loop_thread()
     if threading.current_thread() is _thread:
         raise RuntimeError("run_sync was called from the private loop itself; await the coroutine instead.")
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    finished = threading.Event()
+
+    async def runner() -> T:
+        try:
+            return await coro
+        finally:
+            finished.set()
+
+    future = asyncio.run_coroutine_threadsafe(runner(), loop)
     try:
         return future.result()
     except KeyboardInterrupt:
         future.cancel()
-        try:
-            future.result(timeout=30)
-        except BaseException:  # the cancellation itself; what matters is that clean-up ran
-            pass
+        finished.wait(30)  # reservations released, answered calls logged
         raise

@@ -325,11 +325,8 @@ class Client:
 
         return budget_lines(self.core)
 
-    def meter_widget(self) -> Any:
-        return self.core_view()
-
-    def meter_view(self) -> Any:
-        """A live ipywidgets budget meter (see hs.BudgetMeter)."""
+    def meter(self) -> Any:
+        """A live ipywidgets budget meter (hs.BudgetMeter) that moves while calls run."""
         from .notebook import BudgetMeter
 
         return BudgetMeter(self)

@@ -1,0 +1,135 @@
+"""hs.dashboard: live meters, the latest alerts and the spend charts of the last days.
+
+The meters refresh themselves (see `meter.py`); the charts and alert list are redrawn from
+the log by the Refresh button, on the kernel's main thread (the only place that writes
+into the Output widget).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..budget import Budget
+from ..errors import ConfigError, HolySheepError
+from .charts import chart_bundle
+from .meter import BudgetMeter, _widgets
+
+if TYPE_CHECKING:
+    from ..metering import Meter
+
+__all__ = ["Dashboard", "dashboard", "latest_day"]
+
+
+def latest_day(log_dir: Path) -> date | None:
+    """The newest day with calls, from folder names (today if a journal holds rows): no reads."""
+    from ..log.reader import partition_date
+
+    if not log_dir.is_dir():
+        return None
+    days = [d for p in log_dir.iterdir() if (d := partition_date(p.name)) is not None]
+    journals = log_dir / "_journal"
+    if journals.is_dir() and any(f.stat().st_size for f in journals.iterdir() if f.is_file()):
+        days.append(datetime.now().date())
+    return max(days) if days else None
+
+
+class Dashboard:
+    """Meters (with a client), latest alerts, and daily spend and model-mix charts of the
+    last `days` days with calls; `refresh()` (or the button) redraws from the log."""
+
+    def __init__(self, source: Any, *, days: int = 14, budget: Budget | None = None) -> None:
+        if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
+            raise ConfigError(f"days must be a whole number in 1..366, not {days!r}.")
+        w = _widgets()
+        self.days = days
+        self.meter: BudgetMeter | None = None
+        self._core: Meter | None = None
+        if isinstance(source, (str, Path)):
+            self.log_dir = Path(source)
+            self.budget = budget
+        else:
+            self.meter = BudgetMeter(source)
+            self._core = self.meter._meter
+            self.log_dir = self._core.log_dir
+            self.budget = budget or self._core.budget
+        self.button = w.Button(description="Refresh", icon="refresh", tooltip="Re-read the log and redraw")
+        self.button.on_click(lambda _b: self.refresh())
+        self.status = w.HTML()
+        self.alerts = w.HTML()
+        self.charts = w.Output()
+        self.figures: list[Any] = []  # the charts last drawn
+        top = [self.meter.box] if self.meter is not None else []
+        self.box = w.VBox([*top, w.HBox([self.button, self.status]), w.HTML("<b>Latest alerts</b>"),
+                           self.alerts, self.charts])
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the last days of the log; redraw alerts and charts."""
+        self.alerts.value = self._alerts_html()
+        self.figures = self._charts()
+        self.charts.clear_output(wait=True)
+        with self.charts:  # main thread only (a button click or this call)
+            for chart in self.figures:
+                _display(chart_bundle(chart))
+
+    def _frame(self) -> Any:
+        import holysheep_lab as hs
+
+        last = latest_day(self.log_dir)
+        if last is None:
+            return None
+        start = last - timedelta(days=self.days - 1)
+        return hs.read_log(self.log_dir, start=start.isoformat())
+
+    def _charts(self) -> list[Any]:
+        from ..analysis import charts
+
+        try:
+            df = self._frame()
+        except HolySheepError as exc:
+            self.status.value = f"<span style='color:#b00020'>{html.escape(str(exc))}</span>"
+            return []
+        if df is None or not len(df):
+            self.status.value = f"no calls logged under {html.escape(str(self.log_dir))} yet"
+            return []
+        tz = self.budget.zone if self.budget is not None else None
+        self.status.value = (f"{len(df):,} calls in the last {self.days} days with calls, "
+                             f"${float(df['cost_usd'].fillna(0).sum()):,.2f}")
+        return [charts.daily_spend_chart(df, tz=tz), charts.model_share_chart(df, tz=tz)]
+
+    def _alerts_html(self) -> str:
+        alerts = self._core.alerts if self._core is not None else None
+        if alerts is None:
+            return "<i>no alert manager attached (hs.Client(alerts=hs.AlertManager(...)))</i>"
+        recent = alerts.history[-5:][::-1]
+        if not recent:
+            return "<i>no alerts yet</i>"
+        return "".join(a._repr_html_() for a in recent)
+
+    def close(self) -> None:
+        if self.meter is not None:
+            self.meter.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(self.box._repr_mimebundle_(**kwargs) or {})
+        if self.meter is not None:
+            bundle["text/html"] = self.meter._repr_mimebundle_()["text/html"]
+        bundle["text/plain"] = repr(self)
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"<Dashboard {str(self.log_dir)!r}, last {self.days} days{', live meters' if self.meter else ''}>"
+
+
+def _display(bundle: dict[str, Any]) -> None:
+    from IPython.display import display
+
+    display(bundle, raw=True)
+
+
+def dashboard(client_or_log_dir: Any, *, days: int = 14, budget: Budget | None = None) -> Dashboard:
+    """A dashboard for a client (live meters + its log) or a log folder (charts only)."""
+    return Dashboard(client_or_log_dir, days=days, budget=budget)

@@ -1,0 +1,200 @@
+"""hs.BudgetMeter: a live ipywidgets view of every budget line.
+
+One daemon thread per meter refreshes the widgets: the Meter's subscribe callback only sets
+an Event (cheap, on the calling thread), the refresher wakes on it, reads in-memory totals
+(ledger snapshot, never Parquet), sets widget traits, then sleeps `interval` seconds so a
+burst of calls costs a few updates a second. Nothing is printed from the thread (ipykernel
+7.0 and the Output widget lose thread output); only traits are set. Idle, it wakes once per
+`idle` seconds to notice a closed client, a window roll-over or a decaying last-minute count.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, HolySheepError, MissingExtraError
+from ._view import LineState, MeterState, describe, meter_state, render_html
+
+if TYPE_CHECKING:
+    from ..metering import Meter
+
+__all__ = ["BudgetMeter"]
+
+_SHARED_LEDGER_REFRESH = 5.0  # seconds: other processes may spend on a SQLite/Redis ledger
+
+
+def _widgets() -> Any:
+    try:
+        import ipywidgets
+    except ImportError as exc:
+        raise MissingExtraError("ipywidgets", "Budget meters") from exc
+    return ipywidgets
+
+
+def _meter_of(source: Any) -> Meter:
+    from ..metering import Meter
+
+    core = getattr(source, "core", source)  # hs.Client -> its Meter
+    if not isinstance(core, Meter):
+        raise ConfigError(f"BudgetMeter needs an hs.Client or its .core Meter, not {type(source).__name__}.")
+    return core
+
+
+class _Row:
+    """One budget line: name, a progress bar coloured by level, and a line of figures."""
+
+    def __init__(self, w: Any, line: LineState) -> None:
+        self.label = w.Label(line.label, layout=w.Layout(width="10em"))
+        self.bar = w.FloatProgress(min=0.0, max=100.0, layout=w.Layout(width="220px"))
+        self.detail = w.HTML()
+        self.box = w.HBox([self.label, self.bar, self.detail])
+        self.update(line)
+
+    def update(self, line: LineState) -> None:
+        with self.bar.hold_sync():
+            self.bar.value = line.percent
+            self.bar.style.bar_color = line.colour
+        self.detail.value = f"<span style='font-size:90%'>{html.escape(line.detail)}</span>"
+
+
+class BudgetMeter:
+    """Live budget meters for a client (or its Meter): spent, in flight, limit, remaining,
+    per cent coloured by alert level, reset time, last minute's calls and cost, last alert.
+
+    Display it (`client.meter()` as the last line of a cell). It stops refreshing when the
+    client closes or on `close()`.
+    """
+
+    def __init__(self, client_or_meter: Any, *, interval: float = 0.25, idle: float = 1.0,
+                 title: str = "holysheep budget") -> None:
+        if not (0 < interval <= 10 and 0 < idle <= 60):
+            raise ConfigError("BudgetMeter interval must be in (0, 10] s and idle in (0, 60] s.")
+        w = _widgets()
+        self._meter = _meter_of(client_or_meter)
+        self.title = title
+        self._lock = threading.Lock()  # refresh() may be called by hand while the thread runs
+        self._state: MeterState = meter_state(self._meter)
+        self._rows = {ln.key: _Row(w, ln) for ln in self._state.lines}
+        self.footer = w.HTML()
+        self.box = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *(r.box for r in self._rows.values()), self.footer])
+        self._set_footer(self._state.footer)
+        self.updates = 0  # refreshes done (tests and benchmarks read it)
+        self._last_refresh = time.monotonic()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        dirty = self._dirty  # callbacks hold the Event only, never the meter (no reference cycle)
+        self._unsubscribe: list[Callable[[], None]] = [self._meter.subscribe(lambda _r, _e: dirty.set())]
+        if self._meter.alerts is not None:
+            self._unsubscribe.append(self._meter.alerts.subscribe(lambda _a: dirty.set()))
+        self._thread = threading.Thread(
+            target=_refresh_loop, args=(weakref.ref(self), self._dirty, self._stop, self._meter, interval, idle),
+            name="holysheep-meter", daemon=True)
+        self._thread.start()
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> MeterState:
+        """What the widgets show now."""
+        return self._state
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def rows(self) -> dict[tuple[str, str], _Row]:
+        """The widgets of each line, keyed by (scope, window)."""
+        return dict(self._rows)
+
+    # -- updating ------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the totals now and update the widgets (the refresher calls this)."""
+        with self._lock:
+            try:
+                state = meter_state(self._meter)
+            except HolySheepError as exc:  # a shared ledger went away: say so, keep the last figures
+                self._set_footer(f"{self._state.footer} · not updating: {type(exc).__name__}")
+                return
+            w = None
+            for line in state.lines:
+                row = self._rows.get(line.key)
+                if row is None:  # a line that appeared later (e.g. a project's first call)
+                    w = w or _widgets()
+                    row = self._rows[line.key] = _Row(w, line)
+                    self.box.children = (*self.box.children[:-1], row.box, self.footer)
+                else:
+                    row.update(line)
+            self._set_footer(state.footer)
+            self._state = state
+            self.updates += 1
+            self._last_refresh = time.monotonic()
+
+    def _set_footer(self, text: str) -> None:
+        self.footer.value = f"<span style='color:#555;font-size:90%'>{html.escape(text)}</span>"
+
+    def _wants_tick(self, shared: bool) -> bool:
+        """On an idle wake-up: is there anything that changes without a call?"""
+        st = self._state
+        if st.recent_calls:  # the last-minute figures decay
+            return True
+        if shared and time.monotonic() - self._last_refresh >= _SHARED_LEDGER_REFRESH:
+            return True
+        now = self._meter.clock()
+        return any(now >= ln.resets_at for ln in st.lines)
+
+    def close(self) -> None:
+        """Stop refreshing (the widgets keep their last values)."""
+        self._stop.set()
+        self._dirty.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(5)
+        self._detach()
+
+    def _detach(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+
+    # -- display -------------------------------------------------------------------------------
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        if not self._meter.closed:
+            self.refresh()  # the snapshot below must not lag behind the throttled refresher
+        bundle = dict(self.box._repr_mimebundle_(**kwargs) or {})
+        # Viewers without a widget manager (GitHub, a plain HTML export) show this snapshot.
+        bundle["text/html"] = render_html(self._state, self.title)
+        bundle["text/plain"] = describe(self._state)
+        return bundle
+
+    def __repr__(self) -> str:
+        return f"<BudgetMeter {len(self._rows)} lines, {'live' if self.running else 'stopped'}>"
+
+
+def _refresh_loop(ref: weakref.ref[BudgetMeter], dirty: threading.Event, stop: threading.Event,
+                  meter: Meter, interval: float, idle: float) -> None:
+    from ..ledger.memory import MemoryLedger
+
+    shared = not isinstance(meter.ledger, MemoryLedger)
+    while not stop.is_set():
+        woke = dirty.wait(idle)  # blocks: no CPU while nothing happens
+        if stop.is_set():
+            break
+        view = ref()
+        if view is None:  # the meter was garbage-collected
+            return
+        dirty.clear()
+        if woke or meter.closed or view._wants_tick(shared):
+            view.refresh()  # once more after the client closed: its last calls show
+        del view
+        if meter.closed:
+            break
+        stop.wait(interval)  # throttle: calls arriving meanwhile are shown by the next pass
+    view = ref()
+    if view is not None:
+        view._detach()
