@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test bench env clean
+.PHONY: demo test bench env legacy-env legacy-requirements clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -20,14 +20,32 @@ $(VENV)/.synced: $(UV) uv.lock pyproject.toml
 
 env: $(VENV)/.synced
 
+# openai SDK < 3 on legacy httpx, for tests/test_legacy_httpx.py: exact pins with hashes.
+VENV_LEGACY := .venv-legacy
+LEGACY_REQS := tests/legacy-requirements.txt
+
+$(VENV_LEGACY)/.synced: $(UV) $(LEGACY_REQS) pyproject.toml
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) $(VENV_LEGACY)
+	$(UV) pip install --quiet --python $(VENV_LEGACY) --require-hashes -r $(LEGACY_REQS)
+	$(UV) pip install --quiet --python $(VENV_LEGACY) --no-deps -e .
+	touch $@
+
+legacy-env: $(VENV_LEGACY)/.synced
+
+# Re-pin after changing uv.lock or tests/legacy-requirements.in (needs PyPI).
+legacy-requirements: $(UV)
+	$(UV) export --frozen --no-dev --no-emit-project --no-hashes --no-header --no-annotate > $(TOOLS)/legacy-constraints.txt
+	$(UV) pip compile pyproject.toml tests/legacy-requirements.in -c $(TOOLS)/legacy-constraints.txt \
+		--generate-hashes --universal --python-version 3.11 --no-header --no-annotate -o $(LEGACY_REQS)
+
 demo: env
 	$(VENV)/bin/holysheep-lab demo
 
-test: env
+test: env legacy-env
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 bench: env
 	$(VENV)/bin/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) $(TOOLS)
+	rm -rf $(VENV) $(VENV_LEGACY) $(TOOLS)

@@ -6,9 +6,11 @@ both; only the base classes differ. httpx is imported here and nowhere else.
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Unpack
 
-from .errors import MissingExtraError
+from .errors import HolySheepError, MissingExtraError
 from .metering import Meter, MeterOptions
 from .transport import _AsyncMeteredStream, _meter_from, _SyncMeteredStream, call_flow, drive_async, drive_sync
 
@@ -18,6 +20,31 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingExtraError("httpx", "HttpxMeteredTransport (legacy httpx clients)") from exc
 
 __all__ = ["AsyncHttpxMeteredTransport", "HttpxMeteredTransport"]
+
+# The SDKs built on legacy httpx (openai < 3, anthropic < 1) retry *any* exception a transport
+# raises, max_retries times with back-off, then wrap it in their APIConnectionError: a refused
+# call would be refused three times (three 'blocked' rows, seconds of sleeping) before it
+# surfaced. They let their own base error through untouched, unretried, so our errors also
+# become instances of it (when that SDK is loaded): `except hs.BudgetExceededError` and
+# `except openai.OpenAIError` both catch them. Our flow has already retried what it should.
+_SDK_BASE_ERRORS = (("openai", "OpenAIError"), ("anthropic", "AnthropicError"))
+
+
+def _sdk_bases() -> tuple[type[BaseException], ...]:
+    found = (getattr(sys.modules.get(module), name, None) for module, name in _SDK_BASE_ERRORS)
+    return tuple(base for base in found if isinstance(base, type) and issubclass(base, Exception))
+
+
+@functools.cache
+def _final_class(cls: type[HolySheepError], bases: tuple[type[BaseException], ...]) -> type[HolySheepError]:
+    return type(cls.__name__, (cls, *bases), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
+                                               "__doc__": cls.__doc__})
+
+
+def _not_retried_by_sdks(exc: HolySheepError) -> None:
+    bases = tuple(b for b in _sdk_bases() if not isinstance(exc, b))
+    if bases:
+        exc.__class__ = _final_class(type(exc), bases)
 
 
 class _HttpxSyncStream(_SyncMeteredStream, httpx.SyncByteStream):
@@ -39,7 +66,11 @@ class HttpxMeteredTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
-        return drive_sync(call_flow(self.meter, httpx, request, body, _HttpxSyncStream), self._inner)
+        try:
+            return drive_sync(call_flow(self.meter, httpx, request, body, _HttpxSyncStream), self._inner)
+        except HolySheepError as exc:
+            _not_retried_by_sdks(exc)
+            raise
 
     def close(self) -> None:
         self._inner.close()
@@ -58,7 +89,11 @@ class AsyncHttpxMeteredTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
-        return await drive_async(call_flow(self.meter, httpx, request, body, _HttpxAsyncStream), self._inner)
+        try:
+            return await drive_async(call_flow(self.meter, httpx, request, body, _HttpxAsyncStream), self._inner)
+        except HolySheepError as exc:
+            _not_retried_by_sdks(exc)
+            raise
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -191,17 +191,29 @@ class Meter:
         self.calls = 0
         self.closed = False
         self._ledger_down = False
+        if hasattr(self.ledger, "use_seeder"):
+            # A shared ledger that restarts empty (Redis without persistence) relearns the
+            # spend from the log before it approves anything, in every process.
+            self.ledger.use_seeder(lambda: self._spend_from_log(calibrate=False))
         self._rebuild_from_log()
 
     # -- start-up ------------------------------------------------------------------------------
 
-    def _rebuild_from_log(self) -> None:
+    def _rebuild_from_log(self, *, calibrate: bool = True) -> None:
         """Seed the ledger with this month's spend and calibrate the estimator from the log.
 
         The log is the truth: a restarted kernel keeps today's and this month's spend.
         """
+        spent, expires = self._spend_from_log(calibrate=calibrate)
+        if spent:
+            self.ledger.seed(spent, expires)
+
+    def _spend_from_log(self, *, calibrate: bool) -> tuple[dict[str, int], dict[str, float]]:
+        """This month's logged spend per ledger bucket, and the buckets' expiry times."""
+        spent: dict[str, int] = {}
+        expires: dict[str, float] = {}
         if not self.log_dir.exists() or not any(self.log_dir.iterdir()):
-            return
+            return spent, expires
         from .log import read_table
 
         now = self.clock()
@@ -211,9 +223,7 @@ class Meter:
                 "input_non_ascii_bytes", "input_messages"]
         table = read_table(self.log_dir, start=month_start, columns=cols)
         if table.num_rows == 0:
-            return
-        spent: dict[str, int] = {}
-        expires: dict[str, float] = {}
+            return spent, expires
         projects = set(self.budget.projects) if self.budget else set()
         rows = table.to_pydict()
         for ts, status, cost, project, model, itok, ibytes, inon, imsg in zip(*(rows[c] for c in cols), strict=True):
@@ -226,9 +236,9 @@ class Meter:
                         b = bucket_name(scope, key)
                         spent[b] = spent.get(b, 0) + cost
                         expires[b] = end
-            if status == "ok" and ibytes and itok is not None:
+            if calibrate and status == "ok" and ibytes and itok is not None:
                 self.estimator.observe(model, InputSize(ibytes, inon or 0, imsg or 1, 0), itok)
-        self.ledger.seed(spent, expires)
+        return spent, expires
 
     # -- one call ------------------------------------------------------------------------------
 
@@ -303,7 +313,7 @@ class Meter:
             if self._ledger_down:
                 # A shared ledger that lost its state (a restarted Redis) must relearn the
                 # spend from the log before it may approve anything; seeding never lowers.
-                self._rebuild_from_log()
+                self._rebuild_from_log(calibrate=False)
                 self._ledger_down = False
             plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project, model=plan.model)
         except (BudgetExceededError, LedgerUnavailableError) as exc:

@@ -13,6 +13,11 @@ Keys (``P`` is the prefix, default ``hs:``):
 - ``P r:<reservation id>`` HASH: ``b:<bucket>`` = amount for each bucket it holds, ``.exp``,
   so ``release(id)`` finds its buckets. PEXPIRE ttl + 1 min (garbage collection only).
 - ``P c:<claim key>``: the claim's expiry (ms); PEXPIREAT then.
+- ``P seeded``: set by every `seed` (expires after a day). Once a client has a seeder (the
+  Meter registers one: `use_seeder`), a reserve that finds it missing (Redis restarted empty,
+  or a day passed) refuses to decide; the client relearns the spend from the log, seeds, and
+  reserves again. So no process approves a call against a Redis that forgot today's spend,
+  even one that never saw the outage.
 
 Amounts travel as decimal strings and are added with HINCRBY (exact int64); the limit
 comparison inside Lua uses doubles, exact up to 2**53 nanos (about $9M per bucket).
@@ -89,12 +94,14 @@ end
 """
 
 # KEYS: b1 z1 .. bn zn rkey. ARGV: now_override id ttl_ms gc_ms, then per bucket:
-# name amount limit('' = none) expireat_s.
+# name amount limit('' = none) expireat_s, then the seed marker key ('' = do not check).
 _RESERVE = _LUA_COMMON + r"""
 local now = now_ms(ARGV[1])
 local id = ARGV[2]
 local n = (#KEYS - 1) / 2
 local rkey = KEYS[#KEYS]
+local marker = ARGV[#ARGV]
+if marker ~= '' and redis.call('EXISTS', marker) == 0 then return {'unseeded'} end
 local held = redis.call('HGET', rkey, '.exp')
 if held and tonumber(held) > now then return {'dup'} end
 for i = 1, n do purge(KEYS[2*i-1], KEYS[2*i], now) end
@@ -168,7 +175,8 @@ end
 return out
 """
 
-# KEYS: b1 .. bn. ARGV per bucket: spent expireat_s. Raise only, never lower.
+# KEYS: b1 .. bn. ARGV per bucket: spent expireat_s, then the seed marker key and its ttl
+# (s). Raise only, never lower.
 _SEED = r"""
 for i = 1, #KEYS do
   local cur = redis.call('HGET', KEYS[i], 'spent')
@@ -177,8 +185,12 @@ for i = 1, #KEYS do
   end
   redis.call('EXPIREAT', KEYS[i], ARGV[2*i])
 end
+redis.call('SET', ARGV[#ARGV - 1], '1', 'EX', ARGV[#ARGV])
 return 1
 """
+
+# A seeded Redis is relearned from the log at least this often (a cheap, raise-only re-seed).
+_SEED_MARKER_TTL = 86_400
 
 # KEYS: ckey. ARGV: now_override expires_ms. The value is the expiry, so an injected clock
 # is honoured too; PEXPIREAT only collects the key (SET NX PXAT with the server's clock).
@@ -260,6 +272,8 @@ class RedisLedger:
         self._state_lock = threading.Lock()
         self._down = False
         self._closed = False
+        self._seeder: Callable[[], tuple[Mapping[str, int], Mapping[str, float]]] | None = None
+        self._relearn = False  # an outage ended: spend settled meanwhile may be missing
         try:
             # One immediate retry: after a server restart the pooled sockets are dead, and the
             # retry reconnects. Timeouts are not retried (the script may have run).
@@ -331,6 +345,7 @@ class RedisLedger:
             with self._state_lock:
                 if self._down:
                     self._down = False
+                    self._relearn = self._seeder is not None
                     _log.info("Redis ledger at %s is reachable again", self._where)
         return result
 
@@ -354,12 +369,28 @@ class RedisLedger:
             "calls through unbudgeted while it is down."
         ) from None
 
+    def use_seeder(self, seeder: Callable[[], tuple[Mapping[str, int], Mapping[str, float]]]) -> None:
+        """`seeder()` -> (spent, expires_at) as for `seed`, relearned from the call log.
+
+        With a seeder, a Redis that lost its state (restarted without persistence) is re-seeded
+        before it approves anything, and so is one that was unreachable (settles may be lost).
+        """
+        self._seeder = seeder
+
+    def _reseed(self) -> None:
+        assert self._seeder is not None
+        self._relearn = False
+        spent, expires_at = self._seeder()
+        self.seed(spent, expires_at)
+
     # -- the Ledger protocol ------------------------------------------------------------------
 
     def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
         check_id(reservation_id)
         merged = merge_charges(charges)
         ttl = check_ttl(ttl)
+        if self._relearn:
+            self._reseed()
         keys: list[str] = []
         args: list[Any] = [self._now_arg(), reservation_id, max(1, int(ttl * 1000)),
                            int(ttl * 1000) + _RESERVATION_GC_MS]
@@ -368,7 +399,15 @@ class RedisLedger:
             limit = "" if c.limit is None else c.limit
             args += [c.bucket, c.amount, limit, _bucket_expiry(c.expires_at)]
         keys.append(f"{self._prefix}r:{reservation_id}")
+        args.append(self._marker if self._seeder is not None else "")
         result = self._run("reserve", self._reserve, keys, args, may_fail_open=True)
+        if result is not None and result[0] == "unseeded":
+            _log.warning("Redis ledger at %s has no seeded spend (restarted?); relearning it from the log",
+                         self._where)
+            self._reseed()
+            result = self._run("reserve", self._reserve, keys, args, may_fail_open=True)
+            if result is not None and result[0] == "unseeded":
+                raise LedgerError(f"Redis ledger at {self._where} lost its state again while being re-seeded")
         if result is None or result[0] == "ok":
             return None
         if result[0] == "dup":
@@ -414,12 +453,17 @@ class RedisLedger:
             b: BucketState(int(result[2 * i]), int(result[2 * i + 1])) for i, b in enumerate(names)
         }
 
+    @property
+    def _marker(self) -> str:
+        return f"{self._prefix}seeded"
+
     def seed(self, spent: Mapping[str, int], expires_at: Mapping[str, float]) -> None:
         items = seed_items(spent, expires_at)
-        if not items:
+        if not items and self._seeder is None:
             return
         keys = [self._bkeys(b)[0] for b, _, _ in items]
         args = [x for _, v, exp in items for x in (v, _bucket_expiry(exp))]
+        args += [self._marker, _SEED_MARKER_TTL]
         self._run("seed", self._seed, keys, args, may_fail_open=False)
 
     def claim(self, key: str, expires_at: float) -> bool:
