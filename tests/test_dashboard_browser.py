@@ -14,8 +14,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import nbformat
@@ -23,6 +21,7 @@ import pytest
 
 from conftest import require_ci_tool
 from test_notebooks import execute, venv_kernel
+from _support.browser import dump_dom
 
 CELLS = [
     "import tempfile\nimport holysheep_lab as hs\n"
@@ -84,17 +83,6 @@ def export(nb: nbformat.NotebookNode) -> str:
             f"<script>{RENDER_STATE}</script></body></html>")
 
 
-def chromium(tmp_path: Path, url: str) -> tuple[str, str]:
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=5000", "--dump-dom", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout, out.stderr
-
-
 def test_dashboard_meters_render_in_chromium(tmp_path):
     require_ci_tool("chromium")
     nb = nbformat.v4.new_notebook()
@@ -105,7 +93,7 @@ def test_dashboard_meters_render_in_chromium(tmp_path):
     page = tmp_path / "dashboard.html"
     page.write_text(export(executed), encoding="utf-8")
 
-    dom, log = chromium(tmp_path, page.as_uri())
+    dom, log = dump_dom(tmp_path, page.as_uri())
     assert [ln for ln in log.splitlines() if ":CONSOLE" in ln] == []
     # The meters' own rendering: one line per budget window, spent > 0, labelled.
     lines = re.findall(r"class=\"hs-meter-line\" data-scope=\"global\" data-window=\"(\w+)\" data-percent=\"([\d.]+)\"", dom)

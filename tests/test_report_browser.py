@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from datetime import UTC, datetime
 
 import numpy as np
@@ -15,6 +13,7 @@ import holysheep_lab.analysis as A
 from holysheep_lab.budget import Budget
 
 from conftest import require_ci_tool
+from _support.browser import dump_dom
 
 EVIL = '<img src=x onerror="console.error(1)">'
 
@@ -40,22 +39,11 @@ def _log() -> pd.DataFrame:
     })
 
 
-def _chromium(tmp_path, url: str) -> tuple[str, str]:
-    exe = shutil.which("chromium") or "/usr/bin/chromium"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-           "--virtual-time-budget=10000", "--dump-dom", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return out.stdout, out.stderr
-
-
 def test_report_renders_in_chromium(tmp_path):
     require_ci_tool("chromium")
     rep = A.report(_log(), budget=Budget(daily=10, monthly=200, tz="UTC"), title=f"Report {EVIL}", tz="UTC")
     path = rep.save(tmp_path / "report.html")
-    dom, log = _chromium(tmp_path, path.as_uri())
+    dom, log = dump_dom(tmp_path, path.as_uri())
     # Chromium prints every console message (log, warning, error, uncaught exception) as
     # "CONSOLE"; the page itself logs nothing unless something failed.
     console = [line for line in log.splitlines() if ":CONSOLE" in line]

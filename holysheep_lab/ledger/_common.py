@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Self
 
 from ..errors import ConfigError
 from .base import Charge
 
-__all__ = ["BUCKET_GRACE", "SWEEP_EVERY", "check_id", "check_ttl", "merge_charges", "seed_items"]
+__all__ = [
+    "BUCKET_GRACE",
+    "SWEEP_EVERY",
+    "ClosingContext",
+    "check_id",
+    "check_ttl",
+    "merge_charges",
+    "seed_items",
+]
 
 # A bucket outlives its window by a day, so a late settle or a clock a little off still lands
 # in the right bucket and snapshots right after midnight still see yesterday.
 BUCKET_GRACE = 86_400.0
 # How often (seconds of the ledger's clock) memory/SQLite ledgers drop dead buckets and claims.
 SWEEP_EVERY = 60.0
+
+
+class ClosingContext:
+    """`with ledger:` closes it at the end (every ledger defines `close()`)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
 
 
 def _check_amount(charge: Charge) -> None:

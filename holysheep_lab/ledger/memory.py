@@ -7,10 +7,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 
 from ..errors import LedgerError
-from ._common import BUCKET_GRACE, SWEEP_EVERY, check_id, check_ttl, merge_charges, seed_items
+from ._common import (
+    BUCKET_GRACE,
+    SWEEP_EVERY,
+    ClosingContext,
+    check_id,
+    check_ttl,
+    merge_charges,
+    seed_items,
+)
 from .base import BucketState, Charge, Refusal
 
 __all__ = ["MemoryLedger"]
@@ -29,7 +36,7 @@ class _Reservation:
     amounts: dict[str, int] = field(default_factory=dict)
 
 
-class MemoryLedger:
+class MemoryLedger(ClosingContext):
     """Thread-safe in-memory ledger.
 
     The lock is held only for the arithmetic of one call, never while waiting on anything.
@@ -49,17 +56,6 @@ class MemoryLedger:
 
     def __repr__(self) -> str:
         return f"MemoryLedger(buckets={len(self._buckets)}, in_flight={len(self._reservations)})"
-
-    def __enter__(self) -> MemoryLedger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- internals (caller holds the lock) ---------------------------------------------------
 

@@ -31,12 +31,11 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError, redact
-from ._common import BUCKET_GRACE, check_id, check_ttl, merge_charges, seed_items
+from ._common import BUCKET_GRACE, ClosingContext, check_id, check_ttl, merge_charges, seed_items
 from .base import BucketState, Charge, Refusal
 
 __all__ = ["RedisLedger"]
@@ -229,7 +228,7 @@ def _bucket_expiry(expires_at: float) -> int:
     return int(math.ceil(expires_at + BUCKET_GRACE))
 
 
-class RedisLedger:
+class RedisLedger(ClosingContext):
     """Ledger in Redis: atomic across every process and machine that uses the same server.
 
     If Redis cannot be reached, calls raise `LedgerUnavailableError` (fail closed), unless
@@ -300,17 +299,6 @@ class RedisLedger:
     def __repr__(self) -> str:
         mode = ", fail_open=True" if self._fail_open else ""
         return f"RedisLedger({self._where!r}, prefix={self._prefix!r}{mode})"
-
-    def __enter__(self) -> RedisLedger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- plumbing ----------------------------------------------------------------------------
 

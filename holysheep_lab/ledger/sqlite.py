@@ -15,10 +15,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
 
 from ..errors import LedgerError, LedgerUnavailableError
-from ._common import BUCKET_GRACE, SWEEP_EVERY, check_id, check_ttl, merge_charges, seed_items
+from ._common import (
+    BUCKET_GRACE,
+    SWEEP_EVERY,
+    ClosingContext,
+    check_id,
+    check_ttl,
+    merge_charges,
+    seed_items,
+)
 from .base import BucketState, Charge, Refusal
 
 __all__ = ["SQLiteLedger"]
@@ -61,7 +68,7 @@ _SEED = (
 )
 
 
-class SQLiteLedger:
+class SQLiteLedger(ClosingContext):
     """Ledger in a SQLite file: atomic across the threads and processes that open the same path.
 
     One connection per process, guarded by a lock (threads of one process would only queue on
@@ -98,17 +105,6 @@ class SQLiteLedger:
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self._path)!r})"
-
-    def __enter__(self) -> SQLiteLedger:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- connection and transactions (caller holds self._lock) --------------------------------
 
