@@ -304,7 +304,14 @@ class Client:
         loop = asyncio.get_running_loop()
         http = self._async.get(loop)
         if http is None:
-            inner = self._async_transport() if self._async_transport else None
+            if self._async_transport is not None:
+                inner = self._async_transport()
+            else:
+                # aiohttp's pool scales where httpcore2's does not (issue 5); imported lazily so
+                # `import holysheep_lab` stays free of aiohttp.
+                from .aio import AiohttpTransport
+
+                inner = AiohttpTransport()
             http = httpx2.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
                                       transport=AsyncMeteredTransport(inner, meter=self.core),
                                       limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
@@ -350,11 +357,15 @@ class Client:
         for loop, http in list(self._async.items()):
             # Another thread's loop (the private one): close its client there. This thread's
             # loop would deadlock on .result(); `aclose()` is the way out of async code.
-            if loop is not current and loop.is_running() and not loop.is_closed():
-                try:
+            if loop is current or loop.is_closed():
+                continue  # a closed loop closed its sockets; this thread's needs `aclose()`
+            try:
+                if loop.is_running():
                     asyncio.run_coroutine_threadsafe(http.aclose(), loop).result(timeout=5)
-                except (RuntimeError, TimeoutError, asyncio.CancelledError):
-                    pass  # that loop is this thread's or is stopping: its sockets close with it
+                else:  # a finished loop (e.g. after asyncio.run or a test): close on it here
+                    loop.run_until_complete(http.aclose())
+            except (RuntimeError, TimeoutError, asyncio.CancelledError):
+                pass  # the loop is stopping under us: its sockets close with it
         self._async.clear()
         self.core.close()
 
