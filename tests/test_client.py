@@ -204,6 +204,7 @@ async def test_achat_and_sync_calls_inside_a_running_loop(client):
     assert r2.text
     results = client.chat_many(["a", "b", "c"], model="gpt-4.1", max_tokens=5, progress=False)
     assert [isinstance(x, hs.ChatResult) for x in results] == [True] * 3
+    await client.aclose()  # closes this loop's connections while the loop still runs
 
 
 def test_chat_many_keeps_order_and_returns_refusals(sim, log_dir):
