@@ -161,6 +161,8 @@ def main() -> int:
     ap.add_argument("--appends", type=int, default=50_000)
     ap.add_argument("--roll-rows", type=int, default=100_000)
     ap.add_argument("--read-rows", type=int, default=1_000_000)
+    ap.add_argument("--memory-dir", type=Path, default=Path("/tmp/hs_bench_log"),
+                    help="the 10M-row log of bench_analysis.py (read_log peak memory; skipped if absent)")
     args = ap.parse_args()
     now = datetime(2026, 11, 28, tzinfo=UTC)
     recs = records(max(args.appends, args.roll_rows), now, timedelta(hours=1))
@@ -189,6 +191,20 @@ def main() -> int:
           f"parts, {rd['read_log_compacted_s']:.2f} s after compact ({rd['files_after_compact']} files, "
           f"compact {rd['compact_s']:.1f} s); one week ({rd['one_week_rows']:,} rows) "
           f"{rd['read_log_one_week_s']:.2f} s; read_table {rd['read_table_parts_s']:.2f} s")
+    if (args.memory_dir / "_bench.json").exists():
+        # Peak RSS of read_log in a fresh process (minus the baseline after imports) over the
+        # Arrow table's size (issue 4: at most 1.2x); the same measurement as bench_analysis.py.
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("bench_analysis", Path(__file__).parent / "bench_analysis.py")
+        analysis = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(analysis)
+        mem = analysis.memory(args.memory_dir)
+        result["read_log_memory"] = mem
+        result["read_log_peak_memory_ratio"] = {
+            "ratio": mem.get("read_log_peak_over_arrow_size"), "goal": 1.2,
+            "rows": json.loads((args.memory_dir / "_bench.json").read_text())["rows"]}
+        print(f"read_log peak memory: {mem.get('read_log_peak_over_arrow_size')}x the Arrow table (goal 1.2)")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "log.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -226,12 +226,19 @@ class Meter:
             return spent, expires
         projects = set(self.budget.projects) if self.budget else set()
         rows = table.to_pydict()
+        # Window maths once per quarter hour (every zone's offset is a multiple of 15 min),
+        # not once per row: a month of logs can hold millions of calls.
+        windows: dict[datetime, list[tuple[str, float]]] = {}
         for ts, status, cost, project, model, itok, ibytes, inon, imsg in zip(*(rows[c] for c in cols), strict=True):
             if cost and status in ("ok", "error"):
-                scopes = ["global"] + ([f"project:{project}"] if project in projects else [])
-                for window in Window:
-                    key = window_key(window, ts, zone)
-                    end = window_bounds(window, ts, zone)[1].timestamp() + 86_400
+                quarter = ts.replace(minute=ts.minute - ts.minute % 15, second=0, microsecond=0)
+                keys = windows.get(quarter)
+                if keys is None:
+                    keys = windows[quarter] = [
+                        (window_key(w, ts, zone), window_bounds(w, ts, zone)[1].timestamp() + 86_400) for w in Window
+                    ]
+                scopes = ("global", f"project:{project}") if project in projects else ("global",)
+                for key, end in keys:
                     for scope in scopes:
                         b = bucket_name(scope, key)
                         spent[b] = spent.get(b, 0) + cost

@@ -420,3 +420,77 @@ def test_journal_header_is_plain_json(log_dir):
     write(log_dir, [rec(1)], roll=False)
     header = json.loads(next((log_dir / "_journal").glob("*.jsonl")).read_bytes().split(b"\n")[0])
     assert set(header) >= {"holysheep_journal", "writer", "seq", "host", "pid", "columns"}
+
+
+# -- the low-memory read path ---------------------------------------------------------------------
+
+
+def _reference_frame(log_dir, **kw):
+    """What read_log returned before it read dictionaries and freed columns as it went:
+    read_table, one chunk, every categorical dictionary-encoded from its strings."""
+    import pandas as pd
+
+    table = read_table(log_dir, **kw).combine_chunks()
+    out = {}
+    for name in table.column_names:
+        column = table[name]
+        if name in reader_mod.CATEGORICAL_COLUMNS:
+            series = column.dictionary_encode().to_pandas()
+            if len(series.cat.categories) == 0:
+                series = series.cat.set_categories(pd.Index([], dtype="str"))
+        elif pa.types.is_integer(column.type) and column.null_count:
+            series = column.to_pandas(types_mapper={column.type: pd.Int64Dtype()}.get)
+        elif pa.types.is_boolean(column.type) and column.null_count:
+            series = column.to_pandas(types_mapper={column.type: pd.BooleanDtype()}.get)
+        else:
+            series = column.to_pandas()
+        out[name] = series
+    return pd.DataFrame(out)
+
+
+def test_overlapping_unsorted_parts_with_duplicates_read_sorted_once(log_dir):
+    import pandas as pd
+
+    # Parts whose ts ranges interleave, rows out of order inside a part and a journal, and
+    # copies of rows in other parts, in the same part and in a journal.
+    write(log_dir, [rec(5, model="b"), rec(1, model="a"), rec(9, project="p"), rec(3)])
+    write(log_dir, [rec(4), rec(2, model="c"), rec(3), rec(8, status="error")])
+    write(log_dir, [rec(7), rec(7), rec(6, project="q"), rec(2, model="c")])
+    write(log_dir, [rec(10), rec(1, model="a"), rec(0)], roll=False)
+    table = read_table(log_dir)
+    assert table["call_id"].to_pylist() == [f"call-{i:06d}" for i in range(11)]
+    got = read_log(log_dir)
+    pd.testing.assert_frame_equal(got, _reference_frame(log_dir))
+    assert list(got["model"].cat.categories) == ["gpt-4.1", "a", "c", "b"]  # first appearance
+    week = read_log(log_dir, start=T0 + timedelta(seconds=3), end=T0 + timedelta(seconds=7))
+    pd.testing.assert_frame_equal(week, _reference_frame(log_dir, start=T0 + timedelta(seconds=3),
+                                                         end=T0 + timedelta(seconds=7)))
+    assert "a" not in week["model"].cat.categories  # rows filtered out leave no category behind
+
+
+def test_same_call_at_the_same_ts_keeps_the_first_copy(log_dir):
+    write(log_dir, [rec(1, model="first"), rec(2)])
+    write(log_dir, [rec(1, model="second"), rec(2)])
+    write(log_dir, [rec(1, model="journal")], roll=False)
+    table = read_table(log_dir)
+    assert table["call_id"].to_pylist() == ["call-000001", "call-000002"]
+    assert table["model"].to_pylist()[0] in ("first", "second")  # Parquet before journals
+
+
+def test_sorted_parts_are_not_copied(log_dir):
+    write(log_dir, [rec(1), rec(2)])
+    write(log_dir, [rec(3), rec(4)])
+    table = read_table(log_dir)
+    assert table.column("ts").num_chunks >= 2  # concatenated as read, no sort or take
+    assert table["call_id"].to_pylist() == [f"call-{i:06d}" for i in (1, 2, 3, 4)]
+
+
+def test_roll_types_from_append_signatures_match_a_rescan(log_dir):
+    # Mixed None patterns: the column types come from the signatures seen at append time.
+    records = [rec(i, http_status=None if i % 2 else 200, project=None if i % 3 else "p",
+                   latency_ms=None if i % 5 else 1.5) for i in range(30)]
+    write(log_dir, records)
+    rows = {r["call_id"]: r for r in read_table(log_dir).to_pylist()}
+    assert [rows[f"call-{i:06d}"]["http_status"] for i in range(4)] == [200, None, 200, None]
+    assert [rows[f"call-{i:06d}"]["project"] for i in range(4)] == ["p", None, None, "p"]
+    assert rows["call-000001"]["latency_ms"] is None and rows["call-000000"]["latency_ms"] == 1.5

@@ -20,6 +20,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cache
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,7 +164,16 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     for f in schema:
         if f.name in table.column_names:
             column = table[f.name]
-            arrays.append(column if column.type == f.type else column.cast(f.type))
+            if column.type != f.type:
+                if pa.types.is_dictionary(f.type):  # read as plain values: encode them here
+                    if pa.types.is_dictionary(column.type):
+                        column = column.cast(column.type.value_type)
+                    column = column.cast(f.type.value_type).dictionary_encode()
+                    if column.type != f.type:
+                        column = column.cast(f.type)
+                else:
+                    column = column.cast(f.type)
+            arrays.append(column)
         else:
             arrays.append(pa.nulls(table.num_rows, f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
@@ -245,18 +255,50 @@ def _row_groups(pf: Any, lo: datetime | None, hi: datetime | None) -> list[int]:
     return keep
 
 
-def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime | None) -> _Part:
+@cache
+def _pool() -> pa.MemoryPool:
+    """The pool the reader allocates from: jemalloc where pyarrow has it. It hands freed pages
+    back to the system; the default mimalloc pool keeps the transient decode buffers of every
+    file, which made the peak of a 10M-row read about 1.5x the table."""
+    try:
+        return pa.jemalloc_memory_pool()
+    except NotImplementedError:  # pragma: no cover - a pyarrow build without jemalloc
+        return pa.default_memory_pool()
+
+
+@cache
+def _file_format(as_dict: tuple[str, ...]) -> Any:
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    options = ds.ParquetReadOptions(dictionary_columns=list(as_dict))
+    return ds.ParquetFileFormat(read_options=options), pafs.LocalFileSystem()
+
+
+def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime | None,
+               for_pandas: bool = False) -> _Part:
+    """One part file's rows in [lo, hi) with `schema`. `for_pandas` reads through
+    pyarrow.dataset, which lets the reader choose the memory pool but imports pandas."""
     import pyarrow.parquet as pq
 
+    # Columns wanted as dictionaries are decoded as such (never materialised as strings).
+    as_dict = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
     try:
-        with pq.ParquetFile(path) as pf:
+        with pq.ParquetFile(path) as pf:  # the footer: columns and row-group statistics
             names = pf.schema_arrow.names
             if "call_id" not in names or "ts" not in names:
                 return _Part(problem="not a call-log file (no call_id/ts columns)")
             groups = _row_groups(pf, lo, hi)
-            if not groups:
-                return _Part(table=pa.Table.from_batches([], schema=schema))
-            table = pf.read_row_groups(groups, columns=[c for c in schema.names if c in names])
+            if groups and not for_pandas:
+                table = pf.read_row_groups(groups, columns=[c for c in schema.names if c in names])
+        if not groups:
+            return _Part(table=pa.Table.from_batches([], schema=schema))
+        if not for_pandas:
+            return _Part(table=_ts_filter(conform(table, schema), lo, hi))
+        file_format, filesystem = _file_format(as_dict)
+        fragment = file_format.make_fragment(str(path), filesystem=filesystem, row_groups=groups)
+        table = fragment.to_table(columns=[c for c in schema.names if c in names],
+                                  batch_size=1 << 22, memory_pool=_pool())
         return _Part(table=_ts_filter(conform(table, schema), lo, hi))
     except FileNotFoundError:
         return _Part(vanished=True)
@@ -289,7 +331,7 @@ def _list_parts(root: Path, lo: datetime | None, hi: datetime | None) -> tuple[l
 
 
 def _read_journals(root: Path, lo: datetime | None, hi: datetime | None,
-                   columns: list[str]) -> tuple[list[pa.Table], list[str]]:
+                   schema: pa.Schema) -> tuple[list[pa.Table], list[str]]:
     folder = root / JOURNAL_DIR
     if not folder.is_dir():
         return [], []
@@ -308,7 +350,7 @@ def _read_journals(root: Path, lo: datetime | None, hi: datetime | None,
             continue
         table, found = rows_to_table(header["columns"], rows)
         problems += [f"{path}: {p}" for p in found]
-        tables.append(_ts_filter(table.select(columns), lo, hi))
+        tables.append(_ts_filter(conform(table.select(schema.names), schema), lo, hi))
     return tables, problems
 
 
@@ -335,22 +377,124 @@ def _columns(columns: Sequence[str] | None) -> list[str]:
     return list(dict.fromkeys(columns))
 
 
-def read_table(path: str | os.PathLike[str], start: date | datetime | str | None = None,
-               end: date | datetime | str | None = None,
-               columns: Sequence[str] | None = None) -> pa.Table:
-    """All calls logged under `path` in [start, end), one row per call_id, sorted by ts.
+def _ts_values(column: pa.ChunkedArray | pa.Array) -> Any:
+    """A non-null timestamp column as one int64 numpy array (zero-copy for one chunk)."""
+    import numpy as np
 
-    Merges the Parquet partitions and the un-rolled journals of every writer (other processes
-    too). Columns missing in old files are null. Raises LogError if `path` is not a folder.
-    """
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    # From the data buffer (`to_numpy` would import pandas); ts is never null.
+    parts = [np.frombuffer(c.buffers()[1], dtype=np.int64, count=c.offset + len(c))[c.offset:]
+             for c in chunks if len(c)]
+    if not parts:
+        return np.empty(0, dtype=np.int64)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _indices(positions: Any) -> pa.Array:
+    """Row positions (a numpy int or bool array) as an Arrow int64 array, via its buffer
+    (`pa.array` would import pandas)."""
+    import numpy as np
+
+    if positions.dtype.kind == "b":
+        positions = np.flatnonzero(positions)
+    positions = np.ascontiguousarray(positions, dtype=np.int64)
+    return pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
+
+
+def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
+    """`holder[0]` with only the rows `selection` (indices or a boolean mask) picks, built one
+    column at a time so that at most one column exists twice (the input table is consumed)."""
+    import pyarrow.compute as pc
+
+    table = holder.pop()
+    schema = table.schema
+    columns = list(table.columns)
+    del table
+    indices = _indices(selection)
+    del selection
+    for i, column in enumerate(columns):
+        columns[i] = None  # type: ignore[call-overload]  # drop our reference first
+        columns[i] = pc.take(column, indices, memory_pool=_pool())
+        del column
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """The pieces as one table sorted by ts, one row per (call_id, ts): the same rows and order
+    as concatenating them, keeping each row's first copy and stable-sorting by ts, but without
+    a copy of the table when the pieces are already in order (the usual case: each part file
+    is sorted and the days do not overlap). The list is emptied as pieces are consumed."""
+    import numpy as np
+
+    # Each piece sorted on its own (small), then ordered by its first ts; when the pieces
+    # follow each other, their concatenation is the stable sort of the whole.
+    spans = []
+    for index, piece in enumerate(pieces):
+        ts = _ts_values(piece["ts"])
+        if len(ts) > 1 and not bool((ts[1:] >= ts[:-1]).all()):
+            order = np.argsort(ts, kind="stable")
+            piece = pieces[index] = piece.take(_indices(order))
+            ts = ts[order]
+        if len(ts):
+            spans.append((int(ts[0]), index, int(ts[-1])))
+    spans.sort()
+    chained = all(prev_hi < lo or (prev_hi == lo and prev_i < i)
+                  for (_, prev_i, prev_hi), (lo, i, _) in zip(spans, spans[1:]))
+    if chained:
+        ordered = [pieces[i] for _, i, _ in spans]
+    else:
+        ordered = list(pieces)
+    pieces.clear()
+    table = pa.concat_tables(ordered) if ordered else pa.Table.from_batches([], schema=schema)
+    del ordered
+    holder = [table]
+    del table
+    if not chained:
+        order = np.argsort(_ts_values(holder[0]["ts"]), kind="stable")
+        holder.append(_take_columns(holder, order))
+        del order
+    # Copies of a row (a crash mid-roll, a read racing a roll or a compaction, a record appended
+    # twice) share call_id and ts, so they sit in the same run of equal ts values, in their
+    # original order: only rows of such runs are candidates, usually none.
+    ts = _ts_values(holder[0]["ts"])
+    same = np.flatnonzero(ts[1:] == ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
+    del ts
+    if len(same):
+        candidates = np.union1d(same, same + 1)
+        picked = _indices(candidates)
+        ids = holder[0]["call_id"].take(picked)
+        if pa.types.is_dictionary(ids.type):
+            ids = ids.cast(ids.type.value_type)
+        stamps = _ts_values(holder[0]["ts"].take(picked)).tolist()
+        seen: set[tuple[int, str]] = set()
+        drop = []
+        for row, key in zip(candidates.tolist(), zip(stamps, ids.to_pylist(), strict=True), strict=True):
+            if key in seen:
+                drop.append(row)
+            else:
+                seen.add(key)
+        if drop:
+            keep = np.ones(holder[0].num_rows, dtype=bool)
+            keep[drop] = False
+            holder.append(_take_columns(holder, keep))
+    return holder.pop()
+
+
+def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
+          end: date | datetime | str | None, columns: Sequence[str] | None,
+          dictionaries: bool) -> pa.Table:
     root = existing_root(path)
     lo, hi = time_range(start, end)
     wanted = _columns(columns)
     needed = list(dict.fromkeys(["call_id", "ts", *wanted]))
-    schema = pa.schema([CALL_SCHEMA.field(c) for c in needed])
+    fields = [CALL_SCHEMA.field(c) for c in needed]
+    if dictionaries:
+        fields = [f.with_type(pa.dictionary(pa.int32(), f.type))
+                  if f.name in CATEGORICAL_COLUMNS else f for f in fields]
+    schema = pa.schema(fields)
     # Journals first, then Parquet: a roll renames its Parquet file before it unlinks the
     # journal, so a row missed in one listing is always found in the next.
-    tables, problems = _read_journals(root, lo, hi, needed)
+    tables, problems = _read_journals(root, lo, hi, schema)
     seen: set[Path] = set()
     parts: list[pa.Table] = []
     for _attempt in range(_RELIST_ATTEMPTS):
@@ -363,9 +507,9 @@ def read_table(path: str | os.PathLike[str], start: date | datetime | str | None
         workers = min(8, os.cpu_count() or 1, len(files))
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda f: _read_part(f, schema, lo, hi), files))
+                results = list(pool.map(lambda f: _read_part(f, schema, lo, hi, dictionaries), files))
         else:
-            results = [_read_part(f, schema, lo, hi) for f in files]
+            results = [_read_part(f, schema, lo, hi, dictionaries) for f in files]
         vanished = False
         for file, result in zip(files, results, strict=True):
             seen.add(file)
@@ -374,40 +518,80 @@ def read_table(path: str | os.PathLike[str], start: date | datetime | str | None
             elif result.problem:
                 problems.append(f"{file}: {result.problem}; skipped")
             vanished = vanished or result.vanished
+        del results
         if not vanished:
             break
     for problem in problems:
-        warnings.warn(problem, LogReadWarning, stacklevel=2)
-    pieces = parts + tables  # Parquet first: dedupe keeps the first copy of a row
-    table = pa.concat_tables(pieces) if pieces else pa.Table.from_batches([], schema=schema)
-    table = dedupe(table).sort_by("ts")
-    return table.select(wanted).combine_chunks()
+        warnings.warn(problem, LogReadWarning, stacklevel=3)
+    pieces = parts + tables  # Parquet first: the first copy of a row is kept
+    del parts, tables
+    table = _sorted_and_unique(pieces, schema)
+    return table if table.column_names == wanted else table.select(wanted)
+
+
+def read_table(path: str | os.PathLike[str], start: date | datetime | str | None = None,
+               end: date | datetime | str | None = None,
+               columns: Sequence[str] | None = None) -> pa.Table:
+    """All calls logged under `path` in [start, end), one row per call_id, sorted by ts.
+
+    Merges the Parquet partitions and the un-rolled journals of every writer (other processes
+    too). Columns missing in old files are null. Raises LogError if `path` is not a folder.
+    The table may be chunked (one chunk per file or so); `combine_chunks()` if you need one.
+    """
+    return _read(path, start, end, columns, dictionaries=False)
 
 
 # -- pandas ------------------------------------------------------------------------------------
 
 
+def _to_series(column: pa.ChunkedArray, name: str) -> Any:
+    import pandas as pd
+
+    kind = column.type
+    if name in CATEGORICAL_COLUMNS:
+        if not pa.types.is_dictionary(kind):
+            column = column.dictionary_encode()
+        series = column.to_pandas(memory_pool=_pool())
+        del column
+        cats = series.cat.categories
+        if len(cats) == 0:  # all null: give it the same category dtype
+            return series.cat.set_categories(pd.Index([], dtype="str"))
+        # Categories in order of first appearance, unused ones dropped: the same categories
+        # (and so the same group-by order) as dictionary-encoding the values.
+        codes = pd.unique(series.cat.codes.to_numpy())
+        codes = codes[codes >= 0]
+        if len(codes) != len(cats) or (codes != range(len(cats))).any():
+            series = series.cat.set_categories(cats[codes])
+        return series
+    if pa.types.is_integer(kind) and column.null_count:
+        return column.to_pandas(types_mapper={kind: pd.Int64Dtype()}.get, memory_pool=_pool())
+    if pa.types.is_boolean(kind) and column.null_count:
+        return column.to_pandas(types_mapper={kind: pd.BooleanDtype()}.get, memory_pool=_pool())
+    return column.to_pandas(memory_pool=_pool())
+
+
+def _frame(holder: list[pa.Table]) -> pd.DataFrame:
+    """The table in `holder` as a DataFrame, consumed one column at a time (each Arrow column is
+    freed once converted, so the peak is the table plus about one column)."""
+    import pandas as pd
+
+    table = holder.pop()
+    names = table.column_names
+    columns = list(table.columns)
+    del table
+    out = {}
+    for i, name in enumerate(names):
+        column = columns[i]
+        columns[i] = None  # type: ignore[call-overload]
+        out[name] = _to_series(column, name)
+        del column
+    return pd.DataFrame(out, copy=False)
+
+
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     """A typed DataFrame: ts datetime64[us, UTC]; low-cardinality strings categorical; int
     columns int64 (nullable Int64 only when they hold nulls); bools bool (or boolean)."""
-    import pandas as pd
-
-    columns = {}
-    for name in table.column_names:
-        column = table[name]
-        kind = column.type
-        if name in CATEGORICAL_COLUMNS:
-            series = column.dictionary_encode().to_pandas()
-            if len(series.cat.categories) == 0:  # all null: give it the same category dtype
-                series = series.cat.set_categories(pd.Index([], dtype="str"))
-        elif pa.types.is_integer(kind) and column.null_count:
-            series = column.to_pandas(types_mapper={kind: pd.Int64Dtype()}.get)
-        elif pa.types.is_boolean(kind) and column.null_count:
-            series = column.to_pandas(types_mapper={kind: pd.BooleanDtype()}.get)
-        else:
-            series = column.to_pandas()
-        columns[name] = series
-    return pd.DataFrame(columns)
+    return _frame([table])
 
 
 def read_log(path: str | os.PathLike[str], start: date | datetime | str | None = None,
@@ -415,6 +599,8 @@ def read_log(path: str | os.PathLike[str], start: date | datetime | str | None =
              columns: Sequence[str] | None = None) -> pd.DataFrame:
     """The call log as a pandas DataFrame sorted by ts (see `read_table` and the module doc).
 
-    An empty log gives an empty DataFrame with the same columns and dtypes.
+    An empty log gives an empty DataFrame with the same columns and dtypes. Low-cardinality
+    columns are read from Parquet as dictionaries, and the Arrow table is freed column by column
+    as it is converted.
     """
-    return table_to_frame(read_table(path, start, end, columns))
+    return _frame([_read(path, start, end, columns, dictionaries=True)])

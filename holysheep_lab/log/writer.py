@@ -62,6 +62,7 @@ __all__ = [
     "micros_to_datetime",
     "normalise_values",
     "build_array",
+    "columns_to_table",
     "part_name",
     "rows_to_table",
     "safe_name",
@@ -249,18 +250,20 @@ _FILL: dict[str, Any] = {"int": 0, "ts": 0, "float": 0.0, "bool": False}
 _NUMPY_TYPES = {"int": "int64", "ts": "int64", "float": "float64", "bool": "bool"}
 
 
-def build_array(values: Sequence[Any], kind: str, type_: pa.DataType) -> pa.Array:
+def build_array(values: Sequence[Any], kind: str, type_: pa.DataType,
+                types: Iterable[type] | None = None) -> pa.Array:
     """An Arrow array of Python values, built from numpy buffers with C-level loops.
 
     Why not `pa.array`: it imports pandas (a second or more) the first time it runs, and this
     runs in every process that logs. Raises TypeError for a value of the wrong Python type
-    (numpy would silently truncate 1.5 to 1), OverflowError for ints past int64.
+    (numpy would silently truncate 1.5 to 1), OverflowError for ints past int64. `types`, if
+    given, must be the set of the values' Python types (it saves a pass over them).
     """
     import numpy as np
     import pyarrow as pa
 
     n = len(values)
-    types = set(map(type, values))
+    types = set(map(type, values)) if types is None else set(types)
     has_nulls = _NONE_TYPE in types
     types.discard(_NONE_TYPE)
     if not types:
@@ -298,11 +301,22 @@ def rows_to_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tupl
     Columns missing from `columns` are null; unknown ones are dropped. Returns the table and a
     list of problems (values that could not be stored and became null), for the caller to warn.
     """
+    n = len(rows)
+    return columns_to_table(columns, list(zip(*rows, strict=True)) if n else [], n)
+
+
+def columns_to_table(columns: Sequence[str], values: Sequence[Sequence[Any]], n: int,
+                     signatures: Iterable[tuple[type, ...]] | None = None) -> tuple[pa.Table, list[str]]:
+    """Like `rows_to_table`, from one sequence of `n` values per name in `columns`.
+
+    `signatures`, if given, holds the tuple of value types of every row (so no value's type has
+    to be looked at again).
+    """
+    known = None if signatures is None else list(signatures)
     import pyarrow as pa
 
-    n = len(rows)
     position = {name: i for i, name in enumerate(columns)}
-    transposed = list(zip(*rows, strict=True)) if n else []
+    transposed = values
     arrays: list[pa.Array] = []
     problems: list[str] = []
     for f in CALL_SCHEMA:
@@ -313,7 +327,8 @@ def rows_to_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tupl
         kind = _kind(f.type)
         values = transposed[i] if n else ()
         try:
-            arrays.append(build_array(values, kind, f.type))
+            types = None if known is None else {sig[i] for sig in known}
+            arrays.append(build_array(values, kind, f.type, types))
         except _BUILD_ERRORS + (pa.ArrowException,):
             fixed = [_coerce_one(v, kind) for v in values]
             lost = sum(1 for v, w in zip(values, fixed, strict=True) if v is not None and w != v)
@@ -424,8 +439,12 @@ class _Journal:
     path: Path
     fd: int
     seq: int
-    rows: list[list[Any]] = field(default_factory=list)
+    columns: list[list[Any]] = field(default_factory=list)  # the rows, one list per column
+    count: int = 0  # rows appended
+    signatures: set[int | None] = field(default_factory=set)  # of its rows; None: unknown
 
+
+_APPEND = list.append
 
 _LIVE: weakref.WeakSet[LogWriter] = weakref.WeakSet()
 _HOOKS = threading.Lock()
@@ -501,7 +520,8 @@ class LogWriter:
         self._pending: list[_Journal] = []  # sealed journals not yet in Parquet
         self._seq = 0
         self._torn = False  # the last write failed part-way: start the next on a new line
-        self._signatures: set[tuple[type, ...]] = set()
+        self._signatures: dict[tuple[type, ...], int] = {}  # checked type signatures -> index
+        self._signature_list: list[tuple[type, ...]] = []
         self._last_roll = self._clock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -525,7 +545,9 @@ class LogWriter:
 
     # -- hot path ----------------------------------------------------------------------------
 
-    def _encode(self, record: CallRecord) -> tuple[bytes, list[Any]]:
+    def _encode(self, record: CallRecord) -> tuple[bytes, list[Any], int | None]:
+        """The journal line, the row, and the index of its (checked) type signature in
+        `_signature_list`, or None where the types must be looked at again at roll time."""
         layout = self._layout
         values = list(layout.getter(record))
         ts = values[layout.ts_index]
@@ -534,20 +556,25 @@ class LogWriter:
         except TypeError:  # naive or not a datetime: the slow path decides
             pass
         signature = tuple(map(type, values))
-        if signature not in self._signatures:
+        known = self._signatures.get(signature)
+        if known is None:
             values, changed = normalise_values(values, layout.kinds, layout.names, layout.required)
             if not changed and len(self._signatures) < _MAX_SIGNATURES:
-                self._signatures.add(signature)
-        return _encode_line(values)
+                known = self._signatures[signature] = len(self._signature_list)
+                self._signature_list.append(signature)
+        line, row = _encode_line(values)
+        return line, row, known if row is values else None
 
     def append(self, record: CallRecord) -> None:
         """Write one record to the journal; it is durable against a process kill on return."""
-        line, row = self._encode(record)
+        line, row, signature = self._encode(record)
         with self._lock:
             journal = self._journal or self._open_next()
             self._write(journal, line)
-            journal.rows.append(row)
-            waiting = len(journal.rows)
+            any(map(_APPEND, journal.columns, row))  # kept column-wise: a roll needs no flip
+            journal.signatures.add(signature)
+            journal.count += 1
+            waiting = journal.count
         self._maybe_wake(waiting)
 
     def append_many(self, records: Iterable[CallRecord]) -> None:
@@ -557,9 +584,12 @@ class LogWriter:
             return
         with self._lock:
             journal = self._journal or self._open_next()
-            self._write(journal, b"".join(line for line, _ in encoded))
-            journal.rows.extend(row for _, row in encoded)
-            waiting = len(journal.rows)
+            self._write(journal, b"".join(line for line, _, _ in encoded))
+            for _, row, signature in encoded:
+                any(map(_APPEND, journal.columns, row))
+                journal.signatures.add(signature)
+            journal.count += len(encoded)
+            waiting = journal.count
         self._maybe_wake(waiting)
 
     def _maybe_wake(self, waiting: int) -> None:
@@ -614,7 +644,7 @@ class LogWriter:
                 f"Cannot write the call log in {self.log_dir} ({exc.strerror or exc}). "
                 "Pass a writable log_dir= (or set HOLYSHEEP_LOG_DIR)."
             ) from exc
-        self._journal = _Journal(final, fd, seq)
+        self._journal = _Journal(final, fd, seq, [[] for _ in self._layout.names])
         self._torn = False
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=f"holysheep-log-roll-{self.name}",
@@ -628,7 +658,7 @@ class LogWriter:
             journal = self._journal
             if journal is None:
                 return
-            if journal.rows:
+            if journal.count:
                 self._pending.append(journal)
                 self._journal = None
                 if open_next:
@@ -645,7 +675,10 @@ class LogWriter:
             os.close(journal.fd)
 
     def _flush(self, journal: _Journal) -> list[Path]:
-        table, problems = rows_to_table(self._layout.names, journal.rows)
+        signatures = None if None in journal.signatures else [
+            self._signature_list[i] for i in journal.signatures]
+        table, problems = columns_to_table(self._layout.names, journal.columns, journal.count,
+                                           signatures)
         for problem in problems:
             warnings.warn(f"call log {journal.path.name}: {problem}", LogWriteWarning, stacklevel=3)
         try:
@@ -701,7 +734,7 @@ class LogWriter:
             if self._stop.is_set():
                 return
             journal = self._journal
-            waiting = len(journal.rows) if journal else 0
+            waiting = journal.count if journal else 0
             due = self.roll_interval is not None and (
                 self._clock() - self._last_roll >= self.roll_interval)
             if not waiting and not self._pending:
