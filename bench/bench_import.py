@@ -1,5 +1,9 @@
 """Import time of `import holysheep_lab` (goal <= 0.3 s) against `import httpx2` and `import pandas`,
 each in a fresh interpreter, medians of 15 runs. Run: .venv/bin/python bench/bench_import.py
+
+`holysheep_lab_client_constructed` also builds a client on a fresh, empty log folder (what a
+notebook's first cell pays); `holysheep_lab_log_append` opens a LogWriter and appends one record
+(no pyarrow needed until a roll).
 """
 
 from __future__ import annotations
@@ -17,6 +21,15 @@ TARGETS = {
     "python_baseline": "pass",
     "holysheep_lab": "import holysheep_lab",
     "holysheep_lab_client_ready": "import holysheep_lab as hs; hs.Client",
+    "holysheep_lab_client_constructed": (
+        "import tempfile, holysheep_lab as hs; "
+        "hs.Client(base_url='http://127.0.0.1:9/v1', log_dir=tempfile.mkdtemp())"),
+    "holysheep_lab_log_append": (
+        "import os, tempfile, datetime; from holysheep_lab.log import LogWriter; "
+        "from holysheep_lab.log.schema import CallRecord; "
+        "w = LogWriter(tempfile.mkdtemp(), roll_interval=None); "
+        "w.append(CallRecord('c', datetime.datetime.now(datetime.timezone.utc), 'm', 'ok')); "
+        "os._exit(0)"),  # no roll at exit: this measures the append path only
     "httpx2": "import httpx2",
     "pandas": "import pandas",
 }

@@ -225,6 +225,8 @@ class Client:
             options["clock"] = clock
         self.core = Meter(**options)
         self.base_url = url
+        # Built once: merging a relative path into base_url re-parses both URLs on every call.
+        self._chat_url = httpx2.URL(f"{url}/chat/completions")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._timeout = httpx2.Timeout(timeout, connect=min(10.0, timeout))
         self._http = httpx2.Client(base_url=url, headers=self._headers, timeout=self._timeout,
@@ -262,7 +264,7 @@ class Client:
         """
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
-        request = self._http.build_request("POST", "/chat/completions", json=body, headers=self._project_headers(project),
+        request = self._http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                            extensions={PAYLOAD_EXTENSION: body})
         if stream:
             return ChatStream(self._http.send(request, stream=True), model)
@@ -275,7 +277,7 @@ class Client:
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
         http = self._async_client()
-        request = http.build_request("POST", "/chat/completions", json=body, headers=self._project_headers(project),
+        request = http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                      extensions={PAYLOAD_EXTENSION: body})
         if stream:
             return AsyncChatStream(await http.send(request, stream=True), model)

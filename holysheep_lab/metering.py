@@ -52,6 +52,7 @@ PROJECT_HEADER = "x-holysheep-project"
 PAYLOAD_EXTENSION = "holysheep_payload"
 CHAT_PATHS = ("/chat/completions",)
 DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
+_NO_USAGE = Usage()
 
 
 class MeterOptions(TypedDict, total=False):
@@ -212,9 +213,10 @@ class Meter:
         """This month's logged spend per ledger bucket, and the buckets' expiry times."""
         spent: dict[str, int] = {}
         expires: dict[str, float] = {}
-        if not self.log_dir.exists() or not any(self.log_dir.iterdir()):
+        from .log import may_hold_rows, read_table
+
+        if not may_hold_rows(self.log_dir):
             return spent, expires
-        from .log import read_table
 
         now = self.clock()
         zone = self.guard.zone
@@ -279,8 +281,12 @@ class Meter:
             price: Price | None = self.prices.price(model)
         except UnknownModelError as exc:
             if not self.allow_unpriced:
-                self._write(self._base_record(new_id(), ts, model, project, size, max_tokens, None)
-                            | {"status": "error", "error": "unknown model: no price; not sent", "attempts": 0})
+                self._write(CallRecord(
+                    call_id=new_id(), ts=ts, model=model, project=project, status="error",
+                    error="unknown model: no price; not sent", attempts=0, estimated_cost_usd=None,
+                    price_version=self.prices.version, max_tokens=max_tokens, input_bytes=size.text_bytes,
+                    input_non_ascii_bytes=size.non_ascii_bytes, input_messages=size.messages,
+                ))
                 raise exc from None
             price = None
         cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
@@ -326,7 +332,7 @@ class Meter:
         except (BudgetExceededError, LedgerUnavailableError) as exc:
             self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
             plan.finished = True
-            self._write(self._plan_record(plan) | {"status": "blocked", "attempts": 0, "error": _short(str(exc))})
+            self._write(self._plan_record(plan, status="blocked", attempts=0, error=_short(str(exc))))
             raise
 
     def complete(self, plan: CallPlan, status_code: int, body: bytes, headers: Mapping[str, str]) -> tuple[CallRecord, Any, HolySheepError | None]:
@@ -394,8 +400,9 @@ class Meter:
         elif answered and plan.price is not None:
             # Answered but unreadable: the relay probably billed it; count the worst case, never $0.
             cost = plan.estimate_nanos
-        if error is not None or error_text is not None:
-            status = "error" if status != "unpriced" else status
+        failed = error is not None or error_text is not None
+        if failed and status != "unpriced":
+            status = "error"
         res = plan.reservation
         if res is not None:
             try:
@@ -410,28 +417,25 @@ class Meter:
                 log.warning("ledger unavailable while settling call %s; it will be re-seeded from the log", plan.call_id)
         if usage is not None and status == "ok":
             self.estimator.observe(plan.model, plan.size, usage.input_tokens)
-        row = self._plan_record(plan) | {
-            "status": status,
-            "attempts": plan.attempts,
-            "http_status": status_code,
-            "latency_ms": (time.perf_counter() - plan.started) * 1000,
-            "cost_nanos": cost,
-            "cost_usd": nanos_to_usd(cost) if cost is not None else None,
-            "partial": partial,
-            "ttft_ms": plan.ttft_ms,
-            "completion": completion,
-        }
-        if usage is not None:
-            row |= {
-                "input_tokens": usage.input_tokens,
-                "output_tokens": usage.output_tokens,
-                "cached_input_tokens": usage.cached_input_tokens,
-                "reasoning_tokens": usage.reasoning_tokens,
-                "relay_cost_usd": usage.relay_cost_usd,
-            }
-        if error is not None or error_text is not None:
-            row["error"] = _short(redact(error_text or str(error), *self.secrets))
-        record = self._write(row)
+        counted = usage or _NO_USAGE  # no usage: the row keeps its zero counts
+        record = self._write(self._plan_record(
+            plan,
+            status=status,
+            attempts=plan.attempts,
+            http_status=status_code,
+            latency_ms=(time.perf_counter() - plan.started) * 1000,
+            cost_nanos=cost,
+            cost_usd=nanos_to_usd(cost) if cost is not None else None,
+            partial=partial,
+            ttft_ms=plan.ttft_ms,
+            completion=completion,
+            input_tokens=counted.input_tokens,
+            output_tokens=counted.output_tokens,
+            cached_input_tokens=counted.cached_input_tokens,
+            reasoning_tokens=counted.reasoning_tokens,
+            relay_cost_usd=counted.relay_cost_usd,
+            error=_short(redact(error_text or str(error), *self.secrets)) if failed else None,
+        ))
         if cost:
             self.recent.add(cost)
         if events and self.alerts is not None:
@@ -440,25 +444,21 @@ class Meter:
             fn(record, events)
         return record
 
-    def _base_record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
-                     max_tokens: int | None, estimate: int | None) -> dict[str, Any]:
-        return {
-            "call_id": call_id, "ts": ts, "model": model, "project": project,
-            "price_version": self.prices.version, "input_bytes": size.text_bytes,
-            "input_non_ascii_bytes": size.non_ascii_bytes, "input_messages": size.messages,
-            "max_tokens": max_tokens,
-            "estimated_cost_usd": nanos_to_usd(estimate) if estimate is not None else None,
-            "cost_usd": 0.0, "cost_nanos": 0,
-        }
+    def _plan_record(self, plan: CallPlan, **ending: Any) -> CallRecord:
+        """The log row of a planned call; `ending` says how it ended (status, cost, usage...).
+        One constructor call, no intermediate dicts: this runs once per call."""
+        size = plan.size
+        return CallRecord(
+            call_id=plan.call_id, ts=plan.ts, model=plan.model, project=plan.project,
+            price_version=self.prices.version, input_bytes=size.text_bytes,
+            input_non_ascii_bytes=size.non_ascii_bytes, input_messages=size.messages,
+            max_tokens=plan.max_tokens,
+            estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
+            stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt,
+            **ending,
+        )
 
-    def _plan_record(self, plan: CallPlan) -> dict[str, Any]:
-        return self._base_record(plan.call_id, plan.ts, plan.model, plan.project, plan.size,
-                                 plan.max_tokens, plan.estimate_nanos if plan.price else None) | {
-            "stream": plan.stream, "conversation_id": plan.conversation_id, "prompt": plan.prompt,
-        }
-
-    def _write(self, row: dict[str, Any]) -> CallRecord:
-        record = CallRecord(**row)
+    def _write(self, record: CallRecord) -> CallRecord:
         self.writer.append(record)
         self.calls += 1  # a display counter: a rare lost increment under threads is harmless
         return record

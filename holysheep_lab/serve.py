@@ -187,5 +187,11 @@ def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
         print(f"warning: serving on {host} without --token: anyone who can reach it reads your usage.",
               file=sys.stderr)
     app = make_app(log_dir, token=token, budget=budget, allowed_hosts=hosts)
+    # Load pyarrow before the port opens: the first request is then as quick as the rest.
+    import pyarrow.compute  # noqa: F401
+
+    from . import report_data  # noqa: F401
+    from .log import reader  # noqa: F401
+
     print(f"holysheep-lab serve: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -270,3 +270,94 @@ def test_forked_child_gets_its_own_journal(log_dir):
     w.close()
     ids = read_table(log_dir)["call_id"].to_pylist()
     assert sorted(ids) == sorted([f"call-{i:06d}" for i in (1, 2, 100, 101, 102, 103, 104)])
+
+
+# -- pyarrow stays out of processes that only append ------------------------------------------
+
+
+def test_appending_imports_neither_pyarrow_nor_pandas(log_dir):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, datetime\n"
+        "import holysheep_lab.log\n"
+        "from holysheep_lab.log import LogWriter, may_hold_rows\n"
+        "from holysheep_lab.log.schema import CallRecord\n"
+        f"w = LogWriter({str(log_dir)!r}, roll_interval=None)\n"
+        "assert not may_hold_rows(w.log_dir)\n"
+        "ts = datetime.datetime(2026, 3, 14, tzinfo=datetime.timezone.utc)\n"
+        "w.append(CallRecord(call_id='c1', ts=ts, model='gpt-4.1', status='ok', cost_usd=0.5))\n"
+        "w.append_many([CallRecord(call_id='c2', ts=ts, model='gpt-4.1', status='ok')])\n"
+        "assert may_hold_rows(w.log_dir)\n"
+        "dir(holysheep_lab.log)\n"
+        "assert 'pyarrow' not in sys.modules, 'pyarrow imported'\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported'\n"
+        "written = w.roll()\n"
+        "assert len(written) == 1 and 'pyarrow' in sys.modules\n"
+        "assert may_hold_rows(w.log_dir)\n"
+        "w.close()\n"
+        "assert 'pandas' not in sys.modules, 'pandas imported by the roll'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr
+    assert sorted(read_table(log_dir)["call_id"].to_pylist()) == ["c1", "c2"]
+
+
+def test_column_spec_agrees_with_the_arrow_schema():
+    import pyarrow as pa
+
+    from holysheep_lab.log import schema
+
+    assert schema.COLUMN_NAMES == tuple(CALL_SCHEMA.names)
+    assert schema.CALL_SCHEMA is CALL_SCHEMA is schema.call_schema()
+    assert schema.CORE_COLUMNS == tuple(CALL_SCHEMA.names[:17])
+    assert CALL_SCHEMA.field("ts").type == pa.timestamp("us", tz="UTC")
+    for (name, kind, nullable), f in zip(schema.COLUMNS, CALL_SCHEMA, strict=True):
+        assert (name, nullable) == (f.name, f.nullable)
+        assert kind == writer_mod._kind(f.type), name
+    assert schema.REQUIRED_COLUMNS == {"call_id", "ts", "model", "status"}
+    layout = writer_mod._layout()
+    assert layout.kinds == tuple(writer_mod._kind(f.type) for f in CALL_SCHEMA)
+    assert layout.required == frozenset(i for i, f in enumerate(CALL_SCHEMA) if not f.nullable)
+
+
+def test_lazy_names_of_the_log_package():
+    import holysheep_lab.log as log
+    from holysheep_lab.log import compact, read_log, read_table as rt, reader, schema
+
+    assert set(log.__all__) <= set(dir(log))
+    assert "CALL_SCHEMA" in dir(schema) and "CALL_SCHEMA" in schema.__all__
+    assert log.read_table is rt is reader.read_table and log.read_log is read_log
+    assert callable(compact) and log.compact is compact  # the function, not the submodule
+    with pytest.raises(AttributeError):
+        log.no_such_name  # noqa: B018
+    with pytest.raises(AttributeError):
+        schema.no_such_name  # noqa: B018
+
+
+def test_compact_stays_the_function_when_its_module_is_imported_first():
+    import subprocess
+    import sys
+
+    code = ("import holysheep_lab.log.compact\n"
+            "import holysheep_lab.log as log\n"
+            "from holysheep_lab.log import compact\n"
+            "assert callable(compact) and log.compact is compact, compact\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.returncode == 0, out.stderr
+
+
+def test_may_hold_rows(log_dir):
+    from holysheep_lab.log import may_hold_rows
+
+    assert not may_hold_rows(log_dir / "missing")
+    w = LogWriter(log_dir, roll_interval=None)
+    assert not may_hold_rows(log_dir)  # only this writer's empty journal
+    w.append(rec(1))
+    assert may_hold_rows(log_dir)
+    w.roll()
+    assert may_hold_rows(log_dir)  # the Parquet part
+    w.close()

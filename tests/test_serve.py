@@ -219,9 +219,9 @@ def test_cli_serves_on_loopback_only(log):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                r = httpx2.get(f"http://127.0.0.1:{port}/api/usage/current", timeout=5)
+                r = httpx2.get(f"http://127.0.0.1:{port}/api/usage/current", timeout=30)
                 break
-            except httpx2.ConnectError:
+            except httpx2.ConnectError:  # not listening yet
                 assert proc.poll() is None, proc.stderr.read()
                 time.sleep(0.1)
         assert r.status_code == 200 and r.json()["total_requests"] == 3

@@ -9,15 +9,19 @@
 
 The folder reads unchanged with DuckDB (``read_parquet('logs/**/*.parquet',
 hive_partitioning=true)``) and polars (``scan_parquet('logs/**/*.parquet')``), minus the rows
-still in journals. pandas is imported only by `read_log`.
+still in journals. pyarrow is imported only to roll journals into Parquet and to read (so appending
+stays light); pandas only by `read_log`.
 """
 
 from __future__ import annotations
 
-from .compact import CompactSummary, compact
-from .reader import LogReadWarning, read_log, read_table
-from .schema import CALL_SCHEMA, SCHEMA_VERSION, CallRecord
-from .writer import LogWriter, LogWriteWarning
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+from .schema import SCHEMA_VERSION, CallRecord
+from .writer import LogWriter, LogWriteWarning, may_hold_rows
 
 __all__ = [
     "CALL_SCHEMA",
@@ -28,6 +32,53 @@ __all__ = [
     "LogWriteWarning",
     "LogWriter",
     "compact",
+    "may_hold_rows",
     "read_log",
     "read_table",
 ]
+
+# Appending needs no pyarrow; these (reading, compacting, the Arrow schema) import it, so they
+# load on first use. `import holysheep_lab.log` and a LogWriter's appends stay pyarrow-free.
+_LAZY = {
+    "CALL_SCHEMA": ".schema",
+    "CompactSummary": ".compact",
+    "compact": ".compact",
+    "LogReadWarning": ".reader",
+    "read_log": ".reader",
+    "read_table": ".reader",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Keeps `holysheep_lab.log.compact` the function, as when it was imported eagerly.
+
+    Loading the submodule `holysheep_lab.log.compact` (however it is first imported) makes the
+    import system set the package attribute `compact` to that module; this puts the function back.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "compact" and isinstance(value, types.ModuleType):
+            value = value.compact
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; never executed
+    from .compact import CompactSummary, compact
+    from .reader import LogReadWarning, read_log, read_table
+    from .schema import CALL_SCHEMA

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-__all__ = ["CALL_SCHEMA", "CORE_COLUMNS", "SCHEMA_VERSION", "STATUSES", "CallRecord"]
+__all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "CORE_COLUMNS", "REQUIRED_COLUMNS",
+           "SCHEMA_VERSION", "STATUSES", "CallRecord", "call_schema"]
 
 SCHEMA_VERSION = 1
 
@@ -20,43 +23,72 @@ SCHEMA_VERSION = 1
 #: `unpriced` answered, but the model had no price (opt-in), so cost_usd is null, never 0.
 STATUSES = ("ok", "error", "blocked", "unpriced")
 
-CALL_SCHEMA = pa.schema(
-    [
-        pa.field("call_id", pa.string(), nullable=False),
-        pa.field("ts", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("input_tokens", pa.int64()),
-        pa.field("output_tokens", pa.int64()),
-        pa.field("cached_input_tokens", pa.int64()),
-        pa.field("reasoning_tokens", pa.int64()),
-        pa.field("cost_usd", pa.float64()),
-        pa.field("estimated_cost_usd", pa.float64()),
-        pa.field("latency_ms", pa.float64()),
-        pa.field("attempts", pa.int64()),
-        pa.field("http_status", pa.int64()),
-        pa.field("error", pa.string()),
-        pa.field("project", pa.string()),
-        pa.field("price_version", pa.string()),
-        pa.field("schema_version", pa.int64()),
-        # -- beyond the core: added in version 1 too --
-        pa.field("cost_nanos", pa.int64()),  # exact cost in nano-dollars; cost_usd rounds it
-        pa.field("relay_cost_usd", pa.float64()),  # the relay's own figure (usage.cost), if any
-        pa.field("ttft_ms", pa.float64()),  # time to first token (streaming)
-        pa.field("stream", pa.bool_()),
-        pa.field("partial", pa.bool_()),  # a stream cut or abandoned: settled on what arrived
-        pa.field("endpoint", pa.string()),  # e.g. "chat.completions"
-        pa.field("input_bytes", pa.int64()),  # UTF-8 size of the messages: calibrates estimates
-        pa.field("max_tokens", pa.int64()),
-        pa.field("conversation_id", pa.string()),  # hash of the opening messages: chains, no text
-        pa.field("prompt", pa.string()),  # only when the user asked to log content
-        pa.field("completion", pa.string()),  # only when the user asked to log content
-        pa.field("input_non_ascii_bytes", pa.int64()),  # script class of the prompt (calibration)
-        pa.field("input_messages", pa.int64()),
-    ]
+#: The columns as (name, kind, nullable), in order. Kinds: str | ts (UTC microseconds) | int
+#: (int64) | float (float64) | bool. Plain Python, so appending to the log never needs pyarrow;
+#: `CALL_SCHEMA` (the Arrow schema) is built from it on first use.
+COLUMNS: tuple[tuple[str, str, bool], ...] = (
+    ("call_id", "str", False),
+    ("ts", "ts", False),
+    ("model", "str", False),
+    ("status", "str", False),
+    ("input_tokens", "int", True),
+    ("output_tokens", "int", True),
+    ("cached_input_tokens", "int", True),
+    ("reasoning_tokens", "int", True),
+    ("cost_usd", "float", True),
+    ("estimated_cost_usd", "float", True),
+    ("latency_ms", "float", True),
+    ("attempts", "int", True),
+    ("http_status", "int", True),
+    ("error", "str", True),
+    ("project", "str", True),
+    ("price_version", "str", True),
+    ("schema_version", "int", True),
+    # -- beyond the core: added in version 1 too --
+    ("cost_nanos", "int", True),  # exact cost in nano-dollars; cost_usd rounds it
+    ("relay_cost_usd", "float", True),  # the relay's own figure (usage.cost), if any
+    ("ttft_ms", "float", True),  # time to first token (streaming)
+    ("stream", "bool", True),
+    ("partial", "bool", True),  # a stream cut or abandoned: settled on what arrived
+    ("endpoint", "str", True),  # e.g. "chat.completions"
+    ("input_bytes", "int", True),  # UTF-8 size of the messages: calibrates estimates
+    ("max_tokens", "int", True),
+    ("conversation_id", "str", True),  # hash of the opening messages: chains, no text
+    ("prompt", "str", True),  # only when the user asked to log content
+    ("completion", "str", True),  # only when the user asked to log content
+    ("input_non_ascii_bytes", "int", True),  # script class of the prompt (calibration)
+    ("input_messages", "int", True),
 )
 
-CORE_COLUMNS = tuple(CALL_SCHEMA.names[:17])
+COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
+COLUMN_KINDS: tuple[str, ...] = tuple(kind for _, kind, _ in COLUMNS)
+REQUIRED_COLUMNS: frozenset[str] = frozenset(name for name, _, nullable in COLUMNS if not nullable)
+CORE_COLUMNS = COLUMN_NAMES[:17]
+
+
+@cache
+def call_schema() -> pa.Schema:
+    """The Arrow schema of the call log (imports pyarrow; built once)."""
+    import pyarrow as pa
+
+    types = {"str": pa.string(), "ts": pa.timestamp("us", tz="UTC"), "int": pa.int64(),
+             "float": pa.float64(), "bool": pa.bool_()}
+    return pa.schema([pa.field(name, types[kind], nullable=nullable) for name, kind, nullable in COLUMNS])
+
+
+def __getattr__(name: str) -> Any:
+    # `CALL_SCHEMA` stays importable as a module constant, built (with pyarrow) on first access.
+    if name == "CALL_SCHEMA":
+        return call_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"CALL_SCHEMA"})
+
+
+if TYPE_CHECKING:
+    CALL_SCHEMA: pa.Schema
 
 
 @dataclass(slots=True)

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, LogError
-from .schema import CALL_SCHEMA, SCHEMA_VERSION, CallRecord
+from .schema import COLUMN_KINDS, COLUMN_NAMES, REQUIRED_COLUMNS, SCHEMA_VERSION, CallRecord, call_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -59,6 +59,7 @@ __all__ = [
     "fsync_dir",
     "host_tag",
     "journal_header",
+    "may_hold_rows",
     "micros_to_datetime",
     "normalise_values",
     "build_array",
@@ -115,6 +116,7 @@ class _Layout:
 
 
 def _kind(t: pa.DataType) -> str:
+    """The column kind of an Arrow type (schema.COLUMNS holds the kinds of the log's columns)."""
     import pyarrow as pa
 
     if pa.types.is_timestamp(t):
@@ -132,11 +134,12 @@ def _kind(t: pa.DataType) -> str:
 
 @cache
 def _layout() -> _Layout:
-    names = tuple(CALL_SCHEMA.names)
+    # From the plain column spec, not the Arrow schema: appending never imports pyarrow.
+    names = COLUMN_NAMES
     return _Layout(
         names=names,
-        kinds=tuple(_kind(f.type) for f in CALL_SCHEMA),
-        required=frozenset(i for i, f in enumerate(CALL_SCHEMA) if not f.nullable),
+        kinds=COLUMN_KINDS,
+        required=frozenset(i for i, name in enumerate(names) if name in REQUIRED_COLUMNS),
         ts_index=names.index("ts"),
         getter=operator.attrgetter(*names),
     )
@@ -296,7 +299,7 @@ def build_array(values: Sequence[Any], kind: str, type_: pa.DataType,
 
 
 def rows_to_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[pa.Table, list[str]]:
-    """Journal rows (in `columns` order, ts as int micros) -> a CALL_SCHEMA table.
+    """Journal rows (in `columns` order, ts as int micros) -> a `CALL_SCHEMA` table.
 
     Columns missing from `columns` are null; unknown ones are dropped. Returns the table and a
     list of problems (values that could not be stored and became null), for the caller to warn.
@@ -317,14 +320,14 @@ def columns_to_table(columns: Sequence[str], values: Sequence[Sequence[Any]], n:
 
     position = {name: i for i, name in enumerate(columns)}
     transposed = values
+    schema = call_schema()
     arrays: list[pa.Array] = []
     problems: list[str] = []
-    for f in CALL_SCHEMA:
+    for f, kind in zip(schema, COLUMN_KINDS, strict=True):
         i = position.get(f.name)
         if i is None:
             arrays.append(pa.nulls(n, f.type))
             continue
-        kind = _kind(f.type)
         values = transposed[i] if n else ()
         try:
             types = None if known is None else {sig[i] for sig in known}
@@ -335,7 +338,7 @@ def columns_to_table(columns: Sequence[str], values: Sequence[Sequence[Any]], n:
             problems.append(f"column {f.name!r}: {lost} value(s) did not fit the column type "
                             "and were stored as null (or with unencodable characters replaced)")
             arrays.append(build_array(fixed, kind, f.type))
-    return pa.Table.from_arrays(arrays, schema=CALL_SCHEMA), problems
+    return pa.Table.from_arrays(arrays, schema=schema), problems
 
 
 def safe_name(text: str, limit: int = 40) -> str:
@@ -355,6 +358,43 @@ def part_name(journal: Path) -> str:
 
 
 # -- file-system helpers -----------------------------------------------------------------------
+
+
+def may_hold_rows(root: str | os.PathLike[str]) -> bool:
+    """False only if the log folder `root` surely holds no call: no Parquet partition (nor any
+    other visible entry) and no journal with a line past its header. Cheap and pyarrow-free, so
+    a start-up can skip `read_table` (and its pyarrow import) on a fresh log, whose only content
+    is the empty journal the new writer just opened."""
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # let the reader say what is wrong
+    for entry in entries:
+        if entry.name == JOURNAL_DIR:
+            continue
+        if not entry.name.startswith("."):
+            return True
+    try:
+        journals = [e.path for e in os.scandir(os.path.join(root, JOURNAL_DIR))
+                    if e.name.endswith(JOURNAL_SUFFIX) and not e.name.startswith(".")]
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    for path in journals:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(65536)
+                end = head.find(b"\n")
+                if end < 0 or len(head) > end + 1 or f.read(1):
+                    return True  # a row (or a header too long to tell): read it
+        except OSError:
+            return True  # e.g. rolled meanwhile: its rows are now in Parquet
+    return False
+
+
 
 
 def try_lock(fd: int) -> bool:
