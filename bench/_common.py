@@ -11,7 +11,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,36 @@ def simulator_process(**options: Any) -> Iterator[str]:
 
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
+
+
+def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, calls: int,
+                warmup: int = 50) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-call wall and CPU (this process) microseconds of every variant, one sample per round.
+
+    Rounds alternate the variants' order so neither always runs first or last; compare the
+    samples pairwise (`paired_ratio`), which cancels load that shifts between rounds.
+    """
+    for fn in variants.values():  # connections, imports, caches
+        for _ in range(warmup):
+            fn()
+    wall: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    for i in range(rounds):
+        order = list(variants.items())
+        if i % 2:
+            order.reverse()
+        for name, fn in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(calls):
+                fn()
+            wall[name].append((time.perf_counter() - t0) / calls * 1e6)
+            cpu[name].append((time.process_time() - c0) / calls * 1e6)
+    return wall, cpu
+
+
+def paired_ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
+    """Median over rounds of a / b."""
+    return statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True))
 
 
 def save(name: str, data: dict[str, Any]) -> Path:

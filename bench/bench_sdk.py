@@ -24,28 +24,19 @@ import os
 import pstats
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx2
 import openai
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, save, simulator_process  # noqa: E402
+from _common import interleaved, median, paired_ratio, save, simulator_process  # noqa: E402
 
 import holysheep_lab as hs  # noqa: E402
 
 ROUNDS, CALLS = 15, 100
 PAIRS = {"sdk_metered": "sdk_alone", "sdk_metered_budget": "sdk_alone", "sdk_metered_stream": "sdk_alone_stream"}
 MESSAGES = [{"role": "user", "content": "Summarise the quarterly results in three bullet points."}]
-
-
-def per_call(fn) -> tuple[float, float]:
-    """(wall us, CPU us of this process) per call."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(CALLS):
-        fn()
-    return (time.perf_counter() - t0) / CALLS * 1e6, (time.process_time() - c0) / CALLS * 1e6
 
 
 def main(profile: bool = False) -> None:
@@ -78,28 +69,18 @@ def main(profile: bool = False) -> None:
             "sdk_alone_stream": stream(alone),
             "sdk_metered_stream": stream(metered),
         }
-        for fn in variants.values():  # warm up connections, imports, pydantic models
-            for _ in range(40):
-                fn()
         if profile:
+            for fn in variants.values():
+                fn()
             prof = cProfile.Profile()
             prof.runcall(lambda: [variants["sdk_metered"]() for _ in range(500)])
             pstats.Stats(prof).sort_stats("tottime").print_stats(25)
-        wall: dict[str, list[float]] = {k: [] for k in variants}
-        cpu: dict[str, list[float]] = {k: [] for k in variants}
-        for i in range(ROUNDS):
-            order = list(variants.items())
-            if i % 2:
-                order.reverse()  # neither variant always runs first
-            for name, fn in order:
-                w, c = per_call(fn)
-                wall[name].append(w)
-                cpu[name].append(c)
+        wall, cpu = interleaved(variants, ROUNDS, CALLS, warmup=40)
         for c in (alone, metered, budgeted):
             c.close()
         alerts.close()
     def ratio(samples: dict[str, list[float]], a: str, b: str) -> float:
-        return round(median([x / y for x, y in zip(samples[a], samples[b], strict=True)]) - 1, 4)
+        return round(paired_ratio(samples, a, b) - 1, 4)
 
     out = {
         "wall_us_per_call_median": {k: round(median(v), 1) for k, v in wall.items()},

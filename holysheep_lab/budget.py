@@ -124,15 +124,14 @@ class BudgetLine:
     limit: Decimal
     block_at: float
     alert_at: float
+    # Derived once (the guard reads them on every call): the limit and the refusal point in nanos.
+    limit_nanos: int = field(init=False, repr=False, compare=False)
+    block_nanos: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def limit_nanos(self) -> int:
-        return to_nanos(self.limit)
-
-    @property
-    def block_nanos(self) -> int:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "limit_nanos", to_nanos(self.limit))
         # Floor so float dust can never let a call slip past the limit (nor block at exactly it).
-        return math.floor(self.limit * Decimal(str(self.block_at)) * NANOS_PER_USD)
+        object.__setattr__(self, "block_nanos", math.floor(self.limit * Decimal(str(self.block_at)) * NANOS_PER_USD))
 
 
 @dataclass(frozen=True)

@@ -8,22 +8,35 @@ from decimal import Decimal
 
 __all__ = ["SpendEvent"]
 
+_NANOS_PER_USD = Decimal(1_000_000_000)
+
+
+def _usd(nanos: int) -> Decimal:
+    return Decimal(nanos) / _NANOS_PER_USD
+
+
+def _nanos(usd: Decimal | float | int | str) -> int:
+    return int((Decimal(str(usd)) * _NANOS_PER_USD).to_integral_value())
+
 
 @dataclass(frozen=True, slots=True)
 class SpendEvent:
-    """One budget line's spend moved from `before` to `after` (USD) in window `window_key`.
+    """One budget line's spend moved from `before` to `after` in window `window_key`.
 
-    `limit` is the line's full limit (alert ratios are spend / limit); `block_at` the
-    fraction at which calls are refused. `reserved` is what is still in flight.
+    Amounts are kept in integer nano-dollars (one is built per budget line on every settled
+    call, so no Decimal work happens unless someone reads them); `before`, `after`, `reserved`
+    and `limit` give them in USD. `limit` is the line's full limit (alert ratios are
+    spend / limit); `block_at` the fraction at which calls are refused. `reserved` is what is
+    still in flight.
     """
 
     scope: str  # "global" or "project:NAME"
     window: str  # "daily" or "monthly"
     window_key: str  # "day:2026-11-28" / "month:2026-11"
-    before: Decimal
-    after: Decimal
-    reserved: Decimal
-    limit: Decimal
+    before_nanos: int
+    after_nanos: int
+    reserved_nanos: int
+    limit_nanos: int
     block_at: float
     alert_at: float
     resets_at: datetime
@@ -31,10 +44,35 @@ class SpendEvent:
     model: str | None = None
     project: str | None = None
 
+    @classmethod
+    def from_usd(cls, scope: str, window: str, window_key: str, before: Decimal | float | str,
+                 after: Decimal | float | str, reserved: Decimal | float | str, limit: Decimal | float | str,
+                 block_at: float, alert_at: float, resets_at: datetime, ts: datetime,
+                 model: str | None = None, project: str | None = None) -> SpendEvent:
+        """The same event from USD amounts (for tests and hand-made events)."""
+        return cls(scope, window, window_key, _nanos(before), _nanos(after), _nanos(reserved), _nanos(limit),
+                   block_at, alert_at, resets_at, ts, model, project)
+
+    @property
+    def before(self) -> Decimal:
+        return _usd(self.before_nanos)
+
+    @property
+    def after(self) -> Decimal:
+        return _usd(self.after_nanos)
+
+    @property
+    def reserved(self) -> Decimal:
+        return _usd(self.reserved_nanos)
+
+    @property
+    def limit(self) -> Decimal:
+        return _usd(self.limit_nanos)
+
     @property
     def ratio(self) -> float:
-        return float(self.after / self.limit) if self.limit else 0.0
+        return self.after_nanos / self.limit_nanos if self.limit_nanos else 0.0
 
     @property
     def ratio_before(self) -> float:
-        return float(self.before / self.limit) if self.limit else 0.0
+        return self.before_nanos / self.limit_nanos if self.limit_nanos else 0.0

@@ -145,23 +145,10 @@ class Guard:
             state = after.get(charge.bucket)
             if state is None:
                 continue
-            events.append(
-                SpendEvent(
-                    scope=line.scope,
-                    window=line.window.value,
-                    window_key=key,
-                    before=_usd(state.spent - actual),
-                    after=_usd(state.spent),
-                    reserved=_usd(state.reserved),
-                    limit=line.limit,
-                    block_at=line.block_at,
-                    alert_at=line.alert_at,
-                    resets_at=end,
-                    ts=now,
-                    model=reservation.model,
-                    project=reservation.project,
-                )
-            )
+            events.append(SpendEvent(
+                line.scope, line.window.value, key, state.spent - actual, state.spent, state.reserved,
+                line.limit_nanos, line.block_at, line.alert_at, end, now, reservation.model, reservation.project,
+            ))
         return events
 
     def buckets(self, now: datetime | None = None) -> dict[tuple[str, str], str]:

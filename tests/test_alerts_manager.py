@@ -28,7 +28,7 @@ def event(before: str, after: str, *, limit: str = "10", scope: str = "global", 
           day: int = 28, project: str | None = None, model: str | None = "gpt-4.1") -> SpendEvent:
     key = f"day:2026-11-{day:02d}" if window == "daily" else "month:2026-11"
     resets = datetime(2026, 11, day, 23, 0, tzinfo=UTC) if window == "daily" else datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
-    return SpendEvent(
+    return SpendEvent.from_usd(
         scope=scope, window=window, window_key=key, before=Decimal(before), after=Decimal(after),
         reserved=Decimal("0.25"), limit=Decimal(limit), block_at=0.95, alert_at=0.8,
         resets_at=resets, ts=T0.replace(day=day), model=model, project=project,
@@ -145,8 +145,10 @@ def test_crossing_boundaries_are_exact(make):
     assert names(m.observe([event("7.4", "7.5")])) == ["WARNING"]  # threshold <= after
     assert m.observe([event("7.5", "8")]) == []  # before == threshold: already crossed
     m2, _ = make()
-    # Float dust must not matter: 0.1 + 0.2 style sums are exact Decimals here.
-    assert names(m2.observe([event("2.9999999999", "3", limit="6")])) == ["INFO"]
+    # Money is integer nanos: one nano below the threshold, then exactly on it, crosses INFO.
+    assert names(m2.observe([event("2.999999999", "3", limit="6")])) == ["INFO"]
+    m3, _ = make()
+    assert m3.observe([event("2.999999998", "2.999999999", limit="6")]) == []  # a nano short
     assert m2.observe([event("0", "0", limit="0")]) == []  # no limit, no alert
 
 

@@ -113,8 +113,8 @@ class AlertManager:
             raise ConfigError("AlertManager claim must be a callable claim(key, expires_at) -> bool.")
         self._channels: tuple[Channel, ...] = channels
         self._levels = parse_levels(levels)
-        # Exact money: compare Decimal amounts, never float ratios, at the threshold.
-        self._thresholds = [(lv, Decimal(repr(lv.threshold))) for lv in self._levels]
+        # Exact money: compare integer nanos against threshold num/den, never float ratios.
+        self._thresholds = [(lv, *Decimal(repr(lv.threshold)).as_integer_ratio()) for lv in self._levels]
         self.cooldown = _check_positive("cooldown", cooldown, allow_zero=True)
         self.backoff = _check_positive("backoff", backoff, allow_zero=True)
         self.attempt_timeout = _check_positive("attempt_timeout", attempt_timeout)
@@ -230,9 +230,11 @@ class AlertManager:
     def _evaluate(self, events: Iterable[SpendEvent]) -> list[tuple[Alert, str, float]]:
         found: list[tuple[Alert, str, float]] = []
         for ev in events:
-            if ev.limit <= 0 or ev.after <= ev.before:
+            before, after, limit = ev.before_nanos, ev.after_nanos, ev.limit_nanos
+            if limit <= 0 or after <= before:
                 continue
-            crossed = [lv for lv, t in self._thresholds if ev.before < ev.limit * t <= ev.after]
+            # before < limit * num / den <= after, in integers
+            crossed = [lv for lv, num, den in self._thresholds if before * den < limit * num <= after * den]
             if not crossed:
                 continue
             expires = ev.resets_at.timestamp() + _CLAIM_MARGIN_S
