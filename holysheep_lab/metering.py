@@ -370,19 +370,22 @@ class Meter:
         msg = _short(redact(str(exc), *self.secrets)) if str(exc) else kind
         return self._finish(plan, status_code, None, None, answered=False, error_text=f"{kind}: {msg}")
 
-    def stream_done(self, plan: CallPlan, status_code: int, usage: Usage | None, received_text: str,
-                    chunks: int, cut: bool, error_text: str | None = None) -> CallRecord | None:
-        """Settle a stream from its usage chunk, or, if cut, from what was received."""
+    def stream_done(self, plan: CallPlan, status_code: int, usage: Usage | None, received: Callable[[], tuple[str, int]],
+                    cut: bool, error_text: str | None = None) -> CallRecord | None:
+        """Settle a stream from its usage chunk, or, if cut, from what was received.
+        `received()` gives (text, content events) so far; it is only asked for when needed."""
         if plan.finished:
             return None
+        text = received()[0] if self.log_content else None
         if usage is None:
             # No usage chunk: the input was billed in full; bill what arrived (>= 1 token a chunk).
-            out = max(chunks, math.ceil(len(received_text.encode()) / 4))
+            text, chunks = received()
+            out = max(chunks, math.ceil(len(text.encode()) / 4))
             usage = Usage(plan.input_bound, out)
             cut = True
         return self._finish(plan, status_code, usage, None, answered=True, partial=cut,
                             error_text=error_text or ("stream cut before its usage chunk; cost from what arrived" if cut else None),
-                            completion=received_text if self.log_content else None)
+                            completion=text if self.log_content else None)
 
     # -- shared ending -------------------------------------------------------------------------
 

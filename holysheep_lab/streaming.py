@@ -2,6 +2,9 @@
 
 It passes the bytes through event by event, remembers the text, the usage chunk and the time
 of the first token, and drops the usage-only event when the caller did not ask for it.
+After the first token, content events are kept as raw bytes and decoded only if the text is
+asked for (a cut stream, or a log that keeps completions): the caller decodes every event
+anyway, and decoding each one twice was most of the transport's cost on a stream.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ __all__ = ["StreamAccumulator"]
 class StreamAccumulator:
     """Feed raw SSE bytes; get back the bytes to hand to the caller."""
 
-    __slots__ = ("_buf", "_strip_usage", "chunks", "done", "first_token_at", "parts", "usage", "usage_error")
+    __slots__ = ("_buf", "_chunks", "_parts", "_pending", "_strip_usage", "done", "first_token_at", "usage",
+                 "usage_error")
 
     def __init__(self, *, strip_usage_chunk: bool = False) -> None:
         self._buf = b""
         self._strip_usage = strip_usage_chunk
-        self.parts: list[str] = []
-        self.chunks = 0
+        self._parts: list[str] = []
+        self._chunks = 0
+        self._pending: list[bytes] = []  # data of events not decoded yet, in order
         self.usage: Usage | None = None
         self.usage_error: str | None = None
         self.done = False
@@ -33,7 +38,15 @@ class StreamAccumulator:
 
     @property
     def text(self) -> str:
-        return "".join(self.parts)
+        """The content received so far."""
+        self._decode_pending()
+        return "".join(self._parts)
+
+    @property
+    def chunks(self) -> int:
+        """How many events carried content."""
+        self._decode_pending()
+        return self._chunks
 
     def feed(self, data: bytes) -> bytes:
         """Consume `data`; return the complete events to pass on (partial ones wait)."""
@@ -62,34 +75,47 @@ class StreamAccumulator:
 
     def _handle(self, event: bytes) -> bool:
         """Read one event; return False to drop it from what the caller sees."""
+        keep = True
         for line in event.splitlines():
             if not line.startswith(b"data:"):
                 continue
             data = line[5:].strip()
             if data == b"[DONE]":
                 self.done = True
-                continue
+            elif self.first_token_at is not None and (b'"usage"' not in data or b'"usage":null' in data):
+                self._pending.append(data)  # content only: decoded if the text is asked for
+            else:
+                self._decode_pending()  # keep the text in order
+                keep = self._read(data) and keep
+        return keep
+
+    def _decode_pending(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for data in pending:
+                self._read(data)
+
+    def _read(self, data: bytes) -> bool:
+        """Decode one event's data; False if it is the usage-only event the caller did not ask for."""
+        try:
+            chunk: Any = json.loads(data)
+        except ValueError:
+            return True  # a relay's keep-alive or a broken line: pass it on unread
+        if not isinstance(chunk, dict):
+            return True
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
             try:
-                chunk: Any = json.loads(data)
-            except ValueError:
-                continue  # a relay's keep-alive or a broken line: pass it on unread
-            if not isinstance(chunk, dict):
-                continue
-            usage = chunk.get("usage")
-            if isinstance(usage, dict):
-                try:
-                    self.usage = Usage.from_usage(usage)
-                except ResponseFormatError as exc:
-                    self.usage_error = str(exc)
-            choices = chunk.get("choices") or []
-            for choice in choices:
-                delta = choice.get("delta") if isinstance(choice, dict) else None
-                content = delta.get("content") if isinstance(delta, dict) else None
-                if content:
-                    if self.first_token_at is None:
-                        self.first_token_at = time.perf_counter()
-                    self.parts.append(content)
-                    self.chunks += 1
-            if self._strip_usage and usage is not None and not choices:
-                return False
-        return True
+                self.usage = Usage.from_usage(usage)
+            except ResponseFormatError as exc:
+                self.usage_error = str(exc)
+        choices = chunk.get("choices") or []
+        for choice in choices:
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if content:
+                if self.first_token_at is None:
+                    self.first_token_at = time.perf_counter()
+                self._parts.append(content)
+                self._chunks += 1
+        return not (self._strip_usage and usage is not None and not choices)

@@ -167,8 +167,8 @@ class _StreamBase:
         cut = not acc.done
         if self._error is None and acc.usage_error:
             self._error = acc.usage_error
-        record = self._meter.stream_done(self._plan, self._response.status_code, acc.usage, acc.text,
-                                         acc.chunks, cut, self._error)
+        record = self._meter.stream_done(self._plan, self._response.status_code, acc.usage,
+                                         lambda: (acc.text, acc.chunks), cut, self._error)
         if record is not None:
             self._outcome.record = record
 
