@@ -18,6 +18,15 @@ from .pricing import Usage
 
 __all__ = ["StreamAccumulator"]
 
+def _content_only(events: bytes) -> bool:
+    """True if these whole events carry no usage (absent or null) and no [DONE]: nothing in
+    them changes the bill, so they may wait undecoded. A quote cannot stand unescaped inside a
+    JSON string, so `"usage"` here is always a key."""
+    if b"[DONE]" in events:
+        return False
+    n = events.count(b'"usage"')
+    return n == 0 or n == events.count(b'"usage":null')
+
 
 class StreamAccumulator:
     """Feed raw SSE bytes; get back the bytes to hand to the caller."""
@@ -30,7 +39,7 @@ class StreamAccumulator:
         self._strip_usage = strip_usage_chunk
         self._parts: list[str] = []
         self._chunks = 0
-        self._pending: list[bytes] = []  # data of events not decoded yet, in order
+        self._pending: list[bytes] = []  # whole events not decoded yet, in order
         self.usage: Usage | None = None
         self.usage_error: str | None = None
         self.done = False
@@ -50,20 +59,29 @@ class StreamAccumulator:
 
     def feed(self, data: bytes) -> bytes:
         """Consume `data`; return the complete events to pass on (partial ones wait)."""
-        self._buf += data
+        buf = self._buf + data if self._buf else data
         out: list[bytes] = []
+        pos, bulk_tried = 0, False
         while True:
+            if not bulk_tried and self.first_token_at is not None:
+                # After the first token, a run of whole content events waits undecoded, as one piece.
+                bulk_tried = True
+                lf, crlf = buf.rfind(b"\n\n", pos), buf.rfind(b"\r\n\r\n", pos)
+                end = max(lf + 2 if lf >= 0 else pos, crlf + 4 if crlf >= 0 else pos)
+                if end > pos and _content_only(buf[pos:end]):
+                    self._pending.append(buf[pos:end])
+                    out.append(buf[pos:end])
+                    pos = end
             # SSE events end with a blank line; relays use \n\n (and some \r\n\r\n).
-            idx = self._buf.find(b"\n\n")
-            alt = self._buf.find(b"\r\n\r\n")
+            idx = buf.find(b"\n\n", pos)
+            alt = buf.find(b"\r\n\r\n", pos)
             if idx < 0 and alt < 0:
                 break
-            if alt >= 0 and (idx < 0 or alt < idx):
-                event, self._buf = self._buf[: alt + 4], self._buf[alt + 4 :]
-            else:
-                event, self._buf = self._buf[: idx + 2], self._buf[idx + 2 :]
+            stop = alt + 4 if alt >= 0 and (idx < 0 or alt < idx) else idx + 2
+            event, pos = buf[pos:stop], stop
             if self._handle(event):
                 out.append(event)
+        self._buf = buf[pos:]
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -75,6 +93,9 @@ class StreamAccumulator:
 
     def _handle(self, event: bytes) -> bool:
         """Read one event; return False to drop it from what the caller sees."""
+        if self.first_token_at is not None and _content_only(event):
+            self._pending.append(event)  # decoded if the text is asked for
+            return True
         keep = True
         for line in event.splitlines():
             if not line.startswith(b"data:"):
@@ -82,18 +103,17 @@ class StreamAccumulator:
             data = line[5:].strip()
             if data == b"[DONE]":
                 self.done = True
-            elif self.first_token_at is not None and (b'"usage"' not in data or b'"usage":null' in data):
-                self._pending.append(data)  # content only: decoded if the text is asked for
             else:
-                self._decode_pending()  # keep the text in order
                 keep = self._read(data) and keep
         return keep
 
     def _decode_pending(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            for data in pending:
-                self._read(data)
+            for events in pending:
+                for line in events.splitlines():
+                    if line.startswith(b"data:"):
+                        self._read(line[5:].strip())
 
     def _read(self, data: bytes) -> bool:
         """Decode one event's data; False if it is the usage-only event the caller did not ask for."""
@@ -114,6 +134,8 @@ class StreamAccumulator:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             content = delta.get("content") if isinstance(delta, dict) else None
             if content:
+                if self._pending:
+                    self._decode_pending()  # earlier text first
                 if self.first_token_at is None:
                     self.first_token_at = time.perf_counter()
                 self._parts.append(content)

@@ -123,7 +123,7 @@ def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_
             # per SDK attempt. Those SDKs obey this (non-standard) header.
             response.headers["x-should-retry"] = "false"
         if plan.stream and 200 <= response.status_code < 300:
-            return _stream_response(lib, meter, plan, response, request, metered_stream)
+            return _stream_response(meter, plan, response, metered_stream)
         content = yield _Read(response)
         record, payload, error = meter.complete(plan, response.status_code, content, response.headers)
         response.extensions[OUTCOME_KEY] = CallOutcome(record, error, payload)
@@ -138,20 +138,22 @@ def _can_retry(plan: CallPlan, retry: Retry, deadline: float, delay: float) -> b
     return plan.attempts < retry.max_attempts and time.perf_counter() + delay < deadline
 
 
-def _stream_response(lib: ModuleType, meter: Meter, plan: CallPlan, response: Any, request: Any, cls: Any) -> Any:
+def _stream_response(meter: Meter, plan: CallPlan, response: Any, cls: Any) -> Any:
+    # Wrap the body stream in place (as httpx's own client does): no copy of the response.
     outcome = CallOutcome()
-    stream = cls(meter, plan, response, outcome)
-    return lib.Response(response.status_code, headers=response.headers, stream=stream,
-                        extensions={**response.extensions, OUTCOME_KEY: outcome}, request=request)
+    response.stream = cls(meter, plan, response.stream, response.status_code, outcome)
+    response.extensions[OUTCOME_KEY] = outcome
+    return response
 
 
 class _StreamBase:
     """Shared by the sync and async stream wrappers: feed, then settle exactly once."""
 
-    def __init__(self, meter: Meter, plan: CallPlan, response: Any, outcome: CallOutcome) -> None:
+    def __init__(self, meter: Meter, plan: CallPlan, inner: Any, status_code: int, outcome: CallOutcome) -> None:
         self._meter = meter
         self._plan = plan
-        self._response = response
+        self._inner = inner  # the relay's body stream
+        self._status_code = status_code
         self._outcome = outcome
         self._acc = StreamAccumulator(strip_usage_chunk=plan.strip_usage_chunk)
         self._error: str | None = None
@@ -167,7 +169,7 @@ class _StreamBase:
         cut = not acc.done
         if self._error is None and acc.usage_error:
             self._error = acc.usage_error
-        record = self._meter.stream_done(self._plan, self._response.status_code, acc.usage,
+        record = self._meter.stream_done(self._plan, self._status_code, acc.usage,
                                          lambda: (acc.text, acc.chunks), cut, self._error)
         if record is not None:
             self._outcome.record = record
@@ -176,7 +178,7 @@ class _StreamBase:
 class _SyncMeteredStream(_StreamBase, httpx2.SyncByteStream):
     def __iter__(self) -> Iterator[bytes]:
         try:
-            for chunk in self._response.stream:
+            for chunk in self._inner:
                 out = self._feed(chunk)
                 if out:
                     yield out
@@ -189,7 +191,7 @@ class _SyncMeteredStream(_StreamBase, httpx2.SyncByteStream):
 
     def close(self) -> None:
         try:
-            self._response.close()
+            self._inner.close()
         finally:
             self._settle()
 
@@ -197,7 +199,7 @@ class _SyncMeteredStream(_StreamBase, httpx2.SyncByteStream):
 class _AsyncMeteredStream(_StreamBase, httpx2.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.stream:
+            async for chunk in self._inner:
                 out = self._feed(chunk)
                 if out:
                     yield out
@@ -210,7 +212,7 @@ class _AsyncMeteredStream(_StreamBase, httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         try:
-            await self._response.aclose()
+            await self._inner.aclose()
         finally:
             self._settle()
 

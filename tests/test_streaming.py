@@ -56,3 +56,14 @@ def test_broken_usage_is_remembered_as_an_error_not_raised():
     acc = StreamAccumulator()
     acc.feed(event(content("x", None)) + event({"choices": [], "usage": {"prompt_tokens": -1}}))
     assert acc.usage is None and acc.usage_error is not None and "prompt_tokens" in acc.usage_error
+
+
+def test_content_events_pass_through_unchanged_and_decode_late():
+    first = event(content("one ", None))
+    blob = b"".join(event(content(f"w{i} ", None)) for i in range(20))  # one network read, many events
+    tail = event({"choices": [], "usage": USAGE}) + b"data: [DONE]\n\n"
+    acc = StreamAccumulator()
+    out = acc.feed(first) + acc.feed(blob) + acc.feed(tail[:9]) + acc.feed(tail[9:]) + acc.flush()
+    assert out == first + blob + tail  # nothing dropped, nothing reordered
+    assert acc.done and acc.usage is not None and acc.usage.output_tokens == 3
+    assert acc.text == "one " + "".join(f"w{i} " for i in range(20)) and acc.chunks == 21
