@@ -213,10 +213,11 @@ class Meter:
         """This month's logged spend per ledger bucket, and the buckets' expiry times."""
         spent: dict[str, int] = {}
         expires: dict[str, float] = {}
-        from .log import may_hold_rows, read_table
+        from .log import may_hold_rows
 
         if not may_hold_rows(self.log_dir):
-            return spent, expires
+            return spent, expires  # a fresh log: no pyarrow import at start-up
+        from .log import read_table
 
         now = self.clock()
         zone = self.guard.zone

@@ -265,3 +265,17 @@ def test_project_is_recorded_and_scoped(sim, log_dir):
         assert info.value.scope == "project:nlp"
     assert [r["project"] for r in rows(log_dir)] == ["default-proj", "nlp"]
     assert "x-holysheep-project" not in {k.lower() for k in (sim.last_requests[-1] or {})}
+
+
+def test_a_client_on_a_fresh_log_starts_without_pyarrow(tmp_path):
+    # A notebook's first cell: nothing to relearn from an empty log, so no pyarrow import
+    # (about half a second); a log with rows is read at start (see the restart tests).
+    import subprocess
+    import sys
+
+    code = ("import sys, holysheep_lab as hs\n"
+            f"c = hs.Client(base_url='http://127.0.0.1:9/v1', api_key='k', log_dir={str(tmp_path / 'log')!r})\n"
+            "assert 'pyarrow' not in sys.modules, 'pyarrow imported'\n"
+            "c.close()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
