@@ -28,6 +28,7 @@ SCENARIOS = {
     "weak_cycle_growth": dict(trend=0.2, weekend=0.85),
     "strong_cycle": dict(trend=0.1, weekend=0.2),
     "noisy_spiky": dict(trend=0.2, noise=0.3, spikes=0.03),
+    "no_cycle_no_trend": dict(trend=0.0, weekend=1.0),  # pure noise: the mean is hard to beat
 }
 
 

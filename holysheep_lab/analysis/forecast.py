@@ -70,10 +70,17 @@ def _weekday_factors(y: np.ndarray, dows: np.ndarray) -> np.ndarray:
     dc = dc[ok]
     recent = slice(max(0, len(ratio) - 12 * 7), None)  # the last ~12 weeks of ratios
     ratio, dc = ratio[recent], dc[recent]
+    noise = np.zeros(7)  # sampling variance of each day's median
     for d in range(7):
         r = ratio[dc == d]
         if len(r):
             f[d] = float(np.median(r))
+            noise[d] = np.pi / 2 * float(np.var(r)) / len(r)
+    # Empirical-Bayes shrinkage toward "no weekly cycle": a pattern no stronger than the
+    # noise of its own estimate is mostly noise, and copying it into the future adds error.
+    spread = float(np.var(f))
+    keep = max(0.0, 1.0 - float(noise.mean()) / spread) if spread > 0 else 0.0
+    f = 1.0 + keep * (f - f.mean())
     f = np.clip(f, 0.05, None)
     return f / f.mean()
 
@@ -95,6 +102,21 @@ def _huber_line(t: np.ndarray, d: np.ndarray, w0: np.ndarray) -> tuple[float, fl
     return a, b, d - (a + b * t)
 
 
+def _shrink_slope(a: float, b: float, t: np.ndarray, resid: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Scale the slope by max(0, 1 - 1/z^2), z its t-statistic, pivoting on the weighted mean
+    time: a clear trend is kept almost whole, one within its own noise is dropped, since
+    extrapolating noise over the horizon costs more than it wins."""
+    tm = float(np.average(t, weights=w))
+    sxx = float(np.sum(w * (t - tm) ** 2))
+    dof = float(np.sum(w)) - 2.0
+    if sxx <= 0 or dof <= 0:
+        return a, b
+    se = np.sqrt(float(np.sum(w * resid**2)) / dof / sxx)
+    z2 = (b / se) ** 2 if se > 0 else np.inf
+    b2 = b * max(0.0, 1.0 - 1.0 / z2) if z2 > 0 else 0.0
+    return a + (b - b2) * tm, b2
+
+
 def _model_point(y: np.ndarray, first_dow: int, h: int, window: int = _WINDOW) -> tuple[np.ndarray, float]:
     """Point forecast for the next `h` days and the relative residual spread of the fit."""
     n = len(y)
@@ -114,6 +136,7 @@ def _model_point(y: np.ndarray, first_dow: int, h: int, window: int = _WINDOW) -
         a, b, resid = level, 0.0, d - level
     else:
         a, b, resid = _huber_line(t, d, w0)
+        a, b = _shrink_slope(a, b, t, resid, w0)
     tf = np.arange(n, n + h, dtype=np.float64)
     level = a + b * tf
     # A falling line must not forecast negative spend; floor it at a tenth of the last level.
