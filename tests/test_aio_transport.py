@@ -87,7 +87,7 @@ async def test_timeout_is_an_api_timeout_after_retries(sim, log_dir):
         t0 = time.perf_counter()
         with pytest.raises(hs.APITimeoutError) as info:
             await c.achat("gpt-4.1", "hi", max_tokens=5)
-        assert time.perf_counter() - t0 < 2.0
+        assert time.perf_counter() - t0 < 4.0  # two 0.3 s attempts, not two 5 s hangs
         assert isinstance(info.value.__cause__, httpx2.ReadTimeout)
         assert all(ln["reserved_usd"] == 0 for ln in c.budget_status())
     (row,) = rows(log_dir)

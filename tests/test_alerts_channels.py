@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import logging
-import shutil
 import ssl
 import sys
 import time
@@ -16,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from _support.receivers import SMTPReceiver, WebhookReceiver, closed_port, self_signed_cert
+from conftest import require_ci_tool
 
 from holysheep_lab.alerts import (
     Alert,
@@ -281,8 +281,8 @@ def test_email_starttls_required_is_never_downgraded():
     assert smtp.messages == []
 
 
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI needed to make a test certificate")
 def test_email_starttls_with_auth(tmp_path: Path):
+    require_ci_tool("openssl")  # makes the test certificate
     cert, key = self_signed_cert(tmp_path)
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(cert, key)

@@ -39,8 +39,7 @@ def frame_from_series(y: np.ndarray, first: date) -> pd.DataFrame:
 
 
 def _read_sample() -> pd.DataFrame:
-    if not SAMPLE.exists():
-        pytest.skip("data/sample/calls not generated yet (python data/sample/make_sample.py)")
+    assert SAMPLE.exists(), "data/sample/calls is missing: run python data/sample/make_sample.py"
     try:
         from holysheep_lab.log import read_log
     except ImportError:  # the reader lands separately; the files are plain Parquet
