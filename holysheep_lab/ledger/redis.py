@@ -23,6 +23,10 @@ Amounts travel as decimal strings and are added with HINCRBY (exact int64); the 
 comparison inside Lua uses doubles, exact up to 2**53 nanos (about $9M per bucket).
 The release/settle scripts reach bucket keys named inside the reservation hash, so the
 ledger needs a single Redis server (or a primary), not Redis Cluster.
+
+Limit: a Redis that restarts *empty* forgets the reservations in flight at that moment; the
+log holds only answered calls, so until those calls settle, other processes can approve up to
+their worst cases on top. Run Redis with persistence (AOF) where that margin matters.
 """
 
 from __future__ import annotations
