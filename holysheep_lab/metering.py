@@ -377,16 +377,14 @@ class Meter:
         `received()` gives (text, content events) so far; it is only asked for when needed."""
         if plan.finished:
             return None
-        text = received()[0] if self.log_content else None
         if usage is None:
             # No usage chunk: the input was billed in full; bill what arrived (>= 1 token a chunk).
-            text, chunks = received()
-            out = max(chunks, math.ceil(len(text.encode()) / 4))
-            usage = Usage(plan.input_bound, out)
+            arrived, chunks = received()
+            usage = Usage(plan.input_bound, max(chunks, math.ceil(len(arrived.encode()) / 4)))
             cut = True
         return self._finish(plan, status_code, usage, None, answered=True, partial=cut,
                             error_text=error_text or ("stream cut before its usage chunk; cost from what arrived" if cut else None),
-                            completion=text if self.log_content else None)
+                            completion=received()[0] if self.log_content else None)
 
     # -- shared ending -------------------------------------------------------------------------
 

@@ -395,8 +395,6 @@ def may_hold_rows(root: str | os.PathLike[str]) -> bool:
     return False
 
 
-
-
 def try_lock(fd: int) -> bool:
     """Take an exclusive, non-blocking lock on an open file; False if another holds it.
 
