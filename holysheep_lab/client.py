@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import html
-import json
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -15,6 +14,7 @@ from typing import Any
 
 import httpx2
 
+from . import _json as fast_json
 from ._loop import run_sync
 from .budget import NANOS_PER_USD, Budget
 from .errors import ConfigError, HolySheepError, ResponseFormatError
@@ -117,7 +117,7 @@ class ChatStream:
         if data == "[DONE]":
             return None
         try:
-            chunk = json.loads(data)
+            chunk = fast_json.loads(data)
         except ValueError:
             return None
         for choice in chunk.get("choices") or []:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from . import _json as fast_json
 from ._ids import new_id
 from .budget import Budget, Window, window_bounds, window_key
 from .errors import (
@@ -261,7 +262,7 @@ class Meter:
             return None
         if payload is None:
             try:
-                payload = json.loads(body)
+                payload = fast_json.loads(body)
             except ValueError as exc:
                 raise ConfigError("The chat request body is not JSON; nothing was sent.") from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
@@ -342,7 +343,7 @@ class Meter:
         error: HolySheepError | None = None
         usage: Usage | None = None
         try:
-            parsed = json.loads(body)
+            parsed = fast_json.loads(body)
         except ValueError:
             kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
             error = ResponseFormatError(f"The relay answered HTTP {status_code} with {kind} instead of a chat completion.",

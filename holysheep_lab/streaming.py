@@ -9,10 +9,10 @@ anyway, and decoding each one twice was most of the transport's cost on a stream
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+from . import _json as fast_json
 from .errors import ResponseFormatError
 from .pricing import Usage
 
@@ -118,7 +118,7 @@ class StreamAccumulator:
     def _read(self, data: bytes) -> bool:
         """Decode one event's data; False if it is the usage-only event the caller did not ask for."""
         try:
-            chunk: Any = json.loads(data)
+            chunk: Any = fast_json.loads(data)
         except ValueError:
             return True  # a relay's keep-alive or a broken line: pass it on unread
         if not isinstance(chunk, dict):
