@@ -283,12 +283,9 @@ class Meter:
             price: Price | None = self.prices.price(model)
         except UnknownModelError as exc:
             if not self.allow_unpriced:
-                self._write(CallRecord(
-                    call_id=new_id(), ts=ts, model=model, project=project, status="error",
-                    error="unknown model: no price; not sent", attempts=0, estimated_cost_usd=None,
-                    price_version=self.prices.version, max_tokens=max_tokens, input_bytes=size.text_bytes,
-                    input_non_ascii_bytes=size.non_ascii_bytes, input_messages=size.messages,
-                ))
+                self._write(self._record(new_id(), ts, model, project, size, max_tokens, status="error",
+                                         error="unknown model: no price; not sent", attempts=0,
+                                         estimated_cost_usd=None))
                 raise exc from None
             price = None
         cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
@@ -447,18 +444,22 @@ class Meter:
             fn(record, events)
         return record
 
-    def _plan_record(self, plan: CallPlan, **ending: Any) -> CallRecord:
-        """The log row of a planned call; `ending` says how it ended (status, cost, usage...).
+    def _record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
+                max_tokens: int | None, **rest: Any) -> CallRecord:
+        """A log row: the request's side here, how it ended (status, cost, usage...) in `rest`.
         One constructor call, no intermediate dicts: this runs once per call."""
-        size = plan.size
         return CallRecord(
-            call_id=plan.call_id, ts=plan.ts, model=plan.model, project=plan.project,
-            price_version=self.prices.version, input_bytes=size.text_bytes,
-            input_non_ascii_bytes=size.non_ascii_bytes, input_messages=size.messages,
-            max_tokens=plan.max_tokens,
+            call_id=call_id, ts=ts, model=model, project=project, price_version=self.prices.version,
+            input_bytes=size.text_bytes, input_non_ascii_bytes=size.non_ascii_bytes,
+            input_messages=size.messages, max_tokens=max_tokens, **rest,
+        )
+
+    def _plan_record(self, plan: CallPlan, **ending: Any) -> CallRecord:
+        """The log row of a planned call; `ending` says how it ended."""
+        return self._record(
+            plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens,
             estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
-            stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt,
-            **ending,
+            stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt, **ending,
         )
 
     def _write(self, record: CallRecord) -> CallRecord:

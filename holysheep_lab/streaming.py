@@ -10,6 +10,7 @@ anyway, and decoding each one twice was most of the transport's cost on a stream
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from . import _json as fast_json
@@ -17,6 +18,13 @@ from .errors import ResponseFormatError
 from .pricing import Usage
 
 __all__ = ["StreamAccumulator"]
+
+def _data_lines(events: bytes) -> Iterator[bytes]:
+    """The payloads of the `data:` lines of one or more SSE events."""
+    for line in events.splitlines():
+        if line.startswith(b"data:"):
+            yield line[5:].strip()
+
 
 def _content_only(events: bytes) -> bool:
     """True if these whole events carry no usage (absent or null) and no [DONE]: nothing in
@@ -97,10 +105,7 @@ class StreamAccumulator:
             self._pending.append(event)  # decoded if the text is asked for
             return True
         keep = True
-        for line in event.splitlines():
-            if not line.startswith(b"data:"):
-                continue
-            data = line[5:].strip()
+        for data in _data_lines(event):
             if data == b"[DONE]":
                 self.done = True
             else:
@@ -111,9 +116,8 @@ class StreamAccumulator:
         if self._pending:
             pending, self._pending = self._pending, []
             for events in pending:
-                for line in events.splitlines():
-                    if line.startswith(b"data:"):
-                        self._read(line[5:].strip())
+                for data in _data_lines(events):  # never [DONE]: see _content_only
+                    self._read(data)
 
     def _read(self, data: bytes) -> bool:
         """Decode one event's data; False if it is the usage-only event the caller did not ask for."""

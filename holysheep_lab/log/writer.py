@@ -115,23 +115,6 @@ class _Layout:
     getter: Callable[[CallRecord], tuple[Any, ...]]
 
 
-def _kind(t: pa.DataType) -> str:
-    """The column kind of an Arrow type (schema.COLUMNS holds the kinds of the log's columns)."""
-    import pyarrow as pa
-
-    if pa.types.is_timestamp(t):
-        return "ts"
-    if pa.types.is_integer(t):
-        return "int"
-    if pa.types.is_floating(t):
-        return "float"
-    if pa.types.is_boolean(t):
-        return "bool"
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return "str"
-    return "any"
-
-
 @cache
 def _layout() -> _Layout:
     # From the plain column spec, not the Arrow schema: appending never imports pyarrow.
