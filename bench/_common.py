@@ -29,7 +29,7 @@ def simulator_process(**options: Any) -> Iterator[str]:
     """Run `holysheep_lab.sim.serve` in a child process; yield its base URL."""
     port = free_port()
     code = (
-        "import sys, json; from holysheep_lab.sim import serve; "
+        "import sys, json; from holysheep_lab.sim.server import serve; "
         f"serve(host='127.0.0.1', port={port}, **json.loads(sys.argv[1]))"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(options)],

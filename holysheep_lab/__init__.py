@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .errors import (
+from holysheep_lab.errors import (
     AlertDeliveryError,
     APIConnectionError,
     APIError,
@@ -36,31 +36,31 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Alert": "holysheep_lab.alerts",
     "AlertManager": "holysheep_lab.alerts",
-    "AsyncHttpxMeteredTransport": "holysheep_lab.legacy",
-    "AsyncMeteredTransport": "holysheep_lab.transport",
-    "Budget": "holysheep_lab.budget",
+    "AsyncHttpxMeteredTransport": "holysheep_lab.transports.legacy",
+    "AsyncMeteredTransport": "holysheep_lab.transports.metered",
+    "Budget": "holysheep_lab.core.budget",
     "BudgetMeter": "holysheep_lab.notebook",
     "CallRecord": "holysheep_lab.log.schema",
     "CallbackChannel": "holysheep_lab.alerts",
-    "ChatResult": "holysheep_lab.client",
-    "ChatStream": "holysheep_lab.client",
-    "Client": "holysheep_lab.client",
+    "ChatResult": "holysheep_lab.client.client",
+    "ChatStream": "holysheep_lab.client.client",
+    "Client": "holysheep_lab.client.client",
     "EmailChannel": "holysheep_lab.alerts",
-    "Estimate": "holysheep_lab.client",
-    "HttpxMeteredTransport": "holysheep_lab.legacy",
+    "Estimate": "holysheep_lab.client.client",
+    "HttpxMeteredTransport": "holysheep_lab.transports.legacy",
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
     "MemoryLedger": "holysheep_lab.ledger",
-    "MeteredTransport": "holysheep_lab.transport",
+    "MeteredTransport": "holysheep_lab.transports.metered",
     "NotebookChannel": "holysheep_lab.alerts",
-    "Price": "holysheep_lab.pricing",
-    "PriceTable": "holysheep_lab.pricing",
-    "RateLimit": "holysheep_lab.limits",
+    "Price": "holysheep_lab.core.pricing",
+    "PriceTable": "holysheep_lab.core.pricing",
+    "RateLimit": "holysheep_lab.core.limits",
     "RedisLedger": "holysheep_lab.ledger",
-    "Retry": "holysheep_lab.limits",
+    "Retry": "holysheep_lab.core.limits",
     "SQLiteLedger": "holysheep_lab.ledger",
-    "Simulator": "holysheep_lab.sim",
-    "Usage": "holysheep_lab.pricing",
+    "Simulator": "holysheep_lab.sim.server",
+    "Usage": "holysheep_lab.core.pricing",
     "WebhookChannel": "holysheep_lab.alerts",
     "dashboard": "holysheep_lab.notebook",
     "read_log": "holysheep_lab.log",
@@ -117,16 +117,16 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from .alerts import Alert, AlertManager, CallbackChannel, EmailChannel, Level, NotebookChannel, WebhookChannel
-    from .analysis import report
-    from .budget import Budget
-    from .client import ChatResult, ChatStream, Client, Estimate
-    from .ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
-    from .legacy import AsyncHttpxMeteredTransport, HttpxMeteredTransport
-    from .limits import RateLimit, Retry
-    from .log import read_log
-    from .log.schema import CallRecord
-    from .notebook import BudgetMeter, dashboard
-    from .pricing import Price, PriceTable, Usage
-    from .sim import Simulator
-    from .transport import AsyncMeteredTransport, MeteredTransport
+    from holysheep_lab.alerts import Alert, AlertManager, CallbackChannel, EmailChannel, Level, NotebookChannel, WebhookChannel
+    from holysheep_lab.analysis import report
+    from holysheep_lab.core.budget import Budget
+    from holysheep_lab.client.client import ChatResult, ChatStream, Client, Estimate
+    from holysheep_lab.ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
+    from holysheep_lab.transports.legacy import AsyncHttpxMeteredTransport, HttpxMeteredTransport
+    from holysheep_lab.core.limits import RateLimit, Retry
+    from holysheep_lab.log import read_log
+    from holysheep_lab.log.schema import CallRecord
+    from holysheep_lab.notebook import BudgetMeter, dashboard
+    from holysheep_lab.core.pricing import Price, PriceTable, Usage
+    from holysheep_lab.sim.server import Simulator
+    from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import HolySheepError
+from holysheep_lab.errors import HolySheepError
 
 __all__ = ["main"]
 
@@ -57,7 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _sim(args: argparse.Namespace) -> int:
-    from .sim import serve
+    from holysheep_lab.sim.server import serve
 
     options = {"latency": args.latency}
     if args.fault_rate:
@@ -80,14 +80,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compact(args: argparse.Namespace) -> int:
-    from .log import compact
+    from holysheep_lab.log import compact
 
     print(compact(args.log_dir))
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .serve import serve
+    from holysheep_lab.serve import serve
 
     serve(args.log_dir, host=args.host, port=args.port, token=args.token)
     return 0

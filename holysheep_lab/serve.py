@@ -22,8 +22,8 @@ from collections.abc import Awaitable, Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from .budget import Budget
-from .errors import ConfigError, HolySheepError, MissingExtraError
+from holysheep_lab.core.budget import Budget
+from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
 
 __all__ = ["MAX_DAYS", "log_signature", "make_app", "serve"]
 
@@ -113,7 +113,7 @@ def make_app(log_dir: str | os.PathLike[str], token: str | None = None, budget: 
             del response.headers[name]
 
     def report_json(days: int) -> str:
-        from .report_data import usage_from_log
+        from holysheep_lab.reports.usage import usage_from_log
 
         return json.dumps(usage_from_log(root, days, budget=budget), default=str, allow_nan=False)
 
@@ -190,8 +190,8 @@ def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
     # Load pyarrow before the port opens: the first request is then as quick as the rest.
     import pyarrow.compute  # noqa: F401
 
-    from . import report_data  # noqa: F401
-    from .log import reader  # noqa: F401
+    from holysheep_lab.reports import usage as report_data  # noqa: F401
+    from holysheep_lab.log import reader  # noqa: F401
 
     print(f"holysheep-lab serve: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

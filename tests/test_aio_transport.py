@@ -16,7 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import holysheep_lab as hs
-from holysheep_lab.aio import AiohttpTransport
+from holysheep_lab.transports.aio import AiohttpTransport
 from holysheep_lab.log import read_table
 
 from conftest import free_port
@@ -238,7 +238,7 @@ async def test_wire_is_passed_through_as_httpx2_built_it():
     (aiohttp.ClientOSError(104, "reset"), httpx2.ReadError),
 ])
 def test_errors_map_to_httpx2_with_the_request(exc, expected):
-    from holysheep_lab.aio import _raise_mapped
+    from holysheep_lab.transports.aio import _raise_mapped
 
     request = httpx2.Request("POST", "http://127.0.0.1:1/v1/chat/completions")
     with pytest.raises(expected) as info:

@@ -113,7 +113,7 @@ def test_generic_payload_is_plain_json():
 
 
 def test_one_jump_reaches_the_webhook_in_level_order():
-    from holysheep_lab.events import SpendEvent
+    from holysheep_lab.core.events import SpendEvent
 
     ev = SpendEvent.from_usd("global", "daily", "day:2026-11-28", Decimal("1"), Decimal("9.5"), Decimal(0),
                     Decimal(10), 0.95, 0.8, RESETS, TS)
@@ -172,7 +172,7 @@ def test_down_webhook_never_breaks_or_slows_the_call(caplog):
 
 
 def test_hanging_webhook_does_not_slow_observe_or_other_channels():
-    from holysheep_lab.events import SpendEvent
+    from holysheep_lab.core.events import SpendEvent
 
     def crossing(day: int) -> SpendEvent:  # crosses WARNING only
         return SpendEvent.from_usd("global", "daily", f"day:2026-12-{day:02d}", Decimal("7"), Decimal("8"), Decimal(0),

@@ -18,7 +18,7 @@ from holysheep_lab.alerts import channels as channels_mod
 from holysheep_lab.alerts import manager as manager_mod
 from holysheep_lab.alerts import model as model_mod
 from holysheep_lab.errors import AlertDeliveryError, ConfigError
-from holysheep_lab.events import SpendEvent
+from holysheep_lab.core.events import SpendEvent
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)

@@ -12,7 +12,7 @@ import pytest
 
 import holysheep_lab.analysis as A
 from holysheep_lab.analysis import charts
-from holysheep_lab.budget import Budget
+from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError
 
 EVIL = '<script>alert("x")</script>&<b>'

@@ -12,7 +12,7 @@ import pytest
 import importlib
 
 import holysheep_lab.analysis  # noqa: F401  (registers df.hs)
-from holysheep_lab.budget import Budget
+from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError
 
 # The package exports the function `forecast`, which shadows the submodule's attribute.

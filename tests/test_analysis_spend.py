@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import holysheep_lab.analysis as A
 from holysheep_lab.analysis import spend
-from holysheep_lab.budget import Budget
+from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError
 from holysheep_lab.log.schema import CALL_SCHEMA
 

@@ -4,7 +4,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from holysheep_lab.budget import Budget, Window, to_nanos, window_bounds, window_key
+from holysheep_lab.core.budget import Budget, Window, to_nanos, window_bounds, window_key
 from holysheep_lab.errors import ConfigError
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import holysheep_lab as hs
 from holysheep_lab.log import read_log, read_table
-from holysheep_lab.pricing import PriceTable, Usage
+from holysheep_lab.core.pricing import PriceTable, Usage
 
 SECRET = "sk-test-SECRETSECRET-1234567890"
 

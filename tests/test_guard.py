@@ -13,8 +13,8 @@ from decimal import Decimal
 import pytest
 
 import holysheep_lab as hs
-from holysheep_lab.budget import Budget
-from holysheep_lab.guard import Guard
+from holysheep_lab.core.budget import Budget
+from holysheep_lab.core.guard import Guard
 from holysheep_lab.ledger import MemoryLedger
 from holysheep_lab.log import read_table
 

@@ -1,4 +1,4 @@
-"""holysheep_lab._json.loads agrees with json.loads, results and errors alike."""
+"""holysheep_lab.core.fastjson.loads agrees with json.loads, results and errors alike."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from holysheep_lab import _json
+from holysheep_lab.core import fastjson as _json
 
 
 @pytest.mark.parametrize("data", [

@@ -521,6 +521,8 @@ def test_redis_outage_fails_closed_or_open_and_recovers(own_redis: RedisServer, 
     closed = RedisLedger(own_redis.url, prefix="o:", socket_timeout=0.5)
     opened = RedisLedger(own_redis.url, prefix="o:", fail_open=True, socket_timeout=0.5)
     charge = [Charge(A, 10, 1_000, window_end)]
+    # The hammer spends in a bucket of its own, so however fast it runs it cannot fill A.
+    hammer_charge = [Charge(B, 10, 10**12, window_end)]
     stop = threading.Event()
     seen: dict[str, int] = {}
     lock = threading.Lock()
@@ -532,8 +534,8 @@ def test_redis_outage_fails_closed_or_open_and_recovers(own_redis: RedisServer, 
             j += 1
             rid = f"h{i}-{j}"
             try:
-                if closed.reserve(rid, charge, 30) is None:
-                    closed.settle(rid, [Charge(A, 1, 1_000, window_end)])
+                if closed.reserve(rid, hammer_charge, 30) is None:
+                    closed.settle(rid, [Charge(B, 1, 10**12, window_end)])
                 outcome = "ok"
             except LedgerUnavailableError:
                 outcome = "unavailable"

@@ -16,10 +16,10 @@ import pytest
 
 import holysheep_lab as hs
 from holysheep_lab.alerts.model import Level
-from holysheep_lab.budget import Window, window_key
+from holysheep_lab.core.budget import Window, window_key
 from holysheep_lab.ledger.base import bucket_name
 from holysheep_lab.notebook import BudgetMeter, dashboard
-from holysheep_lab.notebook._view import OK_COLOUR, level_for
+from holysheep_lab.notebook.view import OK_COLOUR, level_for
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "calls"
 PROMPTS = [f"Summarise ticket {i} in two sentences." for i in range(48)]

@@ -23,6 +23,7 @@ import pytest
 
 import holysheep_lab as hs
 from holysheep_lab.log import read_table
+from holysheep_lab.transports.metered import outcome_of
 
 openai = pytest.importorskip("openai")  # a dev dependency (uv.lock): present under `make test`
 
@@ -137,7 +138,7 @@ def test_other_endpoints_pass_through_untouched_and_unlogged(sim, tmp_path):
     bare = httpx2.get(f"{sim.base_url}/models").json()
     assert ids == [m["id"] for m in bare["data"]] and "gpt-4.1" in ids
     raw = client.models.with_raw_response.list()
-    assert raw.http_response.extensions.get(hs.transport.OUTCOME_KEY) is None  # not metered
+    assert outcome_of(raw.http_response) is None  # not metered
     assert "x-should-retry" not in raw.http_response.headers
     assert rows(tmp_path / "sdk") == [] and sim.requests == 0  # sim.requests counts chat calls only
     client.close()

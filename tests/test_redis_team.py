@@ -19,7 +19,7 @@ import pytest
 from _support.redis_server import RedisServer, require_redis_server
 
 import holysheep_lab as hs
-from holysheep_lab.guard import Guard
+from holysheep_lab.core.guard import Guard
 from holysheep_lab.log import read_table
 
 WORKER = Path(__file__).parent / "_support" / "team_worker.py"

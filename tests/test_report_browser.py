@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import holysheep_lab.analysis as A
-from holysheep_lab.budget import Budget
+from holysheep_lab.core.budget import Budget
 
 from conftest import require_ci_tool
 from _support.browser import dump_dom

@@ -22,8 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from holysheep_lab import sim as sim_module
-from holysheep_lab.sim import FAULTS, Simulator, count_prompt_tokens, simulate_completion
+from holysheep_lab.sim import server as sim_module
+from holysheep_lab.sim.server import FAULTS, Simulator, count_prompt_tokens, simulate_completion
 
 CHAT = "/chat/completions"
 
@@ -625,7 +625,7 @@ async def test_async_context_manager():
 
 def test_serve_runs_in_the_foreground_until_interrupted():
     port = free_port()
-    code = f"from holysheep_lab.sim import serve; serve(port={port}, latency=0.0)"
+    code = f"from holysheep_lab.sim.server import serve; serve(port={port}, latency=0.0)"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from holysheep_lab.streaming import StreamAccumulator
+from holysheep_lab.endpoints.sse import StreamAccumulator
 
 
 def event(obj: object, sep: bytes = b"\n\n") -> bytes:

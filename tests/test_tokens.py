@@ -1,4 +1,4 @@
-from holysheep_lab.tokens import MIN_OBSERVATIONS, InputSize, TokenEstimator, measure_messages
+from holysheep_lab.core.tokens import MIN_OBSERVATIONS, InputSize, TokenEstimator, measure_messages
 
 THAI = "สวัสดีครับ วันนี้อากาศดีมาก " * 20
 CHINESE = "今天天气很好，我们去公园散步吧。" * 20

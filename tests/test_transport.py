@@ -10,7 +10,7 @@ import pytest
 
 import holysheep_lab as hs
 from holysheep_lab.log import read_table
-from holysheep_lab.transport import outcome_of
+from holysheep_lab.transports.metered import outcome_of
 
 COMPLETION = {
     "id": "c1", "object": "chat.completion", "model": "gpt-4.1",

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from holysheep_lab.log.schema import CallRecord
-from holysheep_lab.pricing import PriceTable, Usage
+from holysheep_lab.core.pricing import PriceTable, Usage
 
 __all__ = ["END", "START", "generate", "main"]
 

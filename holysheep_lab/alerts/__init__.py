@@ -8,9 +8,9 @@
 
 from __future__ import annotations
 
-from .channels import CallbackChannel, Channel, EmailChannel, NotebookChannel, WebhookChannel
-from .manager import AlertManager
-from .model import DEFAULT_LEVELS, Alert, Delivery, Level
+from holysheep_lab.alerts.channels import CallbackChannel, Channel, EmailChannel, NotebookChannel, WebhookChannel
+from holysheep_lab.alerts.manager import AlertManager
+from holysheep_lab.alerts.model import DEFAULT_LEVELS, Alert, Delivery, Level
 
 __all__ = [
     "Alert",

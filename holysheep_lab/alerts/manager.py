@@ -25,10 +25,10 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from ..errors import AlertDeliveryError, ConfigError, redact
-from ..events import SpendEvent
-from .channels import Channel
-from .model import Alert, Delivery, Level, parse_levels
+from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
+from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.alerts.channels import Channel
+from holysheep_lab.alerts.model import Alert, Delivery, Level, parse_levels
 
 __all__ = ["AlertManager"]
 

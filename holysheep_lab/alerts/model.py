@@ -17,7 +17,7 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from ..errors import ConfigError
+from holysheep_lab.errors import ConfigError
 
 __all__ = [
     "Alert",

@@ -6,10 +6,10 @@ report import altair only when they are built.
 
 from __future__ import annotations
 
-from . import accessor as _accessor  # noqa: F401  (registers df.hs)
-from .forecast import backtest, backtest_series, forecast, forecast_series
-from .report import Report, report
-from .spend import (
+from holysheep_lab.analysis import accessor as _accessor  # noqa: F401  (registers df.hs)
+from holysheep_lab.analysis.forecast import backtest, backtest_series, forecast, forecast_series
+from holysheep_lab.reports.html import Report, report
+from holysheep_lab.analysis.spend import (
     budget_status,
     burn_rate,
     by,

@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..budget import Budget
-from .forecast import backtest as _backtest
-from .forecast import forecast as _forecast
-from . import spend as _sp
+from holysheep_lab.core.budget import Budget
+from holysheep_lab.analysis.forecast import backtest as _backtest
+from holysheep_lab.analysis.forecast import forecast as _forecast
+from holysheep_lab.analysis import spend as _sp
 
 __all__ = ["REQUIRED_COLUMNS", "HolySheepAccessor"]
 
@@ -112,6 +112,6 @@ class HolySheepAccessor:
     def report(self, budget: Budget | None = None, title: str | None = None,
                tz: str | tzinfo | None = None) -> Any:
         """A self-contained HTML report: see `report.report`."""
-        from .report import report
+        from holysheep_lab.reports.html import report
 
         return report(self._df, budget=budget, title=title, tz=tz)

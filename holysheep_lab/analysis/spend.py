@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..budget import Budget, Window, resolve_tz, window_bounds
-from ..errors import ConfigError
+from holysheep_lab.core.budget import Budget, Window, resolve_tz, window_bounds
+from holysheep_lab.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -616,7 +616,7 @@ def _project_window(
     hist: pd.DataFrame, zone: tzinfo, now: datetime, start: datetime, stop: datetime, spent: float
 ) -> tuple[float, tuple[list[date], np.ndarray] | None]:
     """Projected spend at window end and the projected spend per remaining local day."""
-    from .forecast import forecast_series
+    from holysheep_lab.analysis.forecast import forecast_series
 
     today = now.astimezone(zone).date()
     last_day = (stop - timedelta(microseconds=1)).astimezone(zone).date()
@@ -888,7 +888,7 @@ def _log_dataset(path: Any, dictionary_columns: Sequence[str] = ()) -> Any:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    from ..log.schema import CALL_SCHEMA
+    from holysheep_lab.log.schema import CALL_SCHEMA
 
     p = Path(path)
     if not p.exists():

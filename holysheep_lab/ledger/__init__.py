@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import BucketState, Charge, Ledger, Refusal, bucket_name
-from .memory import MemoryLedger
+from holysheep_lab.ledger.base import BucketState, Charge, Ledger, Refusal, bucket_name
+from holysheep_lab.ledger.memory import MemoryLedger
 
 if TYPE_CHECKING:
-    from .redis import RedisLedger
-    from .sqlite import SQLiteLedger
+    from holysheep_lab.ledger.redis import RedisLedger
+    from holysheep_lab.ledger.sqlite import SQLiteLedger
 
 __all__ = [
     "BucketState",

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import LedgerError
-from ._common import (
+from holysheep_lab.errors import LedgerError
+from holysheep_lab.ledger.common import (
     BUCKET_GRACE,
     SWEEP_EVERY,
     ClosingContext,
@@ -18,7 +18,7 @@ from ._common import (
     merge_charges,
     seed_items,
 )
-from .base import BucketState, Charge, Refusal
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 
 __all__ = ["MemoryLedger"]
 

@@ -38,9 +38,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError, redact
-from ._common import BUCKET_GRACE, ClosingContext, check_id, check_ttl, merge_charges, seed_items
-from .base import BucketState, Charge, Refusal
+from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError, redact
+from holysheep_lab.ledger.common import BUCKET_GRACE, ClosingContext, check_id, check_ttl, merge_charges, seed_items
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 
 __all__ = ["RedisLedger"]
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import LedgerError, LedgerUnavailableError
-from ._common import (
+from holysheep_lab.errors import LedgerError, LedgerUnavailableError
+from holysheep_lab.ledger.common import (
     BUCKET_GRACE,
     SWEEP_EVERY,
     ClosingContext,
@@ -26,7 +26,7 @@ from ._common import (
     merge_charges,
     seed_items,
 )
-from .base import BucketState, Charge, Refusal
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 
 __all__ = ["SQLiteLedger"]
 

@@ -20,8 +20,8 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
-from .schema import SCHEMA_VERSION, CallRecord
-from .writer import LogWriter, LogWriteWarning, may_hold_rows
+from holysheep_lab.log.schema import SCHEMA_VERSION, CallRecord
+from holysheep_lab.log.writer import LogWriter, LogWriteWarning, may_hold_rows
 
 __all__ = [
     "CALL_SCHEMA",
@@ -79,6 +79,6 @@ sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from .compact import CompactSummary, compact
-    from .reader import LogReadWarning, read_log, read_table
-    from .schema import CALL_SCHEMA
+    from holysheep_lab.log.compact import CompactSummary, compact
+    from holysheep_lab.log.reader import LogReadWarning, read_log, read_table
+    from holysheep_lab.log.schema import CALL_SCHEMA

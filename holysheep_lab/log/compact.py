@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from .reader import LogReadWarning, conform, dedupe, existing_root, parse_journal, partition_date
-from .schema import CALL_SCHEMA
-from .writer import (
+from holysheep_lab.log.reader import LogReadWarning, conform, dedupe, existing_root, parse_journal, partition_date
+from holysheep_lab.log.schema import CALL_SCHEMA
+from holysheep_lab.log.writer import (
     JOURNAL_DIR,
     JOURNAL_SUFFIX,
     fsync_dir,

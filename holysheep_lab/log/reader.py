@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from ..errors import ConfigError, LogError
-from .schema import CALL_SCHEMA
-from .writer import JOURNAL_DIR, JOURNAL_FORMAT, JOURNAL_SUFFIX, rows_to_table
+from holysheep_lab.errors import ConfigError, LogError
+from holysheep_lab.log.schema import CALL_SCHEMA
+from holysheep_lab.log.writer import JOURNAL_DIR, JOURNAL_FORMAT, JOURNAL_SUFFIX, rows_to_table
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -44,8 +44,8 @@ from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, LogError
-from .schema import COLUMN_KINDS, COLUMN_NAMES, REQUIRED_COLUMNS, SCHEMA_VERSION, CallRecord, call_schema
+from holysheep_lab.errors import ConfigError, LogError
+from holysheep_lab.log.schema import COLUMN_KINDS, COLUMN_NAMES, REQUIRED_COLUMNS, SCHEMA_VERSION, CallRecord, call_schema
 
 if TYPE_CHECKING:
     import pyarrow as pa

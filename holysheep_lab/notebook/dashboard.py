@@ -12,20 +12,20 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..budget import Budget
-from ..errors import ConfigError, HolySheepError
-from .charts import chart_bundle
-from .meter import BudgetMeter, _widgets
+from holysheep_lab.core.budget import Budget
+from holysheep_lab.errors import ConfigError, HolySheepError
+from holysheep_lab.notebook.render import chart_bundle
+from holysheep_lab.notebook.meter import BudgetMeter, _widgets
 
 if TYPE_CHECKING:
-    from ..metering import Meter
+    from holysheep_lab.core.metering import Meter
 
 __all__ = ["Dashboard", "dashboard", "latest_day"]
 
 
 def latest_day(log_dir: Path) -> date | None:
     """The newest day with calls, from folder names (today if a journal holds rows): no reads."""
-    from ..log.reader import partition_date
+    from holysheep_lab.log.reader import partition_date
 
     if not log_dir.is_dir():
         return None
@@ -85,7 +85,7 @@ class Dashboard:
         return hs.read_log(self.log_dir, start=start.isoformat())
 
     def _charts(self) -> list[Any]:
-        from ..analysis import charts
+        from holysheep_lab.analysis import charts
 
         try:
             df = self._frame()

@@ -17,11 +17,11 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, HolySheepError, MissingExtraError
-from ._view import LineState, MeterState, describe, meter_state, render_html
+from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
+from holysheep_lab.notebook.view import LineState, MeterState, describe, meter_state, render_html
 
 if TYPE_CHECKING:
-    from ..metering import Meter
+    from holysheep_lab.core.metering import Meter
 
 __all__ = ["BudgetMeter"]
 
@@ -37,7 +37,7 @@ def _widgets() -> Any:
 
 
 def _meter_of(source: Any) -> Meter:
-    from ..metering import Meter
+    from holysheep_lab.core.metering import Meter
 
     core = getattr(source, "core", source)  # hs.Client -> its Meter
     if not isinstance(core, Meter):
@@ -178,7 +178,7 @@ class BudgetMeter:
 
 def _refresh_loop(ref: weakref.ref[BudgetMeter], dirty: threading.Event, stop: threading.Event,
                   meter: Meter, interval: float, idle: float) -> None:
-    from ..ledger.memory import MemoryLedger
+    from holysheep_lab.ledger.memory import MemoryLedger
 
     shared = not isinstance(meter.ledger, MemoryLedger)
     while not stop.is_set():

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import BudgetExceededError, HolySheepError
+from holysheep_lab.errors import BudgetExceededError, HolySheepError
 
 if TYPE_CHECKING:
-    from .client import ChatResult, Client, Messages
+    from holysheep_lab.client.client import ChatResult, Client, Messages
 
 __all__ = ["run_batch"]
 
@@ -58,7 +58,7 @@ async def run_batch(
     calls in flight; each releases its reservation and is logged before this re-raises.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        from .errors import ConfigError
+        from holysheep_lab.errors import ConfigError
 
         raise ConfigError(f"concurrency must be a whole number >= 1, not {concurrency!r}.")
     results: list[Any] = [None] * len(prompts)

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from .budget import NANOS_PER_USD, Budget, BudgetLine, Window, local_zone, window_bounds, window_key
-from .errors import BudgetExceededError
-from .events import SpendEvent
-from .ledger.base import BucketState, Charge, Ledger, bucket_name
+from holysheep_lab.core.budget import NANOS_PER_USD, Budget, BudgetLine, Window, local_zone, window_bounds, window_key
+from holysheep_lab.errors import BudgetExceededError
+from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.ledger.base import BucketState, Charge, Ledger, bucket_name
 
 __all__ = ["Guard", "Reservation"]
 

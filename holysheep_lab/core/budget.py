@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from holysheep_lab.errors import ConfigError
 
 __all__ = [
     "Budget",

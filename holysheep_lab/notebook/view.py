@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ..alerts.model import DEFAULT_LEVELS, Level, format_time, format_usd
-from ..budget import NANOS_PER_USD
+from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time, format_usd
+from holysheep_lab.core.budget import NANOS_PER_USD
 
 if TYPE_CHECKING:
-    from ..metering import Meter
+    from holysheep_lab.core.metering import Meter
 
 __all__ = ["NO_LIMIT_COLOUR", "OK_COLOUR", "LineState", "MeterState", "describe", "level_for", "meter_state", "render_html"]
 
@@ -104,7 +104,7 @@ def _recent(meter: Meter) -> tuple[int, float]:
 
 def meter_state(meter: Meter) -> MeterState:
     """Read the meter's in-memory totals (ledger snapshot, recent calls, last alert)."""
-    from ..report_data import budget_lines
+    from holysheep_lab.reports.usage import budget_lines
 
     alerts = meter.alerts
     levels: Sequence[Level] = alerts.levels if alerts is not None else DEFAULT_LEVELS

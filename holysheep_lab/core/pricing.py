@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ResponseFormatError, UnknownModelError
+from holysheep_lab.errors import ConfigError, ResponseFormatError, UnknownModelError
 
 __all__ = ["Price", "PriceTable", "Usage", "nanos_to_usd"]
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from . import _json as fast_json
-from .errors import ResponseFormatError
-from .pricing import Usage
+from holysheep_lab.core import fastjson as fast_json
+from holysheep_lab.errors import ResponseFormatError
+from holysheep_lab.core.pricing import Usage
 
 __all__ = ["StreamAccumulator"]
 

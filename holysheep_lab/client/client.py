@@ -14,16 +14,16 @@ from typing import Any
 
 import httpx2
 
-from . import _json as fast_json
-from ._loop import run_sync
-from .budget import NANOS_PER_USD, Budget
-from .errors import ConfigError, HolySheepError, ResponseFormatError
-from .ledger.base import Ledger
-from .limits import RateLimit, Retry
-from .log.schema import CallRecord
-from .metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Meter
-from .pricing import PriceTable, Usage
-from .transport import AsyncMeteredTransport, MeteredTransport, outcome_of
+from holysheep_lab.core import fastjson as fast_json
+from holysheep_lab.client.loop import run_sync
+from holysheep_lab.core.budget import NANOS_PER_USD, Budget
+from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
+from holysheep_lab.ledger.base import Ledger
+from holysheep_lab.core.limits import RateLimit, Retry
+from holysheep_lab.log.schema import CallRecord
+from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Meter
+from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 __all__ = ["DEFAULT_BASE_URL", "ChatResult", "ChatStream", "Client", "Estimate"]
 
@@ -286,7 +286,7 @@ class Client:
     async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
                          progress: bool = False, **params: Any) -> list[ChatResult | BaseException]:
         """Run many calls at once; results in prompt order, an exception in place of each failure."""
-        from .batch import run_batch
+        from holysheep_lab.client.batch import run_batch
 
         return await run_batch(self, prompts, model, concurrency=concurrency, progress=progress, **params)
 
@@ -311,7 +311,7 @@ class Client:
             else:
                 # aiohttp's pool scales where httpcore2's does not (issue 5); imported lazily so
                 # `import holysheep_lab` stays free of aiohttp.
-                from .aio import AiohttpTransport
+                from holysheep_lab.transports.aio import AiohttpTransport
 
                 inner = AiohttpTransport()
             http = httpx2.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
@@ -324,19 +324,19 @@ class Client:
 
     def usage_report(self, days: int = 7) -> dict[str, Any]:
         """The seed's report over the last `days` days (from the log: all processes' calls)."""
-        from .report_data import usage_report
+        from holysheep_lab.reports.usage import usage_report
 
         return usage_report(self.core, days)
 
     def budget_status(self) -> list[dict[str, Any]]:
         """Spent, in flight, limit and reset time of every budget line, from the ledger."""
-        from .report_data import budget_lines
+        from holysheep_lab.reports.usage import budget_lines
 
         return budget_lines(self.core)
 
     def meter(self) -> Any:
         """A live ipywidgets budget meter (hs.BudgetMeter) that moves while calls run."""
-        from .notebook import BudgetMeter
+        from holysheep_lab.notebook import BudgetMeter
 
         return BudgetMeter(self)
 

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from . import _json as fast_json
-from ._ids import new_id
-from .budget import Budget, Window, window_bounds, window_key
-from .errors import (
+from holysheep_lab.core import fastjson as fast_json
+from holysheep_lab.core.ids import new_id
+from holysheep_lab.core.budget import Budget, Window, window_bounds, window_key
+from holysheep_lab.errors import (
     BudgetExceededError,
     ConfigError,
     HolySheepError,
@@ -31,17 +31,17 @@ from .errors import (
     UnknownModelError,
     redact,
 )
-from .events import SpendEvent
-from .guard import Guard, Reservation
-from .ledger.base import Ledger, bucket_name
-from .limits import RateLimit, RateLimiter, Retry
-from .log.schema import CallRecord
-from .pricing import Price, PriceTable, Usage, nanos_to_usd
-from .tokens import InputSize, TokenEstimator, measure_messages
+from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.core.guard import Guard, Reservation
+from holysheep_lab.ledger.base import Ledger, bucket_name
+from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
+from holysheep_lab.log.schema import CallRecord
+from holysheep_lab.core.pricing import Price, PriceTable, Usage, nanos_to_usd
+from holysheep_lab.core.tokens import InputSize, TokenEstimator, measure_messages
 
 if TYPE_CHECKING:
-    from .alerts import AlertManager
-    from .log import LogWriter
+    from holysheep_lab.alerts import AlertManager
+    from holysheep_lab.log import LogWriter
 
 __all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "Meter", "MeterOptions"]
 
@@ -159,8 +159,8 @@ class Meter:
     ) -> None:
         import os
 
-        from .ledger.memory import MemoryLedger
-        from .log import LogWriter
+        from holysheep_lab.ledger.memory import MemoryLedger
+        from holysheep_lab.log import LogWriter
 
         if budget is not None and not isinstance(budget, Budget):
             raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
@@ -214,11 +214,11 @@ class Meter:
         """This month's logged spend per ledger bucket, and the buckets' expiry times."""
         spent: dict[str, int] = {}
         expires: dict[str, float] = {}
-        from .log import may_hold_rows
+        from holysheep_lab.log import may_hold_rows
 
         if not may_hold_rows(self.log_dir):
             return spent, expires  # a fresh log: no pyarrow import at start-up
-        from .log import read_table
+        from holysheep_lab.log import read_table
 
         now = self.clock()
         zone = self.guard.zone
@@ -498,7 +498,7 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 def _http_error(status_code: int, parsed: Any, body: bytes) -> HolySheepError:
-    from .errors import APIError, RateLimitError, ServerError
+    from holysheep_lab.errors import APIError, RateLimitError, ServerError
 
     message = ""
     if isinstance(parsed, dict):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Self
 
-from ..errors import ConfigError
-from .base import Charge
+from holysheep_lab.errors import ConfigError
+from holysheep_lab.ledger.base import Charge
 
 __all__ = [
     "BUCKET_GRACE",

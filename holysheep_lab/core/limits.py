@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .errors import ConfigError, RateLimitError
+from holysheep_lab.errors import ConfigError, RateLimitError
 
 __all__ = ["RateLimit", "RateLimiter", "Retry", "parse_reset", "parse_retry_after"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import MissingExtraError
+from holysheep_lab.errors import MissingExtraError
 
 __all__ = ["RENDERER", "chart_bundle", "offline_charts"]
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .budget import NANOS_PER_USD, Budget, Window, local_zone, window_bounds
-from .ledger.base import bucket_name
+from holysheep_lab.core.budget import NANOS_PER_USD, Budget, Window, local_zone, window_bounds
+from holysheep_lab.ledger.base import bucket_name
 
 if TYPE_CHECKING:
-    from .metering import Meter
+    from holysheep_lab.core.metering import Meter
 
 __all__ = ["USAGE_COLUMNS", "UsageReport", "budget_lines", "summarize", "usage_from_log", "usage_report"]
 
@@ -66,7 +66,7 @@ def budget_lines(meter: Meter) -> list[dict[str, Any]]:
 
 
 def _key(window: Window, now: Any, zone: Any) -> str:
-    from .budget import window_key
+    from holysheep_lab.core.budget import window_key
 
     return window_key(window, now, zone)
 
@@ -113,7 +113,7 @@ def summarize(table: Any, days: int, *, daily_remaining: float | None = None,
 
 
 def _check_days(days: Any) -> int:
-    from .errors import ConfigError
+    from holysheep_lab.errors import ConfigError
 
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ConfigError(f"days must be a whole number >= 1, not {days!r}.")
@@ -123,7 +123,7 @@ def _check_days(days: Any) -> int:
 def _read(log_dir: Path, start: datetime) -> Any:
     import pyarrow as pa
 
-    from .log import read_table
+    from holysheep_lab.log import read_table
 
     if not log_dir.exists():
         return pa.table({c: [] for c in USAGE_COLUMNS})
