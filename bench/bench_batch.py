@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, save, simulator_process  # noqa: E402
+from _common import median, save, simulator_process
 
-import holysheep_lab as hs  # noqa: E402
+import holysheep_lab as hs
 
 ROUNDS, CALLS, CONCURRENCY = 5, 2000, 64
 PROMPTS = [f"Summarise support ticket {i} in three bullet points." for i in range(CALLS)]

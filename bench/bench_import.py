@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, save  # noqa: E402
+from _common import median, save
 
 RUNS = 15
 TARGETS = {

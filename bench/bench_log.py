@@ -29,7 +29,7 @@ __all__ = ["main"]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from holysheep_lab.log import CallRecord, LogWriter, compact, read_log, read_table  # noqa: E402
+from holysheep_lab.log import CallRecord, LogWriter, compact, read_log, read_table
 
 RESULTS = Path(__file__).parent / "results"
 MODELS = ("gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2")

@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import interleaved, median, paired_ratio, save, simulator_process  # noqa: E402
+from _common import interleaved, median, paired_ratio, save, simulator_process
 
-import holysheep_lab as hs  # noqa: E402
+import holysheep_lab as hs
 
 ROUNDS, CALLS = 15, 200
 MESSAGES = [{"role": "user", "content": "Summarise the quarterly results in three bullet points."}]

@@ -30,9 +30,9 @@ import httpx2
 import openai
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import interleaved, median, paired_ratio, save, simulator_process  # noqa: E402
+from _common import interleaved, median, paired_ratio, save, simulator_process
 
-import holysheep_lab as hs  # noqa: E402
+import holysheep_lab as hs
 
 ROUNDS, CALLS = 15, 100
 PAIRS = {"sdk_metered": "sdk_alone", "sdk_metered_budget": "sdk_alone", "sdk_metered_stream": "sdk_alone_stream"}

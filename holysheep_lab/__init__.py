@@ -117,16 +117,24 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
-    from holysheep_lab.alerts import Alert, AlertManager, CallbackChannel, EmailChannel, Level, NotebookChannel, WebhookChannel
+    from holysheep_lab.alerts import (
+        Alert,
+        AlertManager,
+        CallbackChannel,
+        EmailChannel,
+        Level,
+        NotebookChannel,
+        WebhookChannel,
+    )
     from holysheep_lab.analysis import report
-    from holysheep_lab.core.budget import Budget
     from holysheep_lab.client.client import ChatResult, ChatStream, Client, Estimate
-    from holysheep_lab.ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
-    from holysheep_lab.transports.legacy import AsyncHttpxMeteredTransport, HttpxMeteredTransport
+    from holysheep_lab.core.budget import Budget
     from holysheep_lab.core.limits import RateLimit, Retry
+    from holysheep_lab.core.pricing import Price, PriceTable, Usage
+    from holysheep_lab.ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
     from holysheep_lab.log import read_log
     from holysheep_lab.log.schema import CallRecord
     from holysheep_lab.notebook import BudgetMeter, dashboard
-    from holysheep_lab.core.pricing import Price, PriceTable, Usage
     from holysheep_lab.sim.server import Simulator
+    from holysheep_lab.transports.legacy import AsyncHttpxMeteredTransport, HttpxMeteredTransport
     from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport

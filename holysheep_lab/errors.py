@@ -89,7 +89,7 @@ class UnknownModelError(HolySheepError):
         self.model = model
         hint = ""
         if known:
-            close = [k for k in known if k.split("-")[0] == model.split("-")[0]][:5]
+            close = [k for k in known if k.split("-")[0] == model.split("-", maxsplit=1)[0]][:5]
             if close:
                 hint = f" Known models like it: {', '.join(close)}."
         super().__init__(

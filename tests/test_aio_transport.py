@@ -14,12 +14,11 @@ import httpx2
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from conftest import free_port
 
 import holysheep_lab as hs
-from holysheep_lab.transports.aio import AiohttpTransport
 from holysheep_lab.log import read_table
-
-from conftest import free_port
+from holysheep_lab.transports.aio import AiohttpTransport
 
 FAST_RETRY = hs.Retry(backoff=0.01, max_backoff=0.05)
 
@@ -232,7 +231,7 @@ async def test_wire_is_passed_through_as_httpx2_built_it():
 @pytest.mark.parametrize("exc, expected", [
     (aiohttp.ConnectionTimeoutError("t"), httpx2.ConnectTimeout),
     (aiohttp.SocketTimeoutError("t"), httpx2.ReadTimeout),
-    (asyncio.TimeoutError(), httpx2.ReadTimeout),
+    (TimeoutError(), httpx2.ReadTimeout),
     (aiohttp.ServerDisconnectedError(), httpx2.RemoteProtocolError),
     (aiohttp.ClientPayloadError("cut"), httpx2.RemoteProtocolError),
     (aiohttp.ClientOSError(104, "reset"), httpx2.ReadError),

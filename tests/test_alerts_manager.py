@@ -17,8 +17,8 @@ from holysheep_lab.alerts import Alert, AlertManager, CallbackChannel, Delivery,
 from holysheep_lab.alerts import channels as channels_mod
 from holysheep_lab.alerts import manager as manager_mod
 from holysheep_lab.alerts import model as model_mod
-from holysheep_lab.errors import AlertDeliveryError, ConfigError
 from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.errors import AlertDeliveryError, ConfigError
 
 BERLIN = ZoneInfo("Europe/Berlin")
 T0 = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)

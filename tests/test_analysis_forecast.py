@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-import importlib
 
 import holysheep_lab.analysis  # noqa: F401  (registers df.hs)
 from holysheep_lab.core.budget import Budget

@@ -4,7 +4,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from holysheep_lab.core.budget import Budget, Window, to_nanos, window_bounds, window_key
+from holysheep_lab.core.budget import Budget, Window, window_bounds, window_key
+from holysheep_lab.core.money import usd_to_nanos as to_nanos
 from holysheep_lab.errors import ConfigError
 
 

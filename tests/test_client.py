@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from decimal import Decimal
 
 import pytest
 
 import holysheep_lab as hs
+from holysheep_lab.core.pricing import PriceTable
 from holysheep_lab.log import read_log, read_table
-from holysheep_lab.core.pricing import PriceTable, Usage
 
 SECRET = "sk-test-SECRETSECRET-1234567890"
 
@@ -143,7 +142,7 @@ def test_bad_answers_raise_named_errors_and_are_logged(sim, client, log_dir, fau
     with pytest.raises(hs.ResponseFormatError, match=match):
         client.chat("gpt-4.1", "hi", max_tokens=5)
     (row,) = rows(log_dir)
-    assert row["status"] == "error" and match.split()[0].lower() in row["error"].lower() or row["error"]
+    assert (row["status"] == "error" and match.split()[0].lower() in row["error"].lower()) or row["error"]
     if fault != "html":  # an answered 200 whose cost is unknown is charged the worst case, never $0
         assert row["cost_usd"] == row["estimated_cost_usd"] > 0
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 import html
 import json
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
-
+from _support.browser import dump_dom
 from conftest import require_ci_tool
 from test_notebooks import execute, venv_kernel
-from _support.browser import dump_dom
 
 CELLS = [
     "import tempfile\nimport holysheep_lab as hs\n"

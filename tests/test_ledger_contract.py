@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.redis_server import RedisServer, require_redis_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _support.redis_server import RedisServer, require_redis_server
 from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError
 from holysheep_lab.ledger import (
     BucketState,

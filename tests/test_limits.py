@@ -2,8 +2,8 @@ import threading
 
 import pytest
 
-from holysheep_lab.errors import ConfigError, RateLimitError
 from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry, parse_reset, parse_retry_after
+from holysheep_lab.errors import ConfigError, RateLimitError
 
 
 class FakeClock:

@@ -327,14 +327,14 @@ def test_column_spec_agrees_with_the_arrow_schema():
 
     from holysheep_lab.log import schema
 
-    assert schema.COLUMN_NAMES == tuple(CALL_SCHEMA.names)
+    assert tuple(CALL_SCHEMA.names) == schema.COLUMN_NAMES
     assert schema.CALL_SCHEMA is CALL_SCHEMA is schema.call_schema()
-    assert schema.CORE_COLUMNS == tuple(CALL_SCHEMA.names[:17])
+    assert tuple(CALL_SCHEMA.names[:17]) == schema.CORE_COLUMNS
     assert CALL_SCHEMA.field("ts").type == pa.timestamp("us", tz="UTC")
     for (name, kind, nullable), f in zip(schema.COLUMNS, CALL_SCHEMA, strict=True):
         assert (name, nullable) == (f.name, f.nullable)
         assert kind == _kind(f.type), name
-    assert schema.REQUIRED_COLUMNS == {"call_id", "ts", "model", "status"}
+    assert {"call_id", "ts", "model", "status"} == schema.REQUIRED_COLUMNS
     layout = writer_mod._layout()
     assert layout.kinds == tuple(_kind(f.type) for f in CALL_SCHEMA)
     assert layout.required == frozenset(i for i, f in enumerate(CALL_SCHEMA) if not f.nullable)
@@ -342,7 +342,8 @@ def test_column_spec_agrees_with_the_arrow_schema():
 
 def test_lazy_names_of_the_log_package():
     import holysheep_lab.log as log
-    from holysheep_lab.log import compact, read_log, read_table as rt, reader, schema
+    from holysheep_lab.log import compact, read_log, reader, schema
+    from holysheep_lab.log import read_table as rt
 
     assert set(log.__all__) <= set(dir(log))
     assert "CALL_SCHEMA" in dir(schema) and "CALL_SCHEMA" in schema.__all__

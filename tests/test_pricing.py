@@ -5,8 +5,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import holysheep_lab as hs
+from holysheep_lab.core.money import nanos_to_usd
+from holysheep_lab.core.pricing import Price, PriceTable, Usage
 from holysheep_lab.errors import ConfigError, ResponseFormatError, UnknownModelError
-from holysheep_lab.core.pricing import Price, PriceTable, Usage, nanos_to_usd
 
 prices = st.decimals(min_value=0, max_value=200, places=3)
 counts = st.integers(min_value=0, max_value=5_000_000)

@@ -7,13 +7,11 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-import pytest
+from _support.browser import dump_dom
+from conftest import require_ci_tool
 
 import holysheep_lab.analysis as A
 from holysheep_lab.core.budget import Budget
-
-from conftest import require_ci_tool
-from _support.browser import dump_dom
 
 EVIL = '<img src=x onerror="console.error(1)">'
 

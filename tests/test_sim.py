@@ -65,10 +65,10 @@ def test_exports_are_pinned():
         "serve",
         "simulate_completion",
     ]
-    assert FAULTS == {
+    assert {
         "rate_limit", "server_error", "unavailable", "timeout", "malformed", "html", "html_200",
         "no_usage", "negative_usage", "cut_stream", "disconnect",
-    }  # fmt: skip
+    } == FAULTS  # fmt: skip
 
 
 def test_importing_the_module_does_not_import_aiohttp():

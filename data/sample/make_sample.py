@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from holysheep_lab.log.schema import CallRecord
 from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.log.schema import CallRecord
 
 __all__ = ["END", "START", "generate", "main"]
 

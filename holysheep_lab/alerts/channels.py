@@ -30,8 +30,8 @@ from typing import Any, Protocol, TextIO, runtime_checkable
 
 import httpx2
 
-from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 from holysheep_lab.alerts.model import Alert
+from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 
 __all__ = ["CallbackChannel", "Channel", "EmailChannel", "NotebookChannel", "WebhookChannel"]
 

@@ -25,10 +25,10 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
-from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.alerts.channels import Channel
 from holysheep_lab.alerts.model import Alert, Delivery, Level, parse_levels
+from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 
 __all__ = ["AlertManager"]
 
@@ -84,7 +84,7 @@ class AlertManager:
     def __init__(
         self,
         channels: Sequence[Channel] = (),
-        levels: None | Mapping[str, float] | Iterable[Level | tuple[str, float]] = None,
+        levels: Mapping[str, float] | Iterable[Level | tuple[str, float]] | None = None,
         cooldown: float = 300.0,
         clock: Callable[[], float] | None = None,
         claim: Callable[[str, float], bool] | None = None,

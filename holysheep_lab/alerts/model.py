@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 from holysheep_lab.errors import ConfigError
 
 __all__ = [
-    "Alert",
     "DEFAULT_LEVELS",
+    "Alert",
     "Delivery",
     "Level",
     "format_time",
@@ -104,7 +104,7 @@ DEFAULT_LEVELS: tuple[Level, ...] = (Level.INFO, Level.WARNING, Level.CRITICAL, 
 
 
 def parse_levels(
-    levels: None | Mapping[str, float] | Iterable[Level | tuple[str, float]],
+    levels: Mapping[str, float] | Iterable[Level | tuple[str, float]] | None,
 ) -> tuple[Level, ...]:
     """Normalise a levels setting to Levels sorted by threshold; ConfigError if invalid.
 
@@ -155,7 +155,7 @@ def _zone_label(dt: datetime) -> str:
     key = getattr(tz, "key", None)
     if key:
         return str(key)
-    if tz is UTC or dt.utcoffset() is not None and not dt.utcoffset():
+    if tz is UTC or (dt.utcoffset() is not None and not dt.utcoffset()):
         return "UTC"
     return dt.strftime("%z") or "UTC"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from holysheep_lab.analysis import accessor as _accessor  # noqa: F401  (registers df.hs)
 from holysheep_lab.analysis.forecast import backtest, backtest_series, forecast, forecast_series
-from holysheep_lab.reports.html import Report, report
 from holysheep_lab.analysis.spend import (
     budget_status,
     burn_rate,
@@ -23,6 +22,7 @@ from holysheep_lab.analysis.spend import (
     monthly,
     tokens_per_call,
 )
+from holysheep_lab.reports.html import Report, report
 
 __all__ = [
     "Report",

@@ -12,10 +12,10 @@ from typing import Any
 
 import pandas as pd
 
-from holysheep_lab.core.budget import Budget
+from holysheep_lab.analysis import spend as _sp
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
-from holysheep_lab.analysis import spend as _sp
+from holysheep_lab.core.budget import Budget
 
 __all__ = ["REQUIRED_COLUMNS", "HolySheepAccessor"]
 

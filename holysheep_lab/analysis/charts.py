@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from holysheep_lab.analysis import spend as _sp
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import MissingExtraError
-from holysheep_lab.analysis import spend as _sp
 
 if TYPE_CHECKING:
     import altair as alt

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from holysheep_lab.analysis.spend import _now_us, _us_to_dt, _valid_ts, daily, require_columns
 from holysheep_lab.core.budget import Budget, Window, resolve_tz, window_bounds
 from holysheep_lab.errors import ConfigError
-from holysheep_lab.analysis.spend import _now_us, _us_to_dt, _valid_ts, daily, require_columns
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -14,15 +14,16 @@ from typing import Any
 
 import httpx2
 
-from holysheep_lab.core import fastjson as fast_json
 from holysheep_lab.client.loop import run_sync
-from holysheep_lab.core.budget import NANOS_PER_USD, Budget
+from holysheep_lab.core import fastjson as fast_json
+from holysheep_lab.core.budget import Budget
+from holysheep_lab.core.limits import RateLimit, Retry
+from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Meter
+from holysheep_lab.core.money import NANOS_PER_USD
+from holysheep_lab.core.pricing import PriceTable, Usage
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
 from holysheep_lab.ledger.base import Ledger
-from holysheep_lab.core.limits import RateLimit, Retry
 from holysheep_lab.log.schema import CallRecord
-from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Meter
-from holysheep_lab.core.pricing import PriceTable, Usage
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 __all__ = ["DEFAULT_BASE_URL", "ChatResult", "ChatStream", "Client", "Estimate"]

@@ -16,6 +16,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from holysheep_lab.core.money import NANOS_PER_USD, usd_to_nanos
 from holysheep_lab.errors import ConfigError
 
 __all__ = [
@@ -24,12 +25,10 @@ __all__ = [
     "Window",
     "local_zone",
     "resolve_tz",
-    "to_nanos",
     "window_bounds",
     "window_key",
 ]
 
-NANOS_PER_USD = 1_000_000_000
 
 
 class Window(str, Enum):
@@ -98,9 +97,6 @@ def window_key(window: Window, ts: datetime, tz: tzinfo) -> str:
     return f"month:{local.year:04d}-{local.month:02d}"
 
 
-def to_nanos(usd: float | Decimal | int | str) -> int:
-    """USD to integer nano-dollars, exactly for Decimal/str/int, via repr for floats."""
-    return int((Decimal(str(usd)) * NANOS_PER_USD).to_integral_value())
 
 
 def _positive_limit(name: str, value: Any) -> Decimal | None:
@@ -129,7 +125,7 @@ class BudgetLine:
     block_nanos: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "limit_nanos", to_nanos(self.limit))
+        object.__setattr__(self, "limit_nanos", usd_to_nanos(self.limit))
         # Floor so float dust can never let a call slip past the limit (nor block at exactly it).
         object.__setattr__(self, "block_nanos", math.floor(self.limit * Decimal(str(self.block_at)) * NANOS_PER_USD))
 

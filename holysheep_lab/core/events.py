@@ -6,17 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from holysheep_lab.core.money import nanos_to_decimal, usd_to_nanos
+
 __all__ = ["SpendEvent"]
-
-_NANOS_PER_USD = Decimal(1_000_000_000)
-
-
-def _usd(nanos: int) -> Decimal:
-    return Decimal(nanos) / _NANOS_PER_USD
-
-
-def _nanos(usd: Decimal | float | int | str) -> int:
-    return int((Decimal(str(usd)) * _NANOS_PER_USD).to_integral_value())
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,24 +42,24 @@ class SpendEvent:
                  block_at: float, alert_at: float, resets_at: datetime, ts: datetime,
                  model: str | None = None, project: str | None = None) -> SpendEvent:
         """The same event from USD amounts (for tests and hand-made events)."""
-        return cls(scope, window, window_key, _nanos(before), _nanos(after), _nanos(reserved), _nanos(limit),
+        return cls(scope, window, window_key, usd_to_nanos(before), usd_to_nanos(after), usd_to_nanos(reserved), usd_to_nanos(limit),
                    block_at, alert_at, resets_at, ts, model, project)
 
     @property
     def before(self) -> Decimal:
-        return _usd(self.before_nanos)
+        return nanos_to_decimal(self.before_nanos)
 
     @property
     def after(self) -> Decimal:
-        return _usd(self.after_nanos)
+        return nanos_to_decimal(self.after_nanos)
 
     @property
     def reserved(self) -> Decimal:
-        return _usd(self.reserved_nanos)
+        return nanos_to_decimal(self.reserved_nanos)
 
     @property
     def limit(self) -> Decimal:
-        return _usd(self.limit_nanos)
+        return nanos_to_decimal(self.limit_nanos)
 
     @property
     def ratio(self) -> float:

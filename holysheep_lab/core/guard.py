@@ -10,23 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal
 from typing import Any
 
-from holysheep_lab.core.budget import NANOS_PER_USD, Budget, BudgetLine, Window, local_zone, window_bounds, window_key
-from holysheep_lab.errors import BudgetExceededError
+from holysheep_lab.core.budget import Budget, BudgetLine, Window, local_zone, window_bounds, window_key
+from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.core.money import nanos_to_decimal
+from holysheep_lab.errors import BudgetExceededError
 from holysheep_lab.ledger.base import BucketState, Charge, Ledger, bucket_name
 
 __all__ = ["Guard", "Reservation"]
 
-# Buckets outlive their window by a day so late settles and meters still find them.
-_BUCKET_GRACE = 86_400.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _usd(nanos: int) -> Decimal:
-    return Decimal(nanos) / NANOS_PER_USD
 
 
 @dataclass(slots=True)
@@ -90,7 +87,7 @@ class Guard:
                 key = window_key(window, now, self._zone)
                 end = window_bounds(window, now, self._zone)[1]
                 limit = line.block_nanos if line is not None else None
-                template.append((line, bucket_name(scope, key), limit, end.timestamp() + _BUCKET_GRACE, key, end))
+                template.append((line, bucket_name(scope, key), limit, end.timestamp() + BUCKET_GRACE_S, key, end))
             templates[project] = template
         return template
 
@@ -105,10 +102,10 @@ class Guard:
             raise BudgetExceededError(
                 scope=line.scope,
                 window=line.window.value,
-                spent=_usd(refusal.spent),
-                reserved=_usd(refusal.reserved),
-                limit=_usd(refusal.limit),
-                estimate=_usd(amount),
+                spent=nanos_to_decimal(refusal.spent),
+                reserved=nanos_to_decimal(refusal.reserved),
+                limit=nanos_to_decimal(refusal.limit),
+                estimate=nanos_to_decimal(amount),
                 resets_at=end.astimezone(self.zone),
                 model=model,
             )

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections import deque
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 

@@ -20,8 +20,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from holysheep_lab.core import fastjson as fast_json
-from holysheep_lab.core.ids import new_id
 from holysheep_lab.core.budget import Budget, Window, window_bounds, window_key
+from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.core.guard import Guard, Reservation
+from holysheep_lab.core.ids import new_id
+from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
+from holysheep_lab.core.money import nanos_to_usd
+from holysheep_lab.core.pricing import Price, PriceTable, Usage
+from holysheep_lab.core.tokens import InputSize, TokenEstimator, measure_messages
 from holysheep_lab.errors import (
     BudgetExceededError,
     ConfigError,
@@ -31,13 +37,8 @@ from holysheep_lab.errors import (
     UnknownModelError,
     redact,
 )
-from holysheep_lab.core.events import SpendEvent
-from holysheep_lab.core.guard import Guard, Reservation
 from holysheep_lab.ledger.base import Ledger, bucket_name
-from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.log.schema import CallRecord
-from holysheep_lab.core.pricing import Price, PriceTable, Usage, nanos_to_usd
-from holysheep_lab.core.tokens import InputSize, TokenEstimator, measure_messages
 
 if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager

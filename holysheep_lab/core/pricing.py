@@ -21,7 +21,7 @@ from typing import Any
 
 from holysheep_lab.errors import ConfigError, ResponseFormatError, UnknownModelError
 
-__all__ = ["Price", "PriceTable", "Usage", "nanos_to_usd"]
+__all__ = ["Price", "PriceTable", "Usage"]
 
 # USD per 1M tokens -> nano-dollars per token: x 1e9 / 1e6.
 _NANOS_PER_TOKEN_PER_USD_PER_M = Decimal(1000)
@@ -40,15 +40,6 @@ def _price(name: str, value: Any, *, optional: bool = False) -> Decimal | None:
     return dec
 
 
-def nanos_to_usd(nanos: int) -> float:
-    """Exact nanos to the float USD stored for analysis, rounded once, at the edge.
-
-    Below 2**53 nanos ($9M) both operands are exact floats and IEEE division rounds the exact
-    quotient once: the same float as Decimal division, at a fraction of the cost.
-    """
-    if abs(nanos) < 2**53:
-        return nanos / 1_000_000_000
-    return float(Decimal(nanos) / 1_000_000_000)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from holysheep_lab.core import fastjson as fast_json
-from holysheep_lab.errors import ResponseFormatError
 from holysheep_lab.core.pricing import Usage
+from holysheep_lab.errors import ResponseFormatError
 
 __all__ = ["StreamAccumulator"]
 

@@ -9,7 +9,6 @@ from holysheep_lab.errors import ConfigError
 from holysheep_lab.ledger.base import Charge
 
 __all__ = [
-    "BUCKET_GRACE",
     "SWEEP_EVERY",
     "ClosingContext",
     "check_id",
@@ -18,9 +17,6 @@ __all__ = [
     "seed_items",
 ]
 
-# A bucket outlives its window by a day, so a late settle or a clock a little off still lands
-# in the right bucket and snapshots right after midnight still see yesterday.
-BUCKET_GRACE = 86_400.0
 # How often (seconds of the ledger's clock) memory/SQLite ledgers drop dead buckets and claims.
 SWEEP_EVERY = 60.0
 

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.errors import LedgerError
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 from holysheep_lab.ledger.common import (
-    BUCKET_GRACE,
     SWEEP_EVERY,
     ClosingContext,
     check_id,
@@ -18,7 +19,6 @@ from holysheep_lab.ledger.common import (
     merge_charges,
     seed_items,
 )
-from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 
 __all__ = ["MemoryLedger"]
 
@@ -82,7 +82,7 @@ class MemoryLedger(ClosingContext):
                 self._drop(rid)
         if now >= self._next_sweep:
             self._next_sweep = now + SWEEP_EVERY
-            cutoff = now - BUCKET_GRACE
+            cutoff = now - BUCKET_GRACE_S
             dead = [k for k, b in self._buckets.items() if b.expires_at < cutoff and not b.reserved]
             for k in dead:
                 del self._buckets[k]

@@ -38,9 +38,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError, redact
-from holysheep_lab.ledger.common import BUCKET_GRACE, ClosingContext, check_id, check_ttl, merge_charges, seed_items
 from holysheep_lab.ledger.base import BucketState, Charge, Refusal
+from holysheep_lab.ledger.common import ClosingContext, check_id, check_ttl, merge_charges, seed_items
 
 __all__ = ["RedisLedger"]
 
@@ -229,7 +230,7 @@ def _password(url: str) -> str | None:
 
 
 def _bucket_expiry(expires_at: float) -> int:
-    return int(math.ceil(expires_at + BUCKET_GRACE))
+    return int(math.ceil(expires_at + BUCKET_GRACE_S))
 
 
 class RedisLedger(ClosingContext):

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.errors import LedgerError, LedgerUnavailableError
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 from holysheep_lab.ledger.common import (
-    BUCKET_GRACE,
     SWEEP_EVERY,
     ClosingContext,
     check_id,
@@ -26,7 +27,6 @@ from holysheep_lab.ledger.common import (
     merge_charges,
     seed_items,
 )
-from holysheep_lab.ledger.base import BucketState, Charge, Refusal
 
 __all__ = ["SQLiteLedger"]
 
@@ -166,7 +166,7 @@ class SQLiteLedger(ClosingContext):
             return
         self._next_sweep = now + SWEEP_EVERY
         conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
-        conn.execute("DELETE FROM buckets WHERE expires_at < ?", (now - BUCKET_GRACE,))
+        conn.execute("DELETE FROM buckets WHERE expires_at < ?", (now - BUCKET_GRACE_S,))
         conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
 
     @staticmethod

@@ -20,7 +20,7 @@ import secrets
 import time
 import warnings
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -159,7 +159,7 @@ def _merge_partition(root: Path, folder: Path, summary: CompactSummary, min_file
         return
     merged = pa.concat_tables(tables)
     unique = dedupe(merged).sort_by("ts")
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     written = write_parts(root, unique, f"part-compact-{stamp}-{secrets.token_hex(4)}.parquet",
                           row_group_size=row_group_size)
     for file in sources:  # only now: the merged file is durable under its final name

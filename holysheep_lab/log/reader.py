@@ -20,8 +20,8 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +51,7 @@ __all__ = [
 #: Few distinct values: categoricals in pandas (a fraction of the memory, faster group-bys).
 CATEGORICAL_COLUMNS = ("model", "status", "project", "price_version", "endpoint")
 
-_UTC = timezone.utc
+_UTC = UTC
 _DAY = timedelta(days=1)
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 

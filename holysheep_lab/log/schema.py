@@ -6,7 +6,7 @@ Columns keep their names and meaning forever; new columns are added at the end w
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any

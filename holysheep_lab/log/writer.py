@@ -37,7 +37,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from itertools import repeat
@@ -45,7 +45,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.errors import ConfigError, LogError
-from holysheep_lab.log.schema import COLUMN_KINDS, COLUMN_NAMES, REQUIRED_COLUMNS, SCHEMA_VERSION, CallRecord, call_schema
+from holysheep_lab.log.schema import (
+    COLUMN_KINDS,
+    COLUMN_NAMES,
+    REQUIRED_COLUMNS,
+    SCHEMA_VERSION,
+    CallRecord,
+    call_schema,
+)
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,14 +63,14 @@ __all__ = [
     "JOURNAL_SUFFIX",
     "LogWriteWarning",
     "LogWriter",
+    "build_array",
+    "columns_to_table",
     "fsync_dir",
     "host_tag",
     "journal_header",
     "may_hold_rows",
     "micros_to_datetime",
     "normalise_values",
-    "build_array",
-    "columns_to_table",
     "part_name",
     "rows_to_table",
     "safe_name",
@@ -76,7 +83,7 @@ JOURNAL_DIR = "_journal"
 JOURNAL_SUFFIX = ".jsonl"
 JOURNAL_FORMAT = 1
 
-_UTC = timezone.utc
+_UTC = UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 _US = timedelta(microseconds=1)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -146,9 +153,7 @@ def normalise_values(values: Sequence[Any], kinds: Sequence[str], names: Sequenc
         if kind == "int":
             if t is int:
                 new: Any = v
-            elif isinstance(v, float) and v.is_integer():
-                new = int(v)
-            elif isinstance(v, numbers.Integral):  # bool, numpy integers
+            elif (isinstance(v, float) and v.is_integer()) or isinstance(v, numbers.Integral):
                 new = int(v)
             else:
                 raise TypeError(f"call log column {names[i]!r} needs an int, got {t.__name__} {v!r}")

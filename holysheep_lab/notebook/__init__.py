@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from holysheep_lab.notebook.render import chart_bundle, offline_charts
 from holysheep_lab.notebook.dashboard import Dashboard, dashboard
 from holysheep_lab.notebook.meter import BudgetMeter
+from holysheep_lab.notebook.render import chart_bundle, offline_charts
 
 __all__ = ["BudgetMeter", "Dashboard", "chart_bundle", "dashboard", "offline_charts"]

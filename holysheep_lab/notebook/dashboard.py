@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError, HolySheepError
-from holysheep_lab.notebook.render import chart_bundle
 from holysheep_lab.notebook.meter import BudgetMeter, _widgets
+from holysheep_lab.notebook.render import chart_bundle
 
 if TYPE_CHECKING:
     from holysheep_lab.core.metering import Meter

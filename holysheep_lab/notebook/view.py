@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time, format_usd
-from holysheep_lab.core.budget import NANOS_PER_USD
+from holysheep_lab.core.money import NANOS_PER_USD
 
 if TYPE_CHECKING:
     from holysheep_lab.core.metering import Meter

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from holysheep_lab.core.budget import Budget, resolve_tz
-from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
 from holysheep_lab.analysis import charts as _charts
+from holysheep_lab.analysis import spend as _sp
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
-from holysheep_lab.analysis import spend as _sp
+from holysheep_lab.core.budget import Budget, resolve_tz
+from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
 
 if TYPE_CHECKING:
     import pandas as pd

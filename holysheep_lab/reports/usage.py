@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from holysheep_lab.core.budget import NANOS_PER_USD, Budget, Window, local_zone, window_bounds
+from holysheep_lab.core.budget import Budget, Window, local_zone, window_bounds
+from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.ledger.base import bucket_name
 
 if TYPE_CHECKING:

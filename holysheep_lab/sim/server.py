@@ -298,14 +298,7 @@ def simulate_completion(
     )
 
 
-_VOCAB = (
-    "lorem ipsum dolor sit amet consectetur adipiscing elit sed do eiusmod tempor incididunt ut "
-    "labore et dolore magna aliqua enim ad minim veniam quis nostrud exercitation ullamco laboris "
-    "nisi aliquip ex ea commodo consequat duis aute irure in reprehenderit voluptate velit esse "
-    "cillum fugiat nulla pariatur excepteur sint occaecat cupidatat non proident sunt culpa qui "
-    "officia deserunt mollit anim id est laborum the model answers a question about cost budget "
-    "tokens data"
-).split()
+_VOCAB = ["lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do", "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna", "aliqua", "enim", "ad", "minim", "veniam", "quis", "nostrud", "exercitation", "ullamco", "laboris", "nisi", "aliquip", "ex", "ea", "commodo", "consequat", "duis", "aute", "irure", "in", "reprehenderit", "voluptate", "velit", "esse", "cillum", "fugiat", "nulla", "pariatur", "excepteur", "sint", "occaecat", "cupidatat", "non", "proident", "sunt", "culpa", "qui", "officia", "deserunt", "mollit", "anim", "id", "est", "laborum", "the", "model", "answers", "a", "question", "about", "cost", "budget", "tokens", "data"]
 
 
 class _Lorem:
@@ -599,7 +592,7 @@ class Simulator:
         loop = asyncio.new_event_loop()
         try:
             loop.run_until_complete(self._serve(on_ready))
-        except BaseException as exc:  # noqa: BLE001 - a failed start is reported to start()
+        except BaseException as exc:
             on_ready(exc)
         finally:
             try:

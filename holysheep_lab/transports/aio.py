@@ -24,7 +24,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from functools import lru_cache
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import aiohttp
 import httpx2
@@ -84,7 +84,7 @@ class _AiohttpStream(httpx2.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_any():  # as received: SSE stays live
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_mapped(exc, self._request, in_body=True)
         self._done = True
 
@@ -146,7 +146,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
                 data=body or None, headers=request.headers.multi_items(), allow_redirects=False,
                 timeout=_timeout_of(request), ssl=self._ssl_context() if url.scheme == "https" else True,
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             _raise_mapped(exc, request, in_body=False)
         return httpx2.Response(
             response.status, headers=list(response.raw_headers), stream=_AiohttpStream(response, request),
@@ -166,7 +166,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
         # aiohttp does not report an "Unclosed client session" from its own finaliser.
         session = self._session
         if session is not None and not session.closed and session.connector is not None:
-            session.connector._close()  # noqa: SLF001 - the sync half of connector.close()
+            session.connector._close()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("open" if self._session is not None else "idle")

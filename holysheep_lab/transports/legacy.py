@@ -10,9 +10,16 @@ import functools
 import sys
 from typing import Unpack
 
-from holysheep_lab.errors import HolySheepError, MissingExtraError
 from holysheep_lab.core.metering import Meter, MeterOptions
-from holysheep_lab.transports.metered import _AsyncMeteredStream, _meter_from, _SyncMeteredStream, call_flow, drive_async, drive_sync
+from holysheep_lab.errors import HolySheepError, MissingExtraError
+from holysheep_lab.transports.metered import (
+    _AsyncMeteredStream,
+    _meter_from,
+    _SyncMeteredStream,
+    call_flow,
+    drive_async,
+    drive_sync,
+)
 
 try:
     import httpx

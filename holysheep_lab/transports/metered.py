@@ -18,11 +18,11 @@ from typing import Any, Unpack
 
 import httpx2
 
-from holysheep_lab.errors import APIConnectionError, APITimeoutError, HolySheepError
 from holysheep_lab.core.limits import Retry, parse_retry_after
-from holysheep_lab.log.schema import CallRecord
 from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, CallPlan, Meter, MeterOptions
 from holysheep_lab.endpoints.sse import StreamAccumulator
+from holysheep_lab.errors import APIConnectionError, APITimeoutError, HolySheepError
+from holysheep_lab.log.schema import CallRecord
 
 __all__ = ["OUTCOME_KEY", "AsyncMeteredTransport", "CallOutcome", "MeteredTransport", "outcome_of"]
 
