@@ -50,6 +50,7 @@ _LAZY: dict[str, str] = {
     "HttpxMeteredTransport": "holysheep_lab.legacy",
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
+    "LineChannel": "holysheep_lab.alerts",
     "MemoryLedger": "holysheep_lab.ledger",
     "MeteredTransport": "holysheep_lab.transport",
     "NotebookChannel": "holysheep_lab.alerts",
@@ -60,6 +61,7 @@ _LAZY: dict[str, str] = {
     "Retry": "holysheep_lab.limits",
     "SQLiteLedger": "holysheep_lab.ledger",
     "Simulator": "holysheep_lab.sim",
+    "TeamsChannel": "holysheep_lab.alerts",
     "Usage": "holysheep_lab.pricing",
     "WebhookChannel": "holysheep_lab.alerts",
     "dashboard": "holysheep_lab.notebook",
@@ -118,6 +120,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from .alerts import Alert, AlertManager, CallbackChannel, EmailChannel, Level, NotebookChannel, WebhookChannel
+    from .alerts import LineChannel, TeamsChannel
     from .analysis import report
     from .budget import Budget
     from .client import ChatResult, ChatStream, Client, Estimate
