@@ -50,6 +50,7 @@ _LAZY: dict[str, str] = {
     "HttpxMeteredTransport": "holysheep_lab.transports.legacy",
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
+    "LineChannel": "holysheep_lab.alerts",
     "MemoryLedger": "holysheep_lab.ledger",
     "MeteredTransport": "holysheep_lab.transports.metered",
     "NotebookChannel": "holysheep_lab.alerts",
@@ -60,6 +61,7 @@ _LAZY: dict[str, str] = {
     "Retry": "holysheep_lab.core.limits",
     "SQLiteLedger": "holysheep_lab.ledger",
     "Simulator": "holysheep_lab.sim.server",
+    "TeamsChannel": "holysheep_lab.alerts",
     "Usage": "holysheep_lab.core.pricing",
     "WebhookChannel": "holysheep_lab.alerts",
     "dashboard": "holysheep_lab.notebook",
@@ -123,7 +125,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
         CallbackChannel,
         EmailChannel,
         Level,
+        LineChannel,
         NotebookChannel,
+        TeamsChannel,
         WebhookChannel,
     )
     from holysheep_lab.analysis import report

@@ -67,7 +67,7 @@ def test_public_names_pinned():
     assert alerts_pkg.__all__ == sorted(alerts_pkg.__all__)
     assert set(alerts_pkg.__all__) == {
         "DEFAULT_LEVELS", "Alert", "AlertManager", "CallbackChannel", "Channel", "Delivery",
-        "EmailChannel", "Level", "NotebookChannel", "WebhookChannel",
+        "EmailChannel", "Level", "LineChannel", "NotebookChannel", "TeamsChannel", "WebhookChannel",
     }
     for mod in (channels_mod, manager_mod, model_mod):
         assert all(hasattr(mod, n) for n in mod.__all__)
