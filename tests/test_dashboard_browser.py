@@ -27,7 +27,7 @@ CELLS = [
     "client = hs.Client(base_url=sim.base_url, log_dir=tempfile.mkdtemp(),\n"
     "                   budget=hs.Budget(daily=0.02, monthly=1.0), alerts=hs.AlertManager())",
     "for i in range(45):\n    client.chat('gpt-4.1', f'Summarise ticket {i}.', max_tokens=64)\n"
-    "client.core.alerts.flush(5)  # alerts are delivered in the background",
+    "client.metering.alerts.flush(5)  # alerts are delivered in the background",
     "board = hs.dashboard(client)\nboard",
     "client.close(); sim.stop()",
 ]

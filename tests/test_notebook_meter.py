@@ -103,10 +103,10 @@ async def test_meter_moves_with_async_batch_and_openai_sdk(client, sim):
     await client.achat_many(PROMPTS[:32], model="gpt-4.1", max_tokens=64, concurrency=4)
     done = time.monotonic()
     assert len(set(bars.before(done))) >= 2
-    # The openai SDK through the metered transport: the same Meter, so the same meter moves.
+    # The openai SDK through the metered transport: the same Metering, so the same meter moves.
     before = meter.rows()[("global", "daily")].bar.value
     sdk = openai.OpenAI(api_key="sim", base_url=sim.base_url,
-                        http_client=httpx2.Client(transport=hs.MeteredTransport(meter=client.core)))
+                        http_client=httpx2.Client(transport=hs.MeteredTransport(metering=client.metering)))
     for _ in range(3):
         await asyncio.to_thread(sdk.chat.completions.create, model="gpt-4.1", max_tokens=64,
                                 messages=[{"role": "user", "content": "Hello from the SDK, a long-ish prompt"}])
@@ -116,10 +116,10 @@ async def test_meter_moves_with_async_batch_and_openai_sdk(client, sim):
 
 
 def _seed(client, usd: float) -> None:
-    now = client.core.clock()
-    zone = client.core.guard.zone
+    now = client.metering.clock()
+    zone = client.metering.guard.zone
     buckets = {bucket_name("global", window_key(w, now, zone)): int(usd * 1e9) for w in Window}
-    client.core.ledger.seed(buckets, {b: time.time() + 86400 * 40 for b in buckets})
+    client.metering.ledger.seed(buckets, {b: time.time() + 86400 * 40 for b in buckets})
 
 
 @pytest.mark.parametrize(("spent", "colour", "level"), [
@@ -161,7 +161,7 @@ def test_reset_time_is_the_local_window_end(sim, log_dir):
                    budget=hs.Budget(daily=5, monthly=50, tz="Europe/Berlin")) as c:
         meter = BudgetMeter(c)
         lines = {ln.window: ln for ln in meter.state.lines}
-        assert lines["daily"].resets_at == datetime(2026, 3, 30, 0, 0, tzinfo=c.core.guard.zone)
+        assert lines["daily"].resets_at == datetime(2026, 3, 30, 0, 0, tzinfo=c.metering.guard.zone)
         assert lines["daily"].resets_at.astimezone(UTC) == datetime(2026, 3, 29, 22, 0, tzinfo=UTC)
         assert lines["monthly"].resets_at.isoformat() == "2026-04-01T00:00:00+02:00"
         assert "resets 2026-03-30 00:00 Europe/Berlin" in meter.rows()[("global", "daily")].detail.value
@@ -175,7 +175,7 @@ def test_last_alert_and_project_lines(sim, log_dir):
         assert ("project:nlp", "daily") in meter.rows()
         assert meter.rows()[("project:nlp", "daily")].label.value == "daily nlp"
         _spend_until_refused(c, project="nlp")
-        last = c.core.alerts.history[-1].title if c.core.alerts.flush(5) and c.core.alerts.history else None
+        last = c.metering.alerts.history[-1].title if c.metering.alerts.flush(5) and c.metering.alerts.history else None
         assert last is not None and last.startswith(("WARNING", "CRITICAL")) and "project:nlp" in last
         assert _wait(lambda: f"last alert: {last}" in meter.footer.value), meter.footer.value
         assert meter.rows()[("project:nlp", "daily")].bar.value > 0
@@ -200,13 +200,13 @@ def test_refresher_stops_when_the_client_closes(client):
     client.close()
     thread.join(3)
     assert not thread.is_alive() and repr(meter).endswith("stopped>")
-    assert client.core._listeners == []  # unsubscribed
+    assert client.metering._listeners == []  # unsubscribed
 
 
 def test_close_and_garbage_collection_end_the_thread(client):
     meter = BudgetMeter(client)
     meter.close()
-    assert not meter.running and client.core._listeners == []
+    assert not meter.running and client.metering._listeners == []
     other = BudgetMeter(client)
     thread = other._thread
     del other
@@ -240,7 +240,7 @@ def test_display_bundle_and_cheap_repr(client, monkeypatch):
     def boom(*_a, **_k):
         raise AssertionError("repr must not read the ledger")
 
-    monkeypatch.setattr(client.core.ledger, "snapshot", boom)
+    monkeypatch.setattr(client.metering.ledger, "snapshot", boom)
     assert repr(meter).startswith("<BudgetMeter 2 lines")
     meter.close()
 
@@ -280,7 +280,7 @@ def test_dashboard_for_a_client_has_live_meters_and_alerts(sim, log_dir):
         assert board.meter is not None and board.meter.box in board.box.children
         assert "no calls logged" in board.status.value
         answered = _spend_until_refused(c)
-        assert c.core.alerts.flush(5)
+        assert c.metering.alerts.flush(5)
         board.refresh()
         assert board.alerts.value.count("holysheep-alert") >= 2  # INFO, WARNING, ...
         assert len(board.figures) == 2 and f"{answered + 1} calls" in board.status.value  # + the blocked row

@@ -129,7 +129,7 @@ def test_sync_sdk_rows_costs_and_refusals_match_hs_client(sim, tmp_path):
     spent = sum(Decimal(r["cost_nanos"]) for r in got) / 10**9
     assert 0 < spent <= Decimal(str(BUDGET["daily"])) * Decimal("0.95")
     client.close()
-    assert transport.meter.closed  # closing the SDK closes the transport, which rolls its log
+    assert transport.metering.closed  # closing the SDK closes the transport, which rolls its log
 
 
 def test_other_endpoints_pass_through_untouched_and_unlogged(sim, tmp_path):
@@ -257,7 +257,7 @@ def test_cut_stream_settles_on_what_arrived(sim, tmp_path):
     assert row["partial"] and row["status"] == "error" and "streaming" in row["error"]
     assert 0 < row["output_tokens"] < 400 and 0 < row["cost_nanos"] < round(row["estimated_cost_usd"] * 1e9)
     # The reservation is settled, not left in flight: the whole budget minus the cost is free.
-    (state,) = [s for k, s in transport.meter.ledger.snapshot(list(transport.meter.guard.buckets().values())).items()
+    (state,) = [s for k, s in transport.metering.ledger.snapshot(list(transport.metering.guard.buckets().values())).items()
                 if "day" in k]
     assert (state.spent, state.reserved) == (row["cost_nanos"], 0)
     client.close()

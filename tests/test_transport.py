@@ -74,10 +74,10 @@ def test_relay_cost_is_recorded_beside_ours(log_dir):
     assert rec.relay_cost_usd == 0.5 and rec.cost_usd == pytest.approx(120e-6)
 
 
-def test_meter_and_keywords_are_exclusive(log_dir):
+def test_metering_and_keywords_are_exclusive(log_dir):
     t = hs.MeteredTransport(log_dir=log_dir)
-    with pytest.raises(TypeError, match="either meter"):
-        hs.MeteredTransport(meter=t.meter, budget=hs.Budget())
+    with pytest.raises(TypeError, match="either metering="):
+        hs.MeteredTransport(metering=t.metering, budget=hs.Budget())
     t.close()
 
 
@@ -121,7 +121,7 @@ def test_rate_limit_books_worst_case_tokens_of_real_calls(log_dir):
         for _ in range(3):
             c.chat("gpt-4.1", "hi", max_tokens=1000)  # each books ~1,020 worst-case tokens
         # the window is now full: one more such call would have to wait about a minute
-        assert 50 < c.core.limiter.acquire(1020) <= 60
+        assert 50 < c.metering.limiter.acquire(1020) <= 60
         with pytest.raises(hs.RateLimitError, match="tpm"):
             c.chat("gpt-4.1", "hi", max_tokens=5000)
         assert sim.requests == 3

@@ -18,7 +18,7 @@ from holysheep_lab.client.loop import run_sync
 from holysheep_lab.core import fastjson as fast_json
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.limits import RateLimit, Retry
-from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Meter
+from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.core.pricing import PriceTable, Usage
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
@@ -224,14 +224,14 @@ class Client:
                                        secrets=(key,) if key else ())
         if clock is not None:
             options["clock"] = clock
-        self.core = Meter(**options)
+        self.metering = Metering(**options)
         self.base_url = url
         # Built once: merging a relative path into base_url re-parses both URLs on every call.
         self._chat_url = httpx2.URL(f"{url}/chat/completions")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._timeout = httpx2.Timeout(timeout, connect=min(10.0, timeout))
         self._http = httpx2.Client(base_url=url, headers=self._headers, timeout=self._timeout,
-                                   transport=MeteredTransport(transport, meter=self.core))
+                                   transport=MeteredTransport(transport, metering=self.metering))
         self._async_transport = async_transport
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = weakref.WeakKeyDictionary()
         self._closed = False
@@ -300,7 +300,7 @@ class Client:
     def estimate(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024, **params: Any) -> Estimate:
         """The worst-case cost the guard would reserve for this call, without sending it."""
         body = self._body(model, messages_or_prompt, max_tokens, None, False, params)
-        plan = self.core.preview(body)
+        plan = self.metering.preview(body)
         return Estimate(model, plan.input_bound, plan.output_bound, plan.estimate_nanos / NANOS_PER_USD)
 
     def _async_client(self) -> httpx2.AsyncClient:
@@ -316,7 +316,7 @@ class Client:
 
                 inner = AiohttpTransport()
             http = httpx2.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=self._timeout,
-                                      transport=AsyncMeteredTransport(inner, meter=self.core),
+                                      transport=AsyncMeteredTransport(inner, metering=self.metering),
                                       limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
             self._async[loop] = http
         return http
@@ -327,13 +327,13 @@ class Client:
         """The seed's report over the last `days` days (from the log: all processes' calls)."""
         from holysheep_lab.reports.usage import usage_report
 
-        return usage_report(self.core, days)
+        return usage_report(self.metering, days)
 
     def budget_status(self) -> list[dict[str, Any]]:
         """Spent, in flight, limit and reset time of every budget line, from the ledger."""
         from holysheep_lab.reports.usage import budget_lines
 
-        return budget_lines(self.core)
+        return budget_lines(self.metering)
 
     def meter(self) -> Any:
         """A live ipywidgets budget meter (hs.BudgetMeter) that moves while calls run."""
@@ -370,7 +370,7 @@ class Client:
             except (RuntimeError, TimeoutError, asyncio.CancelledError):
                 pass  # the loop is stopping under us: its sockets close with it
         self._async.clear()
-        self.core.close()
+        self.metering.close()
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
@@ -393,5 +393,5 @@ class Client:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<hs.Client {self.base_url} budget={self.core.budget!r} log_dir={str(self.core.log_dir)!r} {state}>"
+        return f"<hs.Client {self.base_url} budget={self.metering.budget!r} log_dir={str(self.metering.log_dir)!r} {state}>"
 

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager
     from holysheep_lab.log import LogWriter
 
-__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "Meter", "MeterOptions"]
+__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "Metering", "MeteringOptions"]
 
 log = logging.getLogger("holysheep_lab")
 
@@ -57,7 +57,7 @@ DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
 _NO_USAGE = Usage()
 
 
-class MeterOptions(TypedDict, total=False):
+class MeteringOptions(TypedDict, total=False):
     """The keywords every metered entry point takes (Client, transports, legacy adapters)."""
 
     budget: Budget | None
@@ -138,7 +138,7 @@ class _Recent:
             return len(self._items), sum(c for _, c in self._items)
 
 
-class Meter:
+class Metering:
     """Prices, guards, rate-limits and logs calls. One per client; shared by its transports."""
 
     def __init__(

@@ -14,7 +14,7 @@ Keys (``P`` is the prefix, default ``hs:``):
   so ``release(id)`` finds its buckets. PEXPIRE ttl + 1 min (garbage collection only).
 - ``P c:<claim key>``: the claim's expiry (ms); PEXPIREAT then.
 - ``P seeded``: set by every `seed` (expires after a day). Once a client has a seeder (the
-  Meter registers one: `use_seeder`), a reserve that finds it missing (Redis restarted empty,
+  Metering registers one: `use_seeder`), a reserve that finds it missing (Redis restarted empty,
   or a day passed) refuses to decide; the client relearns the spend from the log, seeds, and
   reserves again. So no process approves a call against a Redis that forgot today's spend,
   even one that never saw the outage.

@@ -18,7 +18,7 @@ from holysheep_lab.notebook.meter import BudgetMeter, _widgets
 from holysheep_lab.notebook.render import chart_bundle
 
 if TYPE_CHECKING:
-    from holysheep_lab.core.metering import Meter
+    from holysheep_lab.core.metering import Metering
 
 __all__ = ["Dashboard", "dashboard", "latest_day"]
 
@@ -46,7 +46,7 @@ class Dashboard:
         w = _widgets()
         self.days = days
         self.meter: BudgetMeter | None = None
-        self._core: Meter | None = None
+        self._core: Metering | None = None
         if isinstance(source, (str, Path)):
             self.log_dir = Path(source)
             self.budget = budget

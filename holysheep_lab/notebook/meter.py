@@ -1,6 +1,6 @@
 """hs.BudgetMeter: a live ipywidgets view of every budget line.
 
-One daemon thread per meter refreshes the widgets: the Meter's subscribe callback only sets
+One daemon thread per meter refreshes the widgets: the Metering's subscribe callback only sets
 an Event (cheap, on the calling thread), the refresher wakes on it, reads in-memory totals
 (ledger snapshot, never Parquet), sets widget traits, then sleeps `interval` seconds so a
 burst of calls costs a few updates a second. Nothing is printed from the thread (ipykernel
@@ -21,7 +21,7 @@ from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
 from holysheep_lab.notebook.view import LineState, MeterState, describe, meter_state, render_html
 
 if TYPE_CHECKING:
-    from holysheep_lab.core.metering import Meter
+    from holysheep_lab.core.metering import Metering
 
 __all__ = ["BudgetMeter"]
 
@@ -36,12 +36,12 @@ def _widgets() -> Any:
     return ipywidgets
 
 
-def _meter_of(source: Any) -> Meter:
-    from holysheep_lab.core.metering import Meter
+def _meter_of(source: Any) -> Metering:
+    from holysheep_lab.core.metering import Metering
 
-    core = getattr(source, "core", source)  # hs.Client -> its Meter
-    if not isinstance(core, Meter):
-        raise ConfigError(f"BudgetMeter needs an hs.Client or its .core Meter, not {type(source).__name__}.")
+    core = getattr(source, "metering", source)  # hs.Client -> its Metering
+    if not isinstance(core, Metering):
+        raise ConfigError(f"BudgetMeter needs an hs.Client or its .metering, not {type(source).__name__}.")
     return core
 
 
@@ -63,7 +63,7 @@ class _Row:
 
 
 class BudgetMeter:
-    """Live budget meters for a client (or its Meter): spent, in flight, limit, remaining,
+    """Live budget meters for a client (or its Metering): spent, in flight, limit, remaining,
     per cent coloured by alert level, reset time, last minute's calls and cost, last alert.
 
     Display it (`client.meter()` as the last line of a cell). It stops refreshing when the
@@ -177,7 +177,7 @@ class BudgetMeter:
 
 
 def _refresh_loop(ref: weakref.ref[BudgetMeter], dirty: threading.Event, stop: threading.Event,
-                  meter: Meter, interval: float, idle: float) -> None:
+                  meter: Metering, interval: float, idle: float) -> None:
     from holysheep_lab.ledger.memory import MemoryLedger
 
     shared = not isinstance(meter.ledger, MemoryLedger)

@@ -17,7 +17,7 @@ from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time, forma
 from holysheep_lab.core.money import NANOS_PER_USD
 
 if TYPE_CHECKING:
-    from holysheep_lab.core.metering import Meter
+    from holysheep_lab.core.metering import Metering
 
 __all__ = ["NO_LIMIT_COLOUR", "OK_COLOUR", "LineState", "MeterState", "describe", "level_for", "meter_state", "render_html"]
 
@@ -97,12 +97,12 @@ def level_for(ratio: float | None, levels: Sequence[Level], alert_at: float | No
     return level
 
 
-def _recent(meter: Meter) -> tuple[int, float]:
+def _recent(meter: Metering) -> tuple[int, float]:
     calls, nanos = meter.recent.totals()  # thread-safe: the loop thread adds while we read
     return calls, nanos / NANOS_PER_USD
 
 
-def meter_state(meter: Meter) -> MeterState:
+def meter_state(meter: Metering) -> MeterState:
     """Read the meter's in-memory totals (ledger snapshot, recent calls, last alert)."""
     from holysheep_lab.reports.usage import budget_lines
 

@@ -12,7 +12,7 @@ from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.ledger.base import bucket_name
 
 if TYPE_CHECKING:
-    from holysheep_lab.core.metering import Meter
+    from holysheep_lab.core.metering import Metering
 
 __all__ = ["USAGE_COLUMNS", "UsageReport", "budget_lines", "summarize", "usage_from_log", "usage_report"]
 
@@ -37,7 +37,7 @@ def _fmt(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
-def budget_lines(meter: Meter) -> list[dict[str, Any]]:
+def budget_lines(meter: Metering) -> list[dict[str, Any]]:
     """Every budget line now: spent, reserved, limit, block limit, remaining, resets_at."""
     budget = meter.budget
     now = meter.clock()
@@ -131,7 +131,7 @@ def _read(log_dir: Path, start: datetime) -> Any:
     return read_table(log_dir, start=start, columns=list(USAGE_COLUMNS))
 
 
-def usage_report(meter: Meter, days: int = 7) -> UsageReport:
+def usage_report(meter: Metering, days: int = 7) -> UsageReport:
     """The seed's report over the last `days` local days, read from the log (every process);
     budget remainders from the ledger."""
     days = _check_days(days)

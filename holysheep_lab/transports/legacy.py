@@ -10,11 +10,11 @@ import functools
 import sys
 from typing import Unpack
 
-from holysheep_lab.core.metering import Meter, MeterOptions
+from holysheep_lab.core.metering import Metering, MeteringOptions
 from holysheep_lab.errors import HolySheepError, MissingExtraError
 from holysheep_lab.transports.metered import (
     _AsyncMeteredStream,
-    _meter_from,
+    _metering_from,
     _SyncMeteredStream,
     call_flow,
     drive_async,
@@ -65,44 +65,44 @@ class _HttpxAsyncStream(_AsyncMeteredStream, httpx.AsyncByteStream):
 class HttpxMeteredTransport(httpx.BaseTransport):
     """`httpx.Client(transport=HttpxMeteredTransport(...))`: metered like MeteredTransport."""
 
-    def __init__(self, transport: httpx.BaseTransport | None = None, *, meter: Meter | None = None,
-                 **options: Unpack[MeterOptions]) -> None:
+    def __init__(self, transport: httpx.BaseTransport | None = None, *, metering: Metering | None = None,
+                 **options: Unpack[MeteringOptions]) -> None:
         self._inner = transport if transport is not None else httpx.HTTPTransport()
-        self.meter = _meter_from(meter, options)
-        self._owns_meter = meter is None
+        self.metering = _metering_from(metering, options)
+        self._owns_metering = metering is None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         try:
-            return drive_sync(call_flow(self.meter, httpx, request, body, _HttpxSyncStream), self._inner)
+            return drive_sync(call_flow(self.metering, httpx, request, body, _HttpxSyncStream), self._inner)
         except HolySheepError as exc:
             _not_retried_by_sdks(exc)
             raise
 
     def close(self) -> None:
         self._inner.close()
-        if self._owns_meter:
-            self.meter.close()
+        if self._owns_metering:
+            self.metering.close()
 
 
 class AsyncHttpxMeteredTransport(httpx.AsyncBaseTransport):
     """`httpx.AsyncClient(transport=AsyncHttpxMeteredTransport(...))`."""
 
-    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, *, meter: Meter | None = None,
-                 **options: Unpack[MeterOptions]) -> None:
+    def __init__(self, transport: httpx.AsyncBaseTransport | None = None, *, metering: Metering | None = None,
+                 **options: Unpack[MeteringOptions]) -> None:
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
-        self.meter = _meter_from(meter, options)
-        self._owns_meter = meter is None
+        self.metering = _metering_from(metering, options)
+        self._owns_metering = metering is None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         try:
-            return await drive_async(call_flow(self.meter, httpx, request, body, _HttpxAsyncStream), self._inner)
+            return await drive_async(call_flow(self.metering, httpx, request, body, _HttpxAsyncStream), self._inner)
         except HolySheepError as exc:
             _not_retried_by_sdks(exc)
             raise
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-        if self._owns_meter:
-            self.meter.close()
+        if self._owns_metering:
+            self.metering.close()

@@ -19,7 +19,7 @@ from typing import Any, Unpack
 import httpx2
 
 from holysheep_lab.core.limits import Retry, parse_retry_after
-from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, CallPlan, Meter, MeterOptions
+from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, CallPlan, Metering, MeteringOptions
 from holysheep_lab.endpoints.sse import StreamAccumulator
 from holysheep_lab.errors import APIConnectionError, APITimeoutError, HolySheepError
 from holysheep_lab.log.schema import CallRecord
@@ -32,7 +32,7 @@ OUTCOME_KEY = "holysheep"
 
 @dataclass(slots=True)
 class CallOutcome:
-    """What the meter made of a response. A stream fills `record` when it ends; the object is
+    """What the metering made of a response. A stream fills `record` when it ends; the object is
     shared (not copied) when an HTTP client copies the response's extensions."""
 
     record: CallRecord | None = None
@@ -68,10 +68,10 @@ class _Close:
 _Action = _Send | _Sleep | _Read | _Close
 
 
-def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_stream: Any) -> Generator[_Action, Any, Any]:
+def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes, metered_stream: Any) -> Generator[_Action, Any, Any]:
     """The life of one request. Yields actions; returns the response to hand back."""
     headers = request.headers
-    plan = meter.plan(request.method, request.url.path, body, headers, request.extensions.get(PAYLOAD_EXTENSION))
+    plan = metering.plan(request.method, request.url.path, body, headers, request.extensions.get(PAYLOAD_EXTENSION))
     if plan is None:
         return (yield _Send(request))
     if PROJECT_HEADER in headers or plan.body is not body:
@@ -79,13 +79,13 @@ def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_
         extensions = {k: v for k, v in request.extensions.items() if k != PAYLOAD_EXTENSION}
         request = lib.Request(request.method, request.url, headers=new_headers, content=plan.body,
                               extensions=extensions)
-    meter.admit(plan)  # BudgetExceededError: logged as blocked, nothing sent
-    retry: Retry = meter.retry
+    metering.admit(plan)  # BudgetExceededError: logged as blocked, nothing sent
+    retry: Retry = metering.retry
     deadline = plan.started + retry.max_total
     response = None
     try:
         while True:
-            wait = meter.limiter.acquire(plan.rate_tokens)
+            wait = metering.limiter.acquire(plan.rate_tokens)
             if wait > 0:
                 yield _Sleep(wait)
             plan.attempts += 1
@@ -105,12 +105,12 @@ def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_
                     ) from exc
                 yield _Sleep(retry.delay(plan.attempts))
                 continue
-            meter.limiter.observe_headers(response.headers)
+            metering.limiter.observe_headers(response.headers)
             status = response.status_code
             if status in retry.retry_statuses:
                 after = parse_retry_after(response.headers)
                 if status == 429 and after:
-                    meter.limiter.pause(after)  # every call of this client waits, not only this one
+                    metering.limiter.pause(after)  # every call of this client waits, not only this one
                 delay = retry.delay(plan.attempts, after)
                 if _can_retry(plan, retry, deadline, delay):
                     yield _Close(response)
@@ -123,14 +123,14 @@ def call_flow(meter: Meter, lib: ModuleType, request: Any, body: bytes, metered_
             # per SDK attempt. Those SDKs obey this (non-standard) header.
             response.headers["x-should-retry"] = "false"
         if plan.stream and 200 <= response.status_code < 300:
-            return _stream_response(meter, plan, response, metered_stream)
+            return _stream_response(metering, plan, response, metered_stream)
         content = yield _Read(response)
-        record, payload, error = meter.complete(plan, response.status_code, content, response.headers)
+        record, payload, error = metering.complete(plan, response.status_code, content, response.headers)
         response.extensions[OUTCOME_KEY] = CallOutcome(record, error, payload)
         return response
     except BaseException as exc:
         # Timeouts, connection errors, Ctrl-C, task cancellation: release and log, then re-raise.
-        meter.fail(plan, exc, response.status_code if response is not None else None)
+        metering.fail(plan, exc, response.status_code if response is not None else None)
         raise
 
 
@@ -138,10 +138,10 @@ def _can_retry(plan: CallPlan, retry: Retry, deadline: float, delay: float) -> b
     return plan.attempts < retry.max_attempts and time.perf_counter() + delay < deadline
 
 
-def _stream_response(meter: Meter, plan: CallPlan, response: Any, cls: Any) -> Any:
+def _stream_response(metering: Metering, plan: CallPlan, response: Any, cls: Any) -> Any:
     # Wrap the body stream in place (as httpx's own client does): no copy of the response.
     outcome = CallOutcome()
-    response.stream = cls(meter, plan, response.stream, response.status_code, outcome)
+    response.stream = cls(metering, plan, response.stream, response.status_code, outcome)
     response.extensions[OUTCOME_KEY] = outcome
     return response
 
@@ -149,8 +149,8 @@ def _stream_response(meter: Meter, plan: CallPlan, response: Any, cls: Any) -> A
 class _StreamBase:
     """Shared by the sync and async stream wrappers: feed, then settle exactly once."""
 
-    def __init__(self, meter: Meter, plan: CallPlan, inner: Any, status_code: int, outcome: CallOutcome) -> None:
-        self._meter = meter
+    def __init__(self, metering: Metering, plan: CallPlan, inner: Any, status_code: int, outcome: CallOutcome) -> None:
+        self._metering = metering
         self._plan = plan
         self._inner = inner  # the relay's body stream
         self._status_code = status_code
@@ -169,7 +169,7 @@ class _StreamBase:
         cut = not acc.done
         if self._error is None and acc.usage_error:
             self._error = acc.usage_error
-        record = self._meter.stream_done(self._plan, self._status_code, acc.usage,
+        record = self._metering.stream_done(self._plan, self._status_code, acc.usage,
                                          lambda: (acc.text, acc.chunks), cut, self._error)
         if record is not None:
             self._outcome.record = record
@@ -271,12 +271,12 @@ async def drive_async(flow: Generator[_Action, Any, Any], inner: Any) -> Any:
             error = exc
 
 
-def _meter_from(meter: Meter | None, options: MeterOptions) -> Meter:
-    if meter is None:
-        return Meter(**options)
+def _metering_from(metering: Metering | None, options: MeteringOptions) -> Metering:
+    if metering is None:
+        return Metering(**options)
     if options:
-        raise TypeError("Pass either meter= or the budget/log_dir/ledger/... keywords, not both.")
-    return meter
+        raise TypeError("Pass either metering= or the budget/log_dir/ledger/... keywords, not both.")
+    return metering
 
 
 class MeteredTransport(httpx2.BaseTransport):
@@ -285,42 +285,42 @@ class MeteredTransport(httpx2.BaseTransport):
     Use it under `httpx2.Client(transport=...)`, e.g. as the openai SDK's `http_client`.
     """
 
-    def __init__(self, transport: httpx2.BaseTransport | None = None, *, meter: Meter | None = None,
-                 **options: Unpack[MeterOptions]) -> None:
+    def __init__(self, transport: httpx2.BaseTransport | None = None, *, metering: Metering | None = None,
+                 **options: Unpack[MeteringOptions]) -> None:
         self._inner = transport if transport is not None else httpx2.HTTPTransport()
-        self.meter = _meter_from(meter, options)
-        self._owns_meter = meter is None
+        self.metering = _metering_from(metering, options)
+        self._owns_metering = metering is None
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         body = request.read()
-        return drive_sync(call_flow(self.meter, httpx2, request, body, _SyncMeteredStream), self._inner)
+        return drive_sync(call_flow(self.metering, httpx2, request, body, _SyncMeteredStream), self._inner)
 
     def close(self) -> None:
         self._inner.close()
-        if self._owns_meter:
-            self.meter.close()
+        if self._owns_metering:
+            self.metering.close()
 
     def __repr__(self) -> str:
-        return f"MeteredTransport(log_dir={str(self.meter.log_dir)!r}, budget={self.meter.budget!r})"
+        return f"MeteredTransport(log_dir={str(self.metering.log_dir)!r}, budget={self.metering.budget!r})"
 
 
 class AsyncMeteredTransport(httpx2.AsyncBaseTransport):
     """The async twin of MeteredTransport, for `httpx2.AsyncClient` / `openai.AsyncOpenAI`."""
 
-    def __init__(self, transport: httpx2.AsyncBaseTransport | None = None, *, meter: Meter | None = None,
-                 **options: Unpack[MeterOptions]) -> None:
+    def __init__(self, transport: httpx2.AsyncBaseTransport | None = None, *, metering: Metering | None = None,
+                 **options: Unpack[MeteringOptions]) -> None:
         self._inner = transport if transport is not None else httpx2.AsyncHTTPTransport()
-        self.meter = _meter_from(meter, options)
-        self._owns_meter = meter is None
+        self.metering = _metering_from(metering, options)
+        self._owns_metering = metering is None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        return await drive_async(call_flow(self.meter, httpx2, request, body, _AsyncMeteredStream), self._inner)
+        return await drive_async(call_flow(self.metering, httpx2, request, body, _AsyncMeteredStream), self._inner)
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-        if self._owns_meter:
-            self.meter.close()
+        if self._owns_metering:
+            self.metering.close()
 
     def __repr__(self) -> str:
-        return f"AsyncMeteredTransport(log_dir={str(self.meter.log_dir)!r}, budget={self.meter.budget!r})"
+        return f"AsyncMeteredTransport(log_dir={str(self.metering.log_dir)!r}, budget={self.metering.budget!r})"
