@@ -35,8 +35,8 @@ from typing import Any
 
 import httpx2
 
-from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 from holysheep_lab.alerts.model import Alert
+from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 
 __all__ = ["LineChannel", "clip_utf16", "line_flex_message", "line_text_message"]
 

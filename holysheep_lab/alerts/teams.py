@@ -22,9 +22,9 @@ import urllib.parse
 from datetime import UTC
 from typing import Any
 
-from holysheep_lab.errors import AlertDeliveryError, ConfigError
 from holysheep_lab.alerts.channels import WebhookChannel
 from holysheep_lab.alerts.model import Alert, Level
+from holysheep_lab.errors import AlertDeliveryError, ConfigError
 
 __all__ = [
     "CARD_VERSION",

@@ -21,6 +21,7 @@ from holysheep_lab.core.limits import RateLimit, Retry
 from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
 from holysheep_lab.ledger.base import Ledger
 from holysheep_lab.log.schema import CallRecord
@@ -300,7 +301,7 @@ class Client:
     def estimate(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024, **params: Any) -> Estimate:
         """The worst-case cost the guard would reserve for this call, without sending it."""
         body = self._body(model, messages_or_prompt, max_tokens, None, False, params)
-        plan = self.metering.preview(body)
+        plan = self.metering.preview(CHAT_COMPLETIONS, body)
         return Estimate(model, plan.input_bound, plan.output_bound, plan.estimate_nanos / NANOS_PER_USD)
 
     def _async_client(self) -> httpx2.AsyncClient:

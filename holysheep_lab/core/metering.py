@@ -6,7 +6,6 @@ reaches `plan` ends as exactly one log row: ok, error, blocked or unpriced.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -19,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from holysheep_lab.core import fastjson as fast_json
+from holysheep_lab.core import fastjson
 from holysheep_lab.core.budget import Budget, Window, window_bounds, window_key
 from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.core.guard import Guard, Reservation
@@ -27,7 +26,8 @@ from holysheep_lab.core.ids import new_id
 from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
 from holysheep_lab.core.pricing import Price, PriceTable, Usage
-from holysheep_lab.core.tokens import InputSize, TokenEstimator, measure_messages
+from holysheep_lab.core.tokens import InputSize, TokenEstimator
+from holysheep_lab.endpoints import Endpoint, find_endpoint
 from holysheep_lab.errors import (
     BudgetExceededError,
     ConfigError,
@@ -52,7 +52,6 @@ log = logging.getLogger("holysheep_lab")
 PROJECT_HEADER = "x-holysheep-project"
 #: hs.Client hands the request's dict to the transport here, so it is not parsed back from JSON.
 PAYLOAD_EXTENSION = "holysheep_payload"
-CHAT_PATHS = ("/chat/completions",)
 DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
 _NO_USAGE = Usage()
 
@@ -78,11 +77,12 @@ def _default_clock() -> datetime:
 
 @dataclass(slots=True)
 class CallPlan:
-    """What the meter knows about a chat call before it is sent."""
+    """What the metering knows about a call before it is sent."""
 
     call_id: str
     ts: datetime
     started: float  # perf_counter
+    endpoint: Endpoint
     model: str
     project: str | None
     price: Price | None
@@ -256,67 +256,56 @@ class Metering:
 
     def plan(self, method: str, path: str, body: bytes, headers: Mapping[str, str],
              payload: dict[str, Any] | None = None) -> CallPlan | None:
-        """Plan a chat call (None: not a chat call, pass it through). Raises before sending:
-        ConfigError for a request body we cannot read, UnknownModelError (logged).
+        """Plan a billable call (None: no endpoint of ours, pass it through). Raises before
+        sending: ConfigError for a request body we cannot read, UnknownModelError (logged).
         `payload` is the already-parsed body when the caller has it (hs.Client does)."""
-        if method != "POST" or not path.endswith(CHAT_PATHS):
+        endpoint = find_endpoint(method, path)
+        if endpoint is None:
             return None
         if payload is None:
             try:
-                payload = fast_json.loads(body)
+                payload = fastjson.loads(body)
             except ValueError as exc:
-                raise ConfigError("The chat request body is not JSON; nothing was sent.") from exc
-        if not isinstance(payload, dict) or not isinstance(payload.get("model"), str):
-            raise ConfigError("A chat request needs a JSON object with a 'model' string; nothing was sent.")
-        model: str = payload["model"]
-        messages = payload.get("messages") or []
-        if not isinstance(messages, list):
-            raise ConfigError("'messages' must be a list of {role, content} objects; nothing was sent.")
+                raise ConfigError(f"The {endpoint.name} request body is not JSON; nothing was sent.") from exc
+        if not isinstance(payload, dict):
+            raise ConfigError(f"A {endpoint.name} request needs a JSON object body; nothing was sent.")
+        return self._plan(endpoint, payload, body, headers)
+
+    def _plan(self, endpoint: Endpoint, payload: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> CallPlan:
+        facts = endpoint.plan(payload, self.log_content)
+        model = facts.model
         project = headers.get(PROJECT_HEADER) or self.project
         started = time.perf_counter()
         ts = self.clock()
-        size = measure_messages(messages, payload.get("tools") or payload.get("functions"))
-        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ConfigError(f"max_tokens must be a positive integer, not {max_tokens!r}; nothing was sent.")
-        n_choices = payload.get("n") if isinstance(payload.get("n"), int) and payload["n"] > 1 else 1
         try:
             price: Price | None = self.prices.price(model)
         except UnknownModelError as exc:
             if not self.allow_unpriced:
-                self._write(self._record(new_id(), ts, model, project, size, max_tokens, status="error",
+                self._write(self._record(new_id(), ts, model, project, facts.size, facts.max_tokens, status="error",
                                          error="unknown model: no price; not sent", attempts=0,
                                          estimated_cost_usd=None))
                 raise exc from None
             price = None
         cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
-        output_bound = min(max_tokens, cap) if max_tokens else cap
-        output_bound *= n_choices
-        input_bound = self.estimator.bound(model, size)
+        output_bound = (min(facts.max_tokens, cap) if facts.max_tokens else cap) * facts.choices
+        input_bound = self.estimator.bound(model, facts.size)
         estimate = price.worst_case_nanos(input_bound, output_bound) if price else 0
-        stream = bool(payload.get("stream"))
         strip = False
-        if stream:
-            opts = payload.get("stream_options") or {}
-            if not opts.get("include_usage"):
-                # The usage chunk is how a stream's cost is known; hide it from callers who did not ask.
-                payload["stream_options"] = {**opts, "include_usage": True}
-                body = json.dumps(payload).encode()
-                strip = True
+        if facts.stream and endpoint.request_usage(payload):
+            # The usage event is how a stream's cost is known; hide it from callers who did not ask.
+            body = json.dumps(payload).encode()
+            strip = True
         return CallPlan(
-            call_id=new_id(), ts=ts, started=started, model=model, project=project, price=price,
-            max_tokens=max_tokens, output_bound=output_bound, size=size, input_bound=input_bound,
-            estimate_nanos=estimate, stream=stream, strip_usage_chunk=strip, body=body,
-            conversation_id=_conversation_id(messages),
-            prompt=json.dumps(messages, ensure_ascii=False) if self.log_content else None,
+            call_id=new_id(), ts=ts, started=started, endpoint=endpoint, model=model, project=project, price=price,
+            max_tokens=facts.max_tokens, output_bound=output_bound, size=facts.size, input_bound=input_bound,
+            estimate_nanos=estimate, stream=facts.stream, strip_usage_chunk=strip, body=body,
+            conversation_id=facts.conversation_id, prompt=facts.content,
         )
 
-    def preview(self, payload: dict[str, Any]) -> CallPlan:
+    def preview(self, endpoint: Endpoint, payload: dict[str, Any]) -> CallPlan:
         """Plan a request body without sending or logging it (for `client.estimate`)."""
-        self.prices.price(payload["model"])  # UnknownModelError, not logged: nothing was attempted
-        plan = self.plan("POST", "/chat/completions", json.dumps(payload).encode(), {})
-        assert plan is not None
-        return plan
+        self.prices.price(endpoint.plan(payload, False).model)  # UnknownModelError, not logged: nothing was attempted
+        return self._plan(endpoint, payload, b"", {})
 
     def admit(self, plan: CallPlan) -> None:
         """Reserve the worst case; BudgetExceededError (logged as 'blocked') if it would pass."""
@@ -341,24 +330,19 @@ class Metering:
         error: HolySheepError | None = None
         usage: Usage | None = None
         try:
-            parsed = fast_json.loads(body)
+            parsed = fastjson.loads(body)
         except ValueError:
             kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
-            error = ResponseFormatError(f"The relay answered HTTP {status_code} with {kind} instead of a chat completion.",
+            error = ResponseFormatError(f"The relay answered HTTP {status_code} with {kind} instead of a {plan.endpoint.name} answer.",
                                         status_code=status_code, body=body.decode("utf-8", "replace"))
         if error is None and 200 <= status_code < 300:
             try:
-                usage = Usage.from_response(parsed)
+                usage = plan.endpoint.usage(parsed)
             except ResponseFormatError as exc:
                 error = exc
         if error is None and not 200 <= status_code < 300:
             error = _http_error(status_code, parsed, body)
-        text = None
-        if self.log_content and isinstance(parsed, dict):
-            try:
-                text = parsed["choices"][0]["message"]["content"]
-            except (KeyError, IndexError, TypeError):
-                text = None
+        text = plan.endpoint.completion_text(parsed) if self.log_content else None
         record = self._finish(plan, status_code, usage, error, answered=200 <= status_code < 300, completion=text)
         return record, parsed, error
 
@@ -482,15 +466,6 @@ class Metering:
         self.writer.close()
         if self.alerts is not None:
             self.alerts.flush(5.0)
-
-
-def _conversation_id(messages: list[Any]) -> str | None:
-    # The opening (system + first user message) names a chain without storing its text.
-    # repr keeps key order, which is stable for messages built by the same code: cheap and enough.
-    opening = [m for m in messages[:2] if isinstance(m, dict)]
-    if not opening:
-        return None
-    return hashlib.blake2b(repr(opening).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
 
 
 def _short(text: str, limit: int = 300) -> str:

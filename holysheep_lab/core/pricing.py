@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from holysheep_lab.errors import ConfigError, ResponseFormatError, UnknownModelError
+from holysheep_lab.errors import ConfigError, UnknownModelError
 
 __all__ = ["Price", "PriceTable", "Usage"]
 
@@ -101,43 +101,6 @@ class Usage:
     cached_input_tokens: int = 0
     reasoning_tokens: int = 0
     relay_cost_usd: float | None = None
-
-    @classmethod
-    def from_response(cls, body: Mapping[str, Any]) -> Usage:
-        """Read `usage` of an OpenAI-style response; ResponseFormatError if missing or impossible."""
-        usage = body.get("usage") if isinstance(body, Mapping) else None
-        if not isinstance(usage, Mapping):
-            raise ResponseFormatError(
-                "The response has no 'usage' object, so its cost cannot be known. If the relay "
-                "omits usage, ask it to include it (for streams: stream_options.include_usage)."
-            )
-        return cls.from_usage(usage)
-
-    @classmethod
-    def from_usage(cls, usage: Mapping[str, Any]) -> Usage:
-        def count(obj: Any, key: str, required: bool) -> int:
-            value = obj.get(key) if isinstance(obj, Mapping) else None
-            if value is None:
-                if required:
-                    raise ResponseFormatError(f"usage.{key} is missing from the response.")
-                return 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ResponseFormatError(f"usage.{key} must be a non-negative integer; got {value!r}.")
-            return value
-
-        prompt = count(usage, "prompt_tokens", True)
-        completion = count(usage, "completion_tokens", False)
-        cached = count(usage.get("prompt_tokens_details"), "cached_tokens", False)
-        reasoning = count(usage.get("completion_tokens_details"), "reasoning_tokens", False)
-        if cached > prompt or reasoning > completion:
-            raise ResponseFormatError(
-                f"Impossible usage: cached {cached} > prompt {prompt} or reasoning {reasoning} > "
-                f"completion {completion} (they are parts of those totals)."
-            )
-        relay_cost = usage.get("cost")
-        if isinstance(relay_cost, bool) or not isinstance(relay_cost, (int, float)):
-            relay_cost = None
-        return cls(prompt, completion, cached, reasoning, relay_cost)
 
 
 def _builtin() -> dict[str, Price]:

@@ -1,10 +1,11 @@
-"""Incremental SSE reading of a chat stream: pure, fed with bytes, shared by every transport.
+"""Incremental SSE reading: pure, fed with bytes, shared by every transport and stream format.
 
-It passes the bytes through event by event, remembers the text, the usage chunk and the time
-of the first token, and drops the usage-only event when the caller did not ask for it.
-After the first token, content events are kept as raw bytes and decoded only if the text is
-asked for (a cut stream, or a log that keeps completions): the caller decodes every event
-anyway, and decoding each one twice was most of the transport's cost on a stream.
+It passes the bytes through event by event and asks the stream's `EventReader` what each event
+says (text, usage, whether the caller sees it); it remembers the text, the usage and the time
+of the first token. After the first token, events the reader calls billing-free are kept as
+raw bytes and decoded only if the text is asked for (a cut stream, or a log that keeps
+completions): the caller decodes every event anyway, and decoding each one twice was most of
+the transport's cost on a stream.
 """
 
 from __future__ import annotations
@@ -13,36 +14,28 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from holysheep_lab.core import fastjson as fast_json
+from holysheep_lab.core import fastjson
 from holysheep_lab.core.pricing import Usage
-from holysheep_lab.errors import ResponseFormatError
+from holysheep_lab.endpoints.base import EventReader
 
-__all__ = ["StreamAccumulator"]
+__all__ = ["StreamAccumulator", "data_lines"]
 
-def _data_lines(events: bytes) -> Iterator[bytes]:
+
+def data_lines(events: bytes) -> Iterator[bytes]:
     """The payloads of the `data:` lines of one or more SSE events."""
     for line in events.splitlines():
         if line.startswith(b"data:"):
             yield line[5:].strip()
 
 
-def _content_only(events: bytes) -> bool:
-    """True if these whole events carry no usage (absent or null) and no [DONE]: nothing in
-    them changes the bill, so they may wait undecoded. A quote cannot stand unescaped inside a
-    JSON string, so `"usage"` here is always a key."""
-    if b"[DONE]" in events:
-        return False
-    n = events.count(b'"usage"')
-    return n == 0 or n == events.count(b'"usage":null')
-
-
 class StreamAccumulator:
     """Feed raw SSE bytes; get back the bytes to hand to the caller."""
 
-    __slots__ = ("_buf", "_chunks", "_parts", "_pending", "_strip_usage", "done", "first_token_at", "usage",
-                 "usage_error")
+    __slots__ = ("_buf", "_chunks", "_parts", "_pending", "_reader", "_strip_usage", "done", "first_token_at",
+                 "usage", "usage_error")
 
-    def __init__(self, *, strip_usage_chunk: bool = False) -> None:
+    def __init__(self, reader: EventReader, *, strip_usage_chunk: bool = False) -> None:
+        self._reader = reader
         self._buf = b""
         self._strip_usage = strip_usage_chunk
         self._parts: list[str] = []
@@ -76,7 +69,7 @@ class StreamAccumulator:
                 bulk_tried = True
                 lf, crlf = buf.rfind(b"\n\n", pos), buf.rfind(b"\r\n\r\n", pos)
                 end = max(lf + 2 if lf >= 0 else pos, crlf + 4 if crlf >= 0 else pos)
-                if end > pos and _content_only(buf[pos:end]):
+                if end > pos and self._reader.billing_free(buf[pos:end]):
                     self._pending.append(buf[pos:end])
                     out.append(buf[pos:end])
                     pos = end
@@ -101,11 +94,11 @@ class StreamAccumulator:
 
     def _handle(self, event: bytes) -> bool:
         """Read one event; return False to drop it from what the caller sees."""
-        if self.first_token_at is not None and _content_only(event):
+        if self.first_token_at is not None and self._reader.billing_free(event):
             self._pending.append(event)  # decoded if the text is asked for
             return True
         keep = True
-        for data in _data_lines(event):
+        for data in data_lines(event):
             if data == b"[DONE]":
                 self.done = True
             else:
@@ -116,32 +109,27 @@ class StreamAccumulator:
         if self._pending:
             pending, self._pending = self._pending, []
             for events in pending:
-                for data in _data_lines(events):  # never [DONE]: see _content_only
+                for data in data_lines(events):  # never [DONE]: billing_free excludes it
                     self._read(data)
 
     def _read(self, data: bytes) -> bool:
-        """Decode one event's data; False if it is the usage-only event the caller did not ask for."""
+        """Decode one event's data; False if the caller should not see it."""
         try:
-            chunk: Any = fast_json.loads(data)
+            chunk: Any = fastjson.loads(data)
         except ValueError:
             return True  # a relay's keep-alive or a broken line: pass it on unread
         if not isinstance(chunk, dict):
             return True
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            try:
-                self.usage = Usage.from_usage(usage)
-            except ResponseFormatError as exc:
-                self.usage_error = str(exc)
-        choices = chunk.get("choices") or []
-        for choice in choices:
-            delta = choice.get("delta") if isinstance(choice, dict) else None
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if content:
-                if self._pending:
-                    self._decode_pending()  # earlier text first
-                if self.first_token_at is None:
-                    self.first_token_at = time.perf_counter()
-                self._parts.append(content)
-                self._chunks += 1
-        return not (self._strip_usage and usage is not None and not choices)
+        event = self._reader.read(chunk, self._strip_usage)
+        if event.usage is not None:
+            self.usage = event.usage
+        if event.usage_error is not None:
+            self.usage_error = event.usage_error
+        if event.texts:
+            if self._pending:
+                self._decode_pending()  # earlier text first
+            if self.first_token_at is None:
+                self.first_token_at = time.perf_counter()
+            self._parts.extend(event.texts)
+            self._chunks += len(event.texts)
+        return event.keep

@@ -155,7 +155,7 @@ class _StreamBase:
         self._inner = inner  # the relay's body stream
         self._status_code = status_code
         self._outcome = outcome
-        self._acc = StreamAccumulator(strip_usage_chunk=plan.strip_usage_chunk)
+        self._acc = StreamAccumulator(plan.endpoint.stream_reader(), strip_usage_chunk=plan.strip_usage_chunk)
         self._error: str | None = None
 
     def _feed(self, chunk: bytes) -> bytes:
