@@ -47,11 +47,11 @@ def test_registry_holds_distinct_named_adapters():
 def test_plan_reads_model_bound_choices_and_stream():
     facts = CHAT_COMPLETIONS.plan({"model": "m", "messages": [{"role": "user", "content": "héllo"}],
                                    "max_completion_tokens": 50, "max_tokens": 10, "n": 3, "stream": True}, False)
-    assert (facts.model, facts.max_tokens, facts.choices, facts.stream) == ("m", 50, 3, True)
+    assert (facts.model, facts.max_tokens, facts.answers, facts.stream) == ("m", 50, 3, True)
     assert facts.size.text_bytes >= len("héllo".encode()) and facts.size.non_ascii_bytes == 2
     assert facts.content is None and facts.conversation_id is not None
     kept = CHAT_COMPLETIONS.plan({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, True)
-    assert kept.content is not None and "hi" in kept.content and kept.choices == 1
+    assert kept.content is not None and "hi" in kept.content and kept.answers == 1
 
 
 @pytest.mark.parametrize("payload, match", [

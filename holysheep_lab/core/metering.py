@@ -98,6 +98,7 @@ class CallPlan:
     prompt: str | None
     reservation: Reservation | None = None
     attempts: int = 0
+    http_status: int | None = None  # of the last answer received
     ttft_ms: float | None = None
     finished: bool = False
 
@@ -287,7 +288,7 @@ class Metering:
                 raise exc from None
             price = None
         cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
-        output_bound = (min(facts.max_tokens, cap) if facts.max_tokens else cap) * facts.choices
+        output_bound = (min(facts.max_tokens, cap) if facts.max_tokens else cap) * facts.answers
         input_bound = self.estimator.bound(model, facts.size)
         estimate = price.worst_case_nanos(input_bound, output_bound) if price else 0
         strip = False

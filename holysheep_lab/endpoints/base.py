@@ -46,7 +46,7 @@ class RequestFacts:
     model: str
     size: InputSize  # the billable input, measured
     max_tokens: int | None  # the caller's output cap, as asked (None: not given)
-    choices: int  # how many answers the output bound pays for (n)
+    answers: int  # how many answers the output bound pays for (chat's n)
     stream: bool
     conversation_id: str | None = None  # names a chain of calls without storing its text
     content: str | None = None  # the prompt as logged, only when the log keeps content

@@ -113,12 +113,12 @@ class ChatCompletions:
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
             raise ConfigError(f"max_tokens must be a positive integer, not {max_tokens!r}; nothing was sent.")
         n = payload.get("n")
-        choices = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+        answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
         return RequestFacts(
             model=model,
             size=measure_messages(messages, payload.get("tools") or payload.get("functions")),
             max_tokens=max_tokens,
-            choices=choices,
+            answers=answers,
             stream=bool(payload.get("stream")),
             conversation_id=_conversation_id(messages),
             content=json.dumps(messages, ensure_ascii=False) if keep_content else None,

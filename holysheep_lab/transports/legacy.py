@@ -1,6 +1,6 @@
 """The same metering for legacy `httpx` clients (openai SDK < 3, libraries not yet on httpx2).
 
-httpx and httpx2 share their transport API, so the one call flow of `transport.py` drives
+httpx and httpx2 share their transport API, so the one call flow of `flow.py` drives
 both; only the base classes differ. httpx is imported here and nowhere else.
 """
 
@@ -12,14 +12,8 @@ from typing import Unpack
 
 from holysheep_lab.core.metering import Metering, MeteringOptions
 from holysheep_lab.errors import HolySheepError, MissingExtraError
-from holysheep_lab.transports.metered import (
-    _AsyncMeteredStream,
-    _metering_from,
-    _SyncMeteredStream,
-    call_flow,
-    drive_async,
-    drive_sync,
-)
+from holysheep_lab.transports.flow import call_flow, drive_async, drive_sync, metering_from
+from holysheep_lab.transports.streams import AsyncMeteredStream, SyncMeteredStream
 
 try:
     import httpx
@@ -54,11 +48,11 @@ def _not_retried_by_sdks(exc: HolySheepError) -> None:
         exc.__class__ = _final_class(type(exc), bases)
 
 
-class _HttpxSyncStream(_SyncMeteredStream, httpx.SyncByteStream):
+class _HttpxSyncStream(SyncMeteredStream, httpx.SyncByteStream):
     pass
 
 
-class _HttpxAsyncStream(_AsyncMeteredStream, httpx.AsyncByteStream):
+class _HttpxAsyncStream(AsyncMeteredStream, httpx.AsyncByteStream):
     pass
 
 
@@ -68,7 +62,7 @@ class HttpxMeteredTransport(httpx.BaseTransport):
     def __init__(self, transport: httpx.BaseTransport | None = None, *, metering: Metering | None = None,
                  **options: Unpack[MeteringOptions]) -> None:
         self._inner = transport if transport is not None else httpx.HTTPTransport()
-        self.metering = _metering_from(metering, options)
+        self.metering = metering_from(metering, options)
         self._owns_metering = metering is None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -91,7 +85,7 @@ class AsyncHttpxMeteredTransport(httpx.AsyncBaseTransport):
     def __init__(self, transport: httpx.AsyncBaseTransport | None = None, *, metering: Metering | None = None,
                  **options: Unpack[MeteringOptions]) -> None:
         self._inner = transport if transport is not None else httpx.AsyncHTTPTransport()
-        self.metering = _metering_from(metering, options)
+        self.metering = metering_from(metering, options)
         self._owns_metering = metering is None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
