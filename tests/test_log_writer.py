@@ -329,7 +329,6 @@ def test_column_spec_agrees_with_the_arrow_schema():
 
     assert tuple(CALL_SCHEMA.names) == schema.COLUMN_NAMES
     assert schema.CALL_SCHEMA is CALL_SCHEMA is schema.call_schema()
-    assert tuple(CALL_SCHEMA.names[:17]) == schema.CORE_COLUMNS
     assert CALL_SCHEMA.field("ts").type == pa.timestamp("us", tz="UTC")
     for (name, kind, nullable), f in zip(schema.COLUMNS, CALL_SCHEMA, strict=True):
         assert (name, nullable) == (f.name, f.nullable)

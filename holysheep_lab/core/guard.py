@@ -121,12 +121,6 @@ class Guard:
         after = self.ledger.settle(reservation.id, charges)
         return self._events(reservation, actual, after) if events else []
 
-    def record(self, actual: int, *, project: str | None = None, model: str | None = None) -> list[SpendEvent]:
-        """Count spend that was never reserved (e.g. an unpriced call later priced, or passthrough)."""
-        plan = self._plan(actual, project, self.clock())
-        after = self.ledger.settle(None, [c for _, c, _, _ in plan])
-        return self._events(Reservation("", actual, plan, project, model, True), actual, after)
-
     def release(self, reservation: Reservation) -> None:
         """Give the reservation back: the call failed or was cancelled before costing anything."""
         if not reservation.done:

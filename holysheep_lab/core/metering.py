@@ -42,7 +42,6 @@ from holysheep_lab.log.schema import CallRecord
 
 if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager
-    from holysheep_lab.log import LogWriter
 
 __all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "Metering", "MeteringOptions"]
 
@@ -156,7 +155,6 @@ class Metering:
         allow_unpriced: bool = False,
         log_content: bool = False,
         clock: Callable[[], datetime] = _default_clock,
-        writer: LogWriter | None = None,
         secrets: tuple[str, ...] = (),
     ) -> None:
         import os
@@ -180,7 +178,7 @@ class Metering:
         self.limiter = RateLimiter(rate_limit)
         self.estimator = TokenEstimator()
         self.log_dir = Path(log_dir or os.environ.get("HOLYSHEEP_LOG_DIR") or "holysheep_logs")
-        self.writer = writer or LogWriter(self.log_dir)
+        self.writer = LogWriter(self.log_dir)
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
         self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300)
         self.alerts = alerts

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,11 +107,6 @@ class TokenEstimator:
             self._seen[key] = self._seen.get(key, 0) + 1
             if ratio > self._worst.get(key, 0.0):
                 self._worst[key] = ratio
-
-    def observe_many(self, rows: Iterable[tuple[str, int, int, int, int]]) -> None:
-        """Rows of (model, text_bytes, non_ascii_bytes, messages, input_tokens) from the log."""
-        for model, text_bytes, non_ascii, messages, tokens in rows:
-            self.observe(model, InputSize(text_bytes, non_ascii, messages, 0), tokens)
 
     def bound(self, model: str, size: InputSize) -> int:
         safe = size.safe_bound()

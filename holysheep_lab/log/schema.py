@@ -6,7 +6,7 @@ Columns keep their names and meaning forever; new columns are added at the end w
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "CORE_COLUMNS", "REQUIRED_COLUMNS",
+__all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "REQUIRED_COLUMNS",
            "SCHEMA_VERSION", "STATUSES", "CallRecord", "call_schema"]
 
 SCHEMA_VERSION = 1
@@ -63,7 +63,6 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
 COLUMN_KINDS: tuple[str, ...] = tuple(kind for _, kind, _ in COLUMNS)
 REQUIRED_COLUMNS: frozenset[str] = frozenset(name for name, _, nullable in COLUMNS if not nullable)
-CORE_COLUMNS = COLUMN_NAMES[:17]
 
 
 @cache
@@ -125,12 +124,9 @@ class CallRecord:
     completion: str | None = None
     input_non_ascii_bytes: int | None = None
     input_messages: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def as_row(self) -> dict[str, Any]:
-        """The record as a dict of schema columns (drops `extra`)."""
-        row = asdict(self)
-        row.pop("extra", None)
-        return row
+        """The record as a dict of schema columns."""
+        return asdict(self)
 
 
