@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from decimal import Decimal
 
+import httpx2
 import pytest
 
 import holysheep_lab as hs
@@ -180,7 +181,7 @@ def test_streaming_yields_text_and_settles_from_usage_chunk(client, sim, log_dir
 def test_cut_stream_settles_on_what_arrived(client, sim, log_dir):
     sim.configure(fault="cut_stream")
     stream = client.chat("gpt-4.1", "tell me a story", max_tokens=200, stream=True)
-    with pytest.raises(Exception):
+    with pytest.raises(httpx2.RemoteProtocolError):
         list(stream)
     row = rows(log_dir)[0]
     assert row["partial"] is True and row["cost_usd"] > 0 and row["status"] == "error"

@@ -166,7 +166,7 @@ class ChatStream:
 class AsyncChatStream(ChatStream):
     """`async for` twin of ChatStream."""
 
-    async def __aiter__(self) -> AsyncIterator[str]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[str]:
         try:
             async for line in self._response.aiter_lines():
                 piece = self._chunk_text(line)

@@ -31,7 +31,7 @@ __all__ = [
 
 
 
-class Window(str, Enum):
+class Window(str, Enum):  # noqa: UP042  (StrEnum would change str() of members, which messages show)
     """A budget window: the calendar day or the calendar month."""
 
     DAY = "daily"

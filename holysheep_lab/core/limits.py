@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from holysheep_lab.core.validate import finite_number
 from holysheep_lab.errors import ConfigError, RateLimitError
 
 __all__ = ["RateLimit", "RateLimiter", "Retry", "parse_reset", "parse_retry_after"]
@@ -57,9 +58,7 @@ class Retry:
         if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
             raise ConfigError(f"Retry.max_attempts must be a whole number >= 1, not {self.max_attempts!r}.")
         for name in ("backoff", "max_backoff", "max_total"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or v < 0:
-                raise ConfigError(f"Retry.{name} must be a non-negative number of seconds, not {v!r}.")
+            finite_number(f"Retry.{name}", getattr(self, name), unit="of seconds")
         object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
 
     @classmethod
@@ -70,7 +69,7 @@ class Retry:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         if retry_after is not None:
             return retry_after + 0.05 * rng()
-        cap = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        cap = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
         return cap * (0.5 + 0.5 * rng())  # "equal jitter": never zero, never in lockstep
 
 

@@ -40,7 +40,8 @@ class CallOutcome:
 
 def outcome_of(response: Any) -> CallOutcome | None:
     """The CallOutcome of a response from a metered transport (None for pass-through calls)."""
-    return response.extensions.get(OUTCOME_KEY)
+    outcome = response.extensions.get(OUTCOME_KEY)
+    return outcome if isinstance(outcome, CallOutcome) else None
 
 
 @dataclass(slots=True)

@@ -6,7 +6,6 @@ both; only the base classes differ. httpx is imported here and nowhere else.
 
 from __future__ import annotations
 
-import functools
 import sys
 from typing import Unpack
 
@@ -36,10 +35,17 @@ def _sdk_bases() -> tuple[type[BaseException], ...]:
     return tuple(base for base in found if isinstance(base, type) and issubclass(base, Exception))
 
 
-@functools.cache
+_FINAL_CLASSES: dict[tuple[type[HolySheepError], tuple[type[BaseException], ...]], type[HolySheepError]] = {}
+
+
 def _final_class(cls: type[HolySheepError], bases: tuple[type[BaseException], ...]) -> type[HolySheepError]:
-    return type(cls.__name__, (cls, *bases), {"__module__": cls.__module__, "__qualname__": cls.__qualname__,
-                                               "__doc__": cls.__doc__})
+    """One subclass per (error, SDK bases): the same class every time, so `except` clauses agree."""
+    key = (cls, bases)
+    final = _FINAL_CLASSES.get(key)
+    if final is None:
+        final = _FINAL_CLASSES.setdefault(key, type(cls.__name__, (cls, *bases), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__}))
+    return final
 
 
 def _not_retried_by_sdks(exc: HolySheepError) -> None:

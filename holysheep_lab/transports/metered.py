@@ -39,7 +39,9 @@ class MeteredTransport(httpx2.BaseTransport):
 
     def handle_request(self, request: httpx2.Request) -> httpx2.Response:
         body = request.read()
-        return drive_sync(call_flow(self.metering, httpx2, request, body, SyncMeteredStream), self._inner)
+        response: httpx2.Response = drive_sync(call_flow(self.metering, httpx2, request, body, SyncMeteredStream),
+                                               self._inner)
+        return response
 
     def close(self) -> None:
         self._inner.close()
@@ -61,7 +63,9 @@ class AsyncMeteredTransport(httpx2.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         body = await request.aread()
-        return await drive_async(call_flow(self.metering, httpx2, request, body, AsyncMeteredStream), self._inner)
+        response: httpx2.Response = await drive_async(
+            call_flow(self.metering, httpx2, request, body, AsyncMeteredStream), self._inner)
+        return response
 
     async def aclose(self) -> None:
         await self._inner.aclose()
