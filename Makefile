@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a machine with only Python 3.11+ and make:
 #   make demo   -> environment from uv.lock, then the demo on the built-in simulator
-#   make test   -> the same environment, then the whole test suite
+#   make test   -> the same environment, then lint (ruff), types (mypy) and the whole test suite
 PYTHON ?= python3
 UV_VERSION := 0.13.9
 TOOLS := .tools
@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test bench env legacy-env legacy-requirements clean
+.PHONY: demo test lint bench env legacy-env legacy-requirements clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -41,7 +41,11 @@ legacy-requirements: $(UV)
 demo: env
 	$(VENV)/bin/holysheep-lab demo
 
-test: env legacy-env
+lint: env
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: env legacy-env lint
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 bench: env
