@@ -89,7 +89,7 @@ class AlertManager:
     ) -> None:
         channels = tuple(channels)
         for ch in channels:
-            if not isinstance(getattr(ch, "name", None), str) or not callable(getattr(ch, "send", None)):
+            if not isinstance(ch, Channel) or not isinstance(ch.name, str) or not callable(ch.send):
                 raise ConfigError(
                     f"{type(ch).__name__} is not an alert channel (needs .name and async .send(alert))."
                 )
