@@ -25,7 +25,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
 
 __all__ = [
     "APIConnectionError",
@@ -176,9 +175,24 @@ class LogError(HolySheepError):
 
 
 class AlertDeliveryError(HolySheepError):
-    """A channel could not deliver an alert (recorded; never raised into the triggering call)."""
+    """A channel could not deliver an alert (recorded; never raised into the triggering call).
 
-    def __init__(self, channel: str, reason: str, **extra: Any) -> None:
+    `retryable` False tells the AlertManager not to try again (a 4xx, a refused login);
+    `retry_after` (seconds) is the server's wish for the next try; `status_code` the HTTP
+    status, if there was one.
+    """
+
+    def __init__(
+        self,
+        channel: str,
+        reason: str,
+        *,
+        retryable: bool = True,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         self.channel = channel
-        self.extra = extra
+        self.retryable = retryable
+        self.status_code = status_code
+        self.retry_after = retry_after
         super().__init__(f"{channel}: {redact(reason)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import logging
@@ -26,7 +27,8 @@ from holysheep_lab.alerts import (
     NotebookChannel,
     WebhookChannel,
 )
-from holysheep_lab.errors import ConfigError
+from holysheep_lab.alerts.styles import DiscordStyle, GenericStyle, SlackStyle, WebhookStyle
+from holysheep_lab.errors import AlertDeliveryError, ConfigError
 
 TOKEN = "s3cretTOKENxyz"
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -64,7 +66,8 @@ def test_slack_payload_shape_on_the_wire():
     assert set(body) == {"text", "blocks"}
     assert body["text"].startswith("WARNING: daily budget (global) at 76.2% — $7.62 of $10.00; resets 2026-11-29 00:00")
     header, section, context = body["blocks"]
-    assert header == {"type": "header", "text": {"type": "plain_text", "text": "WARNING: daily budget (global) at 76.2%"}}
+    title = "WARNING: daily budget (global) at 76.2%"
+    assert header == {"type": "header", "text": {"type": "plain_text", "text": title}}
     assert section["type"] == "section" and section["text"]["type"] == "mrkdwn"
     fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in section["fields"]}
     assert all(f["type"] == "mrkdwn" for f in section["fields"]) and len(section["fields"]) <= 10
@@ -145,6 +148,21 @@ def test_retry_after_is_honoured():
     assert second.at - first.at >= 0.35  # our own backoff would be ~0.01 s
 
 
+def test_delivery_errors_carry_typed_retry_facts():
+    with WebhookReceiver(statuses=[404, 429, 503], retry_after="7") as rx:
+        ch = WebhookChannel(rx.url(), style="generic")
+        errors = []
+        for _ in range(3):
+            with pytest.raises(AlertDeliveryError) as info:
+                asyncio.run(ch.send(alert()))
+            errors.append(info.value)
+    assert [(e.status_code, e.retryable, e.retry_after) for e in errors] == [
+        (404, False, 7.0), (429, True, 7.0), (503, True, 7.0)]
+    with pytest.raises(AlertDeliveryError) as down:
+        asyncio.run(WebhookChannel(f"http://127.0.0.1:{closed_port()}/h", timeout=1).send(alert()))
+    assert (down.value.status_code, down.value.retryable, down.value.retry_after) == (None, True, None)
+
+
 def test_4xx_is_not_retried_and_error_has_no_secret():
     with WebhookReceiver(statuses=[404]) as rx:
         m = deliver(WebhookChannel(rx.url()), alert(), max_attempts=3)
@@ -198,6 +216,56 @@ def test_hanging_webhook_does_not_slow_observe_or_other_channels():
     hook_results = [d for d in m.deliveries if d.channel == hook.name]
     assert len(hook_results) == 21 and all(not d.ok and d.attempts == 2 for d in hook_results)
     assert "no answer from http://127.0.0.1:" in (hook_results[0].error or "")
+
+
+class PagerStyle:
+    """A service of our own: its body, a header it needs, and a fix for its 403."""
+
+    name = "pager"
+
+    def __init__(self) -> None:
+        self.headers = {"X-Pager-Version": "2", "User-Agent": "pager-client"}
+
+    def payload(self, alert: Alert) -> dict[str, object]:
+        return {"summary": alert.title, "severity": alert.level.name.lower()}
+
+    def hint(self, status: int) -> str | None:
+        return "renew the pager integration key" if status == 403 else None
+
+
+def test_a_style_object_shapes_the_message_and_its_errors():
+    with WebhookReceiver(statuses=[403, 400]) as rx:
+        ch = WebhookChannel(rx.url("/v2/enqueue"), style=PagerStyle(), headers={"User-Agent": "ours"})
+        assert ch.name == "webhook:pager:127.0.0.1" and repr(ch).startswith("WebhookChannel(style='pager', ")
+        m = deliver(ch, alert(), alert(Level.CRITICAL), max_attempts=1)
+        deliver(ch, alert())
+    bodies = sorted((r.json() for r in rx.requests), key=lambda b: b["severity"])
+    assert bodies == [{"summary": "CRITICAL: daily budget (global) at 76.2%", "severity": "critical"},
+                      {"summary": "WARNING: daily budget (global) at 76.2%", "severity": "warning"},
+                      {"summary": "WARNING: daily budget (global) at 76.2%", "severity": "warning"}]
+    assert all(r.headers["X-Pager-Version"] == "2" for r in rx.requests)
+    assert all(r.headers["User-Agent"] == "ours" for r in rx.requests)  # the channel's headers win
+    assert all(r.headers["Content-Type"] == "application/json" for r in rx.requests)
+    errors = sorted(d.error or "" for d in m.deliveries)
+    assert errors == [f"webhook:pager:127.0.0.1: HTTP 400 from http://127.0.0.1:{rx.port}/…: boom",
+                      f"webhook:pager:127.0.0.1: HTTP 403 from http://127.0.0.1:{rx.port}/…: boom"
+                      " — renew the pager integration key"]
+
+
+def test_style_names_map_to_style_objects():
+    url = f"https://hooks.slack.com/services/T0001/B0002/{TOKEN}"
+    assert isinstance(WebhookChannel(url).style, SlackStyle)
+    assert isinstance(WebhookChannel(url, style="generic").style, GenericStyle)
+    discord = WebhookChannel(url, style="discord", username="budget-bot").style
+    assert isinstance(discord, DiscordStyle) and discord.username == "budget-bot"
+    given = DiscordStyle("ops")
+    ch = WebhookChannel(url, style=given)
+    assert ch.style is given and ch.payload(alert())["username"] == "ops"
+    assert ch.name == "webhook:discord:hooks.slack.com"
+    for style in ("line", 42, object(), PagerStyle):  # PagerStyle: the class, not an object
+        with pytest.raises(ConfigError, match="style must be one of slack, discord, generic, or a WebhookStyle"):
+            WebhookChannel(url, style=style)  # type: ignore[arg-type]
+    assert isinstance(PagerStyle(), WebhookStyle) and not isinstance(object(), WebhookStyle)
 
 
 def test_webhook_secrets_never_shown_and_config_checked():

@@ -220,7 +220,7 @@ def test_unreachable_api_is_a_retryable_error():
     ch = LineChannel(TOKEN, GROUP, api_base=f"http://127.0.0.1:{closed_port()}", timeout=1)
     with pytest.raises(AlertDeliveryError) as info:
         asyncio.run(ch.send(alert()))
-    assert info.value.extra["retryable"] is True
+    assert info.value.retryable is True
     assert "ConnectError posting to http://127.0.0.1:" in str(info.value)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
+import itertools
 import logging
 import threading
 import time
@@ -14,9 +16,7 @@ import pytest
 
 import holysheep_lab.alerts as alerts_pkg
 from holysheep_lab.alerts import Alert, AlertManager, CallbackChannel, Delivery, Level
-from holysheep_lab.alerts import channels as channels_mod
-from holysheep_lab.alerts import manager as manager_mod
-from holysheep_lab.alerts import model as model_mod
+from holysheep_lab.alerts.channel import Redacting
 from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.errors import AlertDeliveryError, ConfigError
 
@@ -27,7 +27,8 @@ T0 = datetime(2026, 11, 28, 11, 0, tzinfo=UTC)
 def event(before: str, after: str, *, limit: str = "10", scope: str = "global", window: str = "daily",
           day: int = 28, project: str | None = None, model: str | None = "gpt-4.1") -> SpendEvent:
     key = f"day:2026-11-{day:02d}" if window == "daily" else "month:2026-11"
-    resets = datetime(2026, 11, day, 23, 0, tzinfo=UTC) if window == "daily" else datetime(2026, 11, 30, 23, 0, tzinfo=UTC)
+    end_day = day if window == "daily" else 30
+    resets = datetime(2026, 11, end_day, 23, 0, tzinfo=UTC)
     return SpendEvent.from_usd(
         scope=scope, window=window, window_key=key, before=Decimal(before), after=Decimal(after),
         reserved=Decimal("0.25"), limit=Decimal(limit), block_at=0.95, alert_at=0.8,
@@ -69,7 +70,9 @@ def test_public_names_pinned():
         "DEFAULT_LEVELS", "Alert", "AlertManager", "CallbackChannel", "Channel", "Delivery",
         "EmailChannel", "Level", "LineChannel", "NotebookChannel", "TeamsChannel", "WebhookChannel",
     }
-    for mod in (channels_mod, manager_mod, model_mod):
+    for name in ("callback", "channel", "email", "line", "manager", "model", "notebook", "styles", "teams",
+                 "webhook"):
+        mod = importlib.import_module(f"holysheep_lab.alerts.{name}")
         assert all(hasattr(mod, n) for n in mod.__all__)
 
 
@@ -119,7 +122,7 @@ def test_other_settings_validated():
 def test_each_level_fires_once_per_window_in_order(make):
     m, got = make()
     steps = ["0", "4", "5.5", "6", "8", "8.5", "9.5", "9.9", "10.4"]
-    for before, after in zip(steps, steps[1:]):
+    for before, after in itertools.pairwise(steps):
         m.observe([event(before, after)])
     assert m.flush(5)
     assert names(m.history) == ["INFO", "WARNING", "CRITICAL", "EMERGENCY"]  # in firing order
@@ -153,7 +156,7 @@ def test_crossing_boundaries_are_exact(make):
 
 
 def test_new_window_scope_and_window_kind_rearm(make):
-    m, got = make()
+    m, _ = make()
     m.observe([event("7", "8", day=28)])
     m.observe([event("7", "8", day=29)])  # next day re-arms
     m.observe([event("7", "8", window="monthly", limit="10")])  # independent window kind
@@ -169,7 +172,7 @@ def test_new_window_scope_and_window_kind_rearm(make):
 
 def test_cooldown_throttles_repeats_but_never_another_level(make):
     clock = Clock()
-    m, got = make(cooldown=300.0, clock=clock)
+    m, _ = make(cooldown=300.0, clock=clock)
     m.observe([event("7", "8", day=28)])  # WARNING at t=1000
     clock.now += 100
     # Midnight re-armed the window, but the same (scope, daily, WARNING) is within cooldown.
@@ -341,6 +344,34 @@ def test_non_retryable_and_user_errors_are_not_retried(make):
     by = {d.channel: d for d in m.deliveries}
     assert (by["refused"].ok, by["refused"].attempts) == (False, 1)
     assert (by["buggy"].ok, by["buggy"].attempts) == (False, 1) and "KeyError" in (by["buggy"].error or "")
+
+
+class Vault:
+    """A custom channel holding a secret; its bug quotes the secret in the exception."""
+
+    def __init__(self, name: str, secret: str, *, redacts: bool) -> None:
+        self.name, self.secret = name, secret
+        if redacts:
+            self.redact = lambda text: text.replace(self.secret, "***")
+
+    async def send(self, alert: Alert) -> None:
+        raise RuntimeError(f"could not open {self.secret}")
+
+
+def test_a_redacting_channel_hides_its_secrets_even_in_its_bugs(make, caplog):
+    own, plain = Vault("own", "pin-4711-very-secret", redacts=True), Vault("plain", "pin-0815-also", redacts=False)
+    key = Vault("key", "sk-" + "a1" * 12, redacts=False)
+    assert isinstance(own, Redacting) and not isinstance(plain, Redacting)
+    m, _ = make(own, plain, key, max_attempts=1)
+    with caplog.at_level(logging.WARNING, logger="holysheep_lab.alerts"):
+        m.fire(_alert())
+        assert m.flush(5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not delivered to own" in w and w.endswith("could not open ***") for w in warnings)
+    by = {d.channel: d.error for d in m.deliveries}
+    assert by["own"] == "own: RuntimeError: could not open ***"
+    assert by["plain"] == "plain: RuntimeError: could not open pin-0815-also"  # nothing told us it was secret
+    assert by["key"] == "key: RuntimeError: could not open sk***"  # key-shaped: redacted for every channel
 
 
 async def test_attempt_timeout_and_observe_inside_running_loop(make):

@@ -308,6 +308,46 @@ def test_closed_ledger_refuses_use(make: Factory, clock: FakeClock) -> None:
         ledger.snapshot([A])
 
 
+# -- what the Metering core and the meter widget rely on --------------------------------------
+
+
+def test_shared_says_whether_another_instance_sees_the_state(make: Factory, kind: str, clock: FakeClock) -> None:
+    one = make()
+    spend(one, A, 7, clock)
+    # Another instance: the same file or Redis prefix; for memory, a second process's ledger.
+    other = make() if kind != "memory" else MemoryLedger(clock=clock)
+    assert one.shared is (kind != "memory")
+    assert other.snapshot([A])[A] == (BucketState(7, 0) if one.shared else BucketState())
+    if kind == "memory":
+        other.close()
+
+
+def test_use_seeder_relearns_before_deciding_only_where_state_can_be_lost(
+    ledger: Ledger, kind: str, clock: FakeClock
+) -> None:
+    calls: list[int] = []
+
+    def seeder() -> tuple[dict[str, int], dict[str, float]]:
+        calls.append(1)
+        return {A: 90}, {A: far(clock)}
+
+    ledger.use_seeder(seeder)
+    refusal = ledger.reserve("r1", [Charge(A, 20, 100, far(clock))], 60)
+    assert ledger.reserve("r2", [Charge(B, 1, 100, far(clock))], 60) is None
+    spend(ledger, A, 1, clock)
+    if kind == "redis":
+        # A fresh prefix was never seeded: the spend is relearned once, before the first
+        # decision, and counts in it.
+        assert calls == [1]
+        assert refusal == Refusal(A, 90, 0, 100, 20)
+        assert ledger.snapshot([A])[A] == BucketState(91, 0)
+    else:
+        # Memory and a SQLite file never lose state under a running process: never called.
+        assert calls == []
+        assert refusal is None
+        assert ledger.snapshot([A])[A] == BucketState(1, 20)
+
+
 # -- concurrency ------------------------------------------------------------------------------
 
 
@@ -340,7 +380,12 @@ def test_concurrent_reserves_never_exceed_the_limit(make: Factory, clock: FakeCl
 # A small reference model of the contract, to check every implementation op by op.
 _ops = st.lists(
     st.one_of(
-        st.tuples(st.just("reserve"), st.integers(0, 7), st.lists(st.tuples(st.sampled_from([A, B]), st.integers(0, 60)), min_size=1, max_size=2), st.integers(1, 30)),
+        st.tuples(
+            st.just("reserve"),
+            st.integers(0, 7),
+            st.lists(st.tuples(st.sampled_from([A, B]), st.integers(0, 60)), min_size=1, max_size=2),
+            st.integers(1, 30),
+        ),
         st.tuples(st.just("settle"), st.integers(0, 7), st.integers(0, 60)),
         st.tuples(st.just("release"), st.integers(0, 7)),
         st.tuples(st.just("advance"), st.integers(1, 20)),
@@ -358,7 +403,8 @@ def test_matches_a_reference_model(kind: str, request: pytest.FixtureRequest, tm
     elif kind == "sqlite":
         ledger = SQLiteLedger(tmp_path / f"{uuid.uuid4().hex}.sqlite", clock=clock)
     else:
-        ledger = RedisLedger(request.getfixturevalue("redis_server").url, prefix=f"m{uuid.uuid4().hex[:8]}:", clock=clock)
+        url = request.getfixturevalue("redis_server").url
+        ledger = RedisLedger(url, prefix=f"m{uuid.uuid4().hex[:8]}:", clock=clock)
     limits = {A: 100, B: 150}
     exp = far(clock)
     spent = {A: 0, B: 0}
@@ -379,7 +425,11 @@ def test_matches_a_reference_model(kind: str, request: pytest.FixtureRequest, tm
                         ledger.reserve(rid, [Charge(b, x, limits[b], exp) for b, x in pairs], ttl)
                     continue
                 want = next(
-                    (Refusal(b, spent[b], reserved[b], limits[b], x) for b, x in amounts.items() if spent[b] + reserved[b] + x > limits[b]),
+                    (
+                        Refusal(b, spent[b], reserved[b], limits[b], x)
+                        for b, x in amounts.items()
+                        if spent[b] + reserved[b] + x > limits[b]
+                    ),
                     None,
                 )
                 assert ledger.reserve(rid, [Charge(b, x, limits[b], exp) for b, x in pairs], ttl) == want
@@ -407,7 +457,9 @@ def test_matches_a_reference_model(kind: str, request: pytest.FixtureRequest, tm
 
 
 @pytest.mark.parametrize("shared", ["sqlite", "redis"])
-def test_processes_racing_for_one_budget_never_overshoot(shared: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+def test_processes_racing_for_one_budget_never_overshoot(
+    shared: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     """4 processes x 100 threads reserve-then-settle against one small limit."""
     limit, procs, threads, loops = 20_000, 4, 100, 3
     bucket = bucket_name("global", f"day:{uuid.uuid4().hex[:6]}")
@@ -487,6 +539,34 @@ def test_redis_uses_server_time_and_expiring_keys(redis_server: RedisServer) -> 
     raw.close()
 
 
+def test_redis_that_forgot_its_state_relearns_it_from_the_seeder(redis_server: RedisServer) -> None:
+    import redis
+
+    prefix = f"s{uuid.uuid4().hex[:8]}:"
+    raw = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    window_end = time.time() + 3600
+    log_spend = {A: 0}
+    calls: list[int] = []
+
+    def seeder() -> tuple[dict[str, int], dict[str, float]]:
+        calls.append(1)
+        return dict(log_spend), {A: window_end}
+
+    with RedisLedger(redis_server.url, prefix=prefix) as ledger, RedisLedger(redis_server.url, prefix=prefix) as peer:
+        ledger.use_seeder(seeder)
+        assert ledger.reserve("r1", [Charge(A, 40, 100, window_end)], 60) is None
+        ledger.settle("r1", [Charge(A, 40, 100, window_end)])
+        log_spend[A] = 40  # what the call log now holds
+        assert calls == [1]
+        raw.delete(*raw.keys(f"{prefix}*"))  # the server restarted empty, without persistence
+        assert peer.snapshot([A])[A] == BucketState()  # forgotten...
+        # ...but nothing is approved against the empty state: the spend is relearned first.
+        assert ledger.reserve("r2", [Charge(A, 70, 100, window_end)], 60) == Refusal(A, 40, 0, 100, 70)
+        assert calls == [1, 1]
+        assert peer.snapshot([A])[A] == BucketState(40, 0)
+    raw.close()
+
+
 def test_redis_password_never_shows() -> None:
     require_redis_server()
     secret = "hunter2-very-secret"
@@ -516,7 +596,9 @@ def test_redis_extra_is_optional(monkeypatch: pytest.MonkeyPatch) -> None:
         RedisLedger()
 
 
-def test_redis_outage_fails_closed_or_open_and_recovers(own_redis: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+def test_redis_outage_fails_closed_or_open_and_recovers(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
     window_end = time.time() + 3600
     closed = RedisLedger(own_redis.url, prefix="o:", socket_timeout=0.5)
     opened = RedisLedger(own_redis.url, prefix="o:", fail_open=True, socket_timeout=0.5)

@@ -20,12 +20,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import re
 import ssl
 import threading
 import urllib.parse
-import urllib.request
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -35,7 +33,9 @@ from typing import Any
 
 import httpx2
 
+from holysheep_lab.alerts.channel import CONTROL, LOOPBACK, clip, one_line, proxy_for, retry_after_seconds
 from holysheep_lab.alerts.model import Alert
+from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 
 __all__ = ["LineChannel", "clip_utf16", "line_flex_message", "line_text_message"]
@@ -49,8 +49,6 @@ PUSH_PATH = "/v2/bot/message/push"
 MULTICAST_PATH = "/v2/bot/message/multicast"
 
 _ID = re.compile(r"[UCR][0-9a-f]{32}")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _STYLES = ("flex", "text")
 _MAX_TRACKED = 256  # alerts whose retry keys are remembered while they may be retried
 _CONCURRENCY = 8  # requests in flight per send() when `to` names several recipients
@@ -68,22 +66,14 @@ def clip_utf16(text: str, limit: int) -> str:
     return text  # not reached
 
 
-def _one_line(text: str) -> str:
-    return _CONTROL.sub(" ", text).strip()
-
-
-def _short(value: str, limit: int) -> str:
-    return value if len(value) <= limit else value[: limit - 1] + "…"
-
-
 def _stamp(alert: Alert) -> str:
     return alert.ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def line_text_message(alert: Alert) -> dict[str, Any]:
     """A LINE text message: the alert's one-line text, then one line per detail."""
-    lines = [_one_line(alert.text), ""]
-    lines += [f"{label}: {_one_line(value)}" for label, value in alert.details()]
+    lines = [one_line(alert.text), ""]
+    lines += [f"{label}: {one_line(value)}" for label, value in alert.details()]
     lines += ["", f"holysheep-lab · {_stamp(alert)}"]
     return {"type": "text", "text": clip_utf16("\n".join(lines), TEXT_LIMIT)}
 
@@ -107,7 +97,7 @@ def line_flex_message(alert: Alert) -> dict[str, Any]:
                 {"type": "text", "text": label, "size": "sm", "color": "#888888", "flex": 2},
                 {
                     "type": "text",
-                    "text": _short(_one_line(value), 300) or "-",
+                    "text": clip(one_line(value), 300) or "-",
                     "size": "sm",
                     "wrap": True,
                     "flex": 5,
@@ -118,7 +108,7 @@ def line_flex_message(alert: Alert) -> dict[str, Any]:
     ]
     return {
         "type": "flex",
-        "altText": clip_utf16(_one_line(alert.text), ALT_TEXT_LIMIT),
+        "altText": clip_utf16(one_line(alert.text), ALT_TEXT_LIMIT),
         "contents": {
             "type": "bubble",
             "header": {
@@ -136,7 +126,7 @@ def line_flex_message(alert: Alert) -> dict[str, Any]:
                     },
                     {
                         "type": "text",
-                        "text": _short(_one_line(alert.title), 200),
+                        "text": clip(one_line(alert.title), 200),
                         "size": "sm",
                         "wrap": True,
                         "color": ink,
@@ -189,16 +179,8 @@ class _Progress:
 
 def _label(ids: str | tuple[str, ...]) -> str:
     if isinstance(ids, str):
-        return _short(ids, 10)
-    return f"{len(ids)} users ({_short(ids[0], 10)}, …)"
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        seconds = float(value) if value else math.nan
-    except ValueError:
-        return None  # an HTTP date: fall back to the manager's own backoff
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+        return clip(ids, 10)
+    return f"{len(ids)} users ({clip(ids[0], 10)}, …)"
 
 
 def _line_error(content: bytes) -> str:
@@ -206,7 +188,7 @@ def _line_error(content: bytes) -> str:
     try:
         data = json.loads(content)
     except ValueError:
-        return _one_line(content[:200].decode("utf-8", "replace"))
+        return one_line(content[:200].decode("utf-8", "replace"))
     if not isinstance(data, dict):
         return ""
     text = str(data.get("message") or "")
@@ -221,7 +203,7 @@ def _line_error(content: bytes) -> str:
         ]
         if parts:
             text += " [" + "; ".join(parts) + "]"
-    return _one_line(text)[:300]
+    return one_line(text)[:300]
 
 
 class LineChannel:
@@ -263,7 +245,7 @@ class LineChannel:
                 "LineChannel channel_access_token is empty: copy the channel access token "
                 "(long-lived) from the LINE Developers Console, your channel, tab 'Messaging API'."
             )
-        if token != token.strip() or re.search(r"\s", token) or _CONTROL.search(token):
+        if token != token.strip() or re.search(r"\s", token) or CONTROL.search(token):
             raise ConfigError(
                 "LineChannel channel_access_token contains spaces or line breaks: paste the "
                 "token alone (without 'Bearer ')."
@@ -275,19 +257,14 @@ class LineChannel:
             raise ConfigError(f"LineChannel style must be 'flex' or 'text', not {style!r}.")
         self.style = style
         self.multicast = bool(multicast)
-        numeric = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-        if not numeric or not math.isfinite(timeout) or timeout <= 0:
-            raise ConfigError(
-                f"LineChannel timeout must be a positive number of seconds, not {timeout!r}."
-            )
-        self.timeout = float(timeout)
-        first = _short(self.to[0], 10).rstrip("…")
+        self.timeout = positive_seconds("LineChannel timeout", timeout)
+        first = clip(self.to[0], 10).rstrip("…")
         more = f"+{len(self.to) - 1}" if len(self.to) > 1 else ""
-        self.name = _one_line(name) if name else f"line:{first}{more}"
+        self.name = one_line(name) if name else f"line:{first}{more}"
         self._requests = self._plan()
-        host = urllib.parse.urlsplit(self.api_base).hostname or ""
-        if proxy is None and host not in _LOOPBACK and not urllib.request.proxy_bypass(host):
-            proxy = urllib.request.getproxies().get(urllib.parse.urlsplit(self.api_base).scheme)
+        if proxy is None:
+            base = urllib.parse.urlsplit(self.api_base)
+            proxy = proxy_for(base.scheme, base.hostname or "")
         self._proxy = proxy
         self._verify = verify
         self._ssl_context: ssl.SSLContext | None = None
@@ -317,7 +294,7 @@ class LineChannel:
             if not isinstance(item, str) or not _ID.fullmatch(item):
                 shown = ""
                 if isinstance(item, str) and len(item) <= 40 and self._token not in item:
-                    shown = f" {_one_line(item)!r}"
+                    shown = f" {one_line(item)!r}"
                 raise ConfigError(
                     f"LineChannel to[{n}]{shown} is not a LINE user, group or room id: use the "
                     "33-character id (U, C or R and 32 hex digits) from the bot's webhook event "
@@ -333,7 +310,7 @@ class LineChannel:
             "LineChannel api_base must be an https:// URL such as https://api.line.me "
             "(http:// only for a loopback test server)"
         )
-        if not isinstance(api_base, str) or _CONTROL.search(api_base):
+        if not isinstance(api_base, str) or CONTROL.search(api_base):
             raise ConfigError(fix + ".")
         parts = urllib.parse.urlsplit(api_base)
         try:
@@ -343,7 +320,7 @@ class LineChannel:
         host = parts.hostname or ""
         if parts.scheme not in ("http", "https") or not host:
             raise ConfigError(fix + f"; got a {parts.scheme or 'scheme-less'} URL.")
-        if parts.scheme == "http" and host not in _LOOPBACK:
+        if parts.scheme == "http" and host not in LOOPBACK:
             raise ConfigError(fix + "; plain http would send the token unencrypted.")
         if parts.username or parts.password or parts.query or parts.fragment:
             raise ConfigError(fix + ", without user info, query or fragment.")
@@ -370,7 +347,8 @@ class LineChannel:
 
     # ------------------------------------------------------------------ sending
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
+        """`text` without the channel access token."""
         return redact(text, self._token)
 
     async def _tls(self) -> ssl.SSLContext:
@@ -451,7 +429,7 @@ class LineChannel:
         status: int | None = None,
         retry_after: float | None = None,
     ) -> _Failure:
-        return _Failure(self._redact(f"{request.label}: {reason}"), retryable, status, retry_after)
+        return _Failure(self.redact(f"{request.label}: {reason}"), retryable, status, retry_after)
 
     async def _post(
         self,
@@ -488,7 +466,7 @@ class LineChannel:
                 request, f"no answer from {self.api_base} within {self.timeout:g} s", True
             )
         except (httpx2.HTTPError, OSError) as exc:
-            detail = self._redact(_one_line(str(exc))) or "no detail"
+            detail = self.redact(one_line(str(exc))) or "no detail"
             return self._failure(
                 request, f"{type(exc).__name__} posting to {self.api_base}: {detail}", True
             )
@@ -537,7 +515,7 @@ class LineChannel:
             )
         elif status == 429:
             fix, retryable = "LINE's rate limit was hit", True
-            wait = _retry_after(retry_after)
+            wait = retry_after_seconds(retry_after)
         elif status == 400:
             fix = "LINE rejected the request"
         elif retryable:
@@ -547,7 +525,7 @@ class LineChannel:
         return self._failure(request, f"HTTP {status}: {fix}{line_said}", retryable, status, wait)
 
     def __repr__(self) -> str:
-        shown = [_short(i, 10) for i in self.to[:3]] + (["…"] if len(self.to) > 3 else [])
+        shown = [clip(i, 10) for i in self.to[:3]] + (["…"] if len(self.to) > 3 else [])
         return (
             f"LineChannel(to={shown}, api_base={self.api_base!r}, style={self.style!r}, "
             f"multicast={self.multicast}, timeout={self.timeout:g}, channel_access_token=***)"

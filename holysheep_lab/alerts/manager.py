@@ -25,9 +25,10 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any
 
-from holysheep_lab.alerts.channels import Channel
+from holysheep_lab.alerts.channel import Channel, Redacting
 from holysheep_lab.alerts.model import Alert, Delivery, Level, parse_levels
 from holysheep_lab.core.events import SpendEvent
+from holysheep_lab.core.validate import finite_number, positive_int, positive_seconds
 from holysheep_lab.errors import AlertDeliveryError, ConfigError, redact
 
 __all__ = ["AlertManager"]
@@ -38,16 +39,6 @@ log = logging.getLogger("holysheep_lab.alerts")
 # behind cannot claim the same window's level again just after the window ends.
 _CLAIM_MARGIN_S = 6 * 3600.0
 _MAX_BACKOFF_S = 30.0
-
-
-def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
-        value >= 0 if allow_zero else value > 0
-    )
-    if not ok or value != value or value == float("inf"):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"AlertManager {name} must be a finite number {bound}, not {value!r}.")
-    return float(value)
 
 
 class AlertManager:
@@ -98,7 +89,7 @@ class AlertManager:
     ) -> None:
         channels = tuple(channels)
         for ch in channels:
-            if not isinstance(getattr(ch, "name", None), str) or not callable(getattr(ch, "send", None)):
+            if not isinstance(ch, Channel) or not isinstance(ch.name, str) or not callable(ch.send):
                 raise ConfigError(
                     f"{type(ch).__name__} is not an alert channel (needs .name and async .send(alert))."
                 )
@@ -107,30 +98,28 @@ class AlertManager:
             raise ConfigError(
                 f"Alert channel names must be unique (deliveries are recorded by name): {names}."
             )
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
-            raise ConfigError(f"AlertManager max_attempts must be an int >= 1, not {max_attempts!r}.")
         if claim is not None and not callable(claim):
             raise ConfigError("AlertManager claim must be a callable claim(key, expires_at) -> bool.")
         self._channels: tuple[Channel, ...] = channels
         self._levels = parse_levels(levels)
         # Exact money: compare integer nanos against threshold num/den, never float ratios.
         self._thresholds = [(lv, *Decimal(repr(lv.threshold)).as_integer_ratio()) for lv in self._levels]
-        self.cooldown = _check_positive("cooldown", cooldown, allow_zero=True)
-        self.backoff = _check_positive("backoff", backoff, allow_zero=True)
-        self.attempt_timeout = _check_positive("attempt_timeout", attempt_timeout)
-        self.max_attempts = max_attempts
+        self.cooldown = finite_number("AlertManager cooldown", cooldown)
+        self.backoff = finite_number("AlertManager backoff", backoff)
+        self.attempt_timeout = positive_seconds("AlertManager attempt_timeout", attempt_timeout)
+        self.max_attempts = positive_int("AlertManager max_attempts", max_attempts, what="int")
         self._clock = clock or time.monotonic
         self._claim = claim
         self._tz = tz
-        self._max_pending = int(_check_positive("max_pending", max_pending))
+        self._max_pending = positive_int("AlertManager max_pending", max_pending, what="int")
 
         # Guards the dedup/cooldown state and records below (observe runs on many threads).
         self._lock = threading.Lock()
         self._seen: dict[str, float] = {}  # dedup key -> epoch after which it may be forgotten
         self._last_fired: dict[tuple[str, str, str], float] = {}  # (scope, window, level) -> clock()
-        self._history: deque[Alert] = deque(maxlen=int(_check_positive("max_history", max_history)))
-        per_alert = max(1, len(channels))
-        self._deliveries: deque[Delivery] = deque(maxlen=self._history.maxlen * per_alert)
+        history = positive_int("AlertManager max_history", max_history, what="int")
+        self._history: deque[Alert] = deque(maxlen=history)
+        self._deliveries: deque[Delivery] = deque(maxlen=history * max(1, len(channels)))
         self._subscribers: list[Callable[[Alert], Any]] = []
 
         self._cv = threading.Condition()  # guards _pending; flush() waits on it
@@ -279,7 +268,7 @@ class AlertManager:
 
     # ------------------------------------------------------------------ worker
 
-    def _submit(self, batch: list[tuple[Alert, str | None, float]]) -> None:
+    def _submit(self, batch: Sequence[tuple[Alert, str | None, float]]) -> None:
         """Queue one call's alerts as a batch: a channel gets a batch in order (INFO before
         WARNING), while different batches are delivered concurrently, so one hanging
         channel delays no other channel and builds no queue behind a single slow send."""
@@ -329,12 +318,12 @@ class AlertManager:
         asyncio.set_event_loop(loop)
         loop.run_forever()
 
-    def _spawn(self, batch: list[tuple[Alert, str | None, float]]) -> None:
+    def _spawn(self, batch: Sequence[tuple[Alert, str | None, float]]) -> None:
         task = asyncio.get_running_loop().create_task(self._process(batch))
         self._tasks.add(task)  # the loop keeps only weak references to tasks
         task.add_done_callback(self._tasks.discard)
 
-    async def _process(self, batch: list[tuple[Alert, str | None, float]]) -> None:
+    async def _process(self, batch: Sequence[tuple[Alert, str | None, float]]) -> None:
         try:
             fired: list[Alert] = []
             for alert, key, expires in batch:
@@ -381,8 +370,8 @@ class AlertManager:
                     break
                 except AlertDeliveryError as exc:
                     error = str(exc)
-                    retry_after = exc.extra.get("retry_after")
-                    if not exc.extra.get("retryable", True):
+                    retry_after = exc.retry_after
+                    if not exc.retryable:
                         break
                 except TimeoutError:
                     error = f"{channel.name}: no result within {self.attempt_timeout:g} s"
@@ -394,14 +383,14 @@ class AlertManager:
                 if attempts < self.max_attempts:
                     delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
                     if retry_after is not None:
-                        delay = max(delay, float(retry_after))
+                        delay = max(delay, retry_after)
                     await asyncio.sleep(min(delay, _MAX_BACKOFF_S))
         except asyncio.CancelledError:
             # close() gave up waiting: record the loss rather than let it vanish.
             reason = f"{channel.name}: cancelled by close() ({error})"
             self._record(alert, channel, False, attempts, reason)
             raise
-        self._record(alert, channel, ok, attempts, error)
+        error = self._record(alert, channel, ok, attempts, error)
         if ok:
             log.debug("alert %r delivered to %s (attempts: %d)", alert.title, channel.name, attempts)
         else:
@@ -412,12 +401,14 @@ class AlertManager:
 
     def _record(
         self, alert: Alert, channel: Channel, ok: bool, attempts: int, error: str | None
-    ) -> None:
+    ) -> str | None:
+        """Record one delivery; returns its error as recorded (redacted), for the log too."""
         if error is not None:
             error = _redact_for(channel, error)
         record = Delivery(alert, channel.name, ok, attempts, error, datetime.now(UTC))
         with self._lock:
             self._deliveries.append(record)
+        return error
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -474,9 +465,9 @@ class AlertManager:
 
 
 def _redact_for(channel: Channel, text: str) -> str:
-    # Built-in channels already redact; this catches custom channels that quote a secret.
-    own = getattr(channel, "_redact", None)
-    return own(text) if callable(own) else redact(text)
+    # A channel bug's exception text was never redacted by the channel: its own secrets go
+    # here; anything key-shaped also goes for custom channels that quote a secret.
+    return channel.redact(text) if isinstance(channel, Redacting) else redact(text)
 
 
 async def _cancel_all() -> None:

@@ -10,26 +10,29 @@ gets a URL and posts the Adaptive Cards it receives as
 Workflows accept Adaptive Cards only (no MessageCard) and a message of about 28 KB at most;
 every text here is clipped so the body stays far below that however long the names in an
 alert are. The URL carries the workflow's signature (`sig=`): it is a secret, handled like
-WebhookChannel's URL.
+WebhookChannel's URL. `TeamsStyle` is the card and the hints; WebhookChannel sends it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import ssl
 import urllib.parse
+from collections.abc import Mapping
 from datetime import UTC
+from types import MappingProxyType
 from typing import Any
 
-from holysheep_lab.alerts.channels import WebhookChannel
+from holysheep_lab.alerts.channel import CONTROL, LOOPBACK, clip, one_line
 from holysheep_lab.alerts.model import Alert, Level
-from holysheep_lab.errors import AlertDeliveryError, ConfigError
+from holysheep_lab.alerts.webhook import WebhookChannel
+from holysheep_lab.errors import ConfigError
 
 __all__ = [
     "CARD_VERSION",
     "MAX_MESSAGE_BYTES",
     "TeamsChannel",
+    "TeamsStyle",
     "card_style",
     "payload_size",
     "teams_payload",
@@ -38,8 +41,6 @@ __all__ = [
 CARD_VERSION = "1.4"  # rendered by Teams desktop, web and mobile
 MAX_MESSAGE_BYTES = 28 * 1024  # Teams' limit for one message posted by a webhook
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]+")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 # Adaptive Cards have no free colours: a container style and a text colour stand for the level.
 _STYLE_BY_COLOUR = {
     0x3498DB: "accent",
@@ -60,13 +61,8 @@ _HINTS = {
 }
 
 
-def _one_line(text: str) -> str:
-    return _CONTROL.sub(" ", text).strip()
-
-
-def _clip(text: str, limit: int) -> str:
-    text = _one_line(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _clip_line(text: str, limit: int) -> str:
+    return clip(one_line(text), limit)
 
 
 def card_style(level: Level) -> str:
@@ -98,7 +94,7 @@ def teams_payload(alert: Alert) -> dict[str, Any]:
                 "items": [
                     {
                         "type": "TextBlock",
-                        "text": _clip(alert.title, 200),
+                        "text": _clip_line(alert.title, 200),
                         "size": "Medium",
                         "weight": "Bolder",
                         "color": style,
@@ -106,11 +102,11 @@ def teams_payload(alert: Alert) -> dict[str, Any]:
                     }
                 ],
             },
-            {"type": "TextBlock", "text": _clip(alert.text, 1000), "wrap": True},
+            {"type": "TextBlock", "text": _clip_line(alert.text, 1000), "wrap": True},
             {
                 "type": "FactSet",
                 "facts": [
-                    {"title": label, "value": _clip(value, 300) or "-"}
+                    {"title": label, "value": _clip_line(value, 300) or "-"}
                     for label, value in alert.details()[:12]
                 ],
             },
@@ -141,6 +137,23 @@ def payload_size(payload: dict[str, Any]) -> int:
     larger, so a message under MAX_MESSAGE_BYTES is under the limit either way."""
     text = json.dumps(payload, ensure_ascii=False)
     return max(len(text.encode("utf-8")), len(text.encode("utf-16-le")))
+
+
+class TeamsStyle:
+    """The Teams Workflows style of a WebhookChannel: an Adaptive Card, and a fix per refusal."""
+
+    name = "teams"
+    # Teams counts the size of a body without a charset as if it were UTF-16.
+    headers: Mapping[str, str] = MappingProxyType({"Content-Type": "application/json; charset=utf-8"})
+
+    def payload(self, alert: Alert) -> dict[str, Any]:
+        return teams_payload(alert)
+
+    def hint(self, status: int) -> str | None:
+        return _HINTS.get(status)
+
+    def __repr__(self) -> str:
+        return "TeamsStyle()"
 
 
 class TeamsChannel(WebhookChannel):
@@ -174,38 +187,16 @@ class TeamsChannel(WebhookChannel):
         )
         if not isinstance(webhook_url, str) or not webhook_url.strip():
             raise ConfigError(fix + "; it is empty.")
-        if _CONTROL.search(webhook_url):
+        if CONTROL.search(webhook_url):
             raise ConfigError(fix + "; it contains a line break.")
         parts = urllib.parse.urlsplit(webhook_url)
-        if parts.scheme == "http" and parts.hostname not in _LOOPBACK:
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK:
             # Never echo the URL: a malformed one is still someone's signature.
             raise ConfigError(fix + "; plain http:// is only allowed to a loopback test server.")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(fix + f"; got a {parts.scheme or 'scheme-less'} URL.")
-        super().__init__(
-            webhook_url,
-            "generic",
-            timeout=timeout,
-            proxy=proxy,
-            verify=verify,
-            # Teams counts the size of a body without a charset as if it were UTF-16.
-            headers={"Content-Type": "application/json; charset=utf-8"},
-        )
-        self.name = _one_line(name) if name else f"teams:{parts.hostname}"
-
-    def payload(self, alert: Alert) -> dict[str, Any]:
-        """The JSON body this channel posts for `alert`."""
-        return teams_payload(alert)
-
-    async def send(self, alert: Alert) -> None:
-        try:
-            await super().send(alert)
-        except AlertDeliveryError as exc:
-            hint = _HINTS.get(exc.extra.get("status_code", 0))
-            if hint is None:
-                raise
-            reason = str(exc).removeprefix(f"{exc.channel}: ")
-            raise AlertDeliveryError(exc.channel, f"{reason} — {hint}", **exc.extra) from None
+        super().__init__(webhook_url, TeamsStyle(), timeout=timeout, proxy=proxy, verify=verify)
+        self.name = one_line(name) if name else f"teams:{parts.hostname}"
 
     def __repr__(self) -> str:
         return f"TeamsChannel(url={self.safe_url!r}, timeout={self.timeout:g})"

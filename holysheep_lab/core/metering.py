@@ -193,10 +193,9 @@ class Metering:
         self.calls = 0
         self.closed = False
         self._ledger_down = False
-        if hasattr(self.ledger, "use_seeder"):
-            # A shared ledger that restarts empty (Redis without persistence) relearns the
-            # spend from the log before it approves anything, in every process.
-            self.ledger.use_seeder(lambda: self._spend_from_log(calibrate=False))
+        # A shared ledger that restarts empty (Redis without persistence) relearns the
+        # spend from the log before it approves anything, in every process.
+        self.ledger.use_seeder(lambda: self._spend_from_log(calibrate=False))
         self._rebuild_from_log()
 
     # -- start-up ------------------------------------------------------------------------------

@@ -8,11 +8,14 @@ so memory, SQLite and Redis ledgers share one behaviour (and one contract test s
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeAlias, runtime_checkable
 
-__all__ = ["BucketState", "Charge", "Ledger", "Refusal", "bucket_name"]
+__all__ = ["BucketState", "Charge", "Ledger", "Refusal", "Seeder", "bucket_name"]
+
+# () -> (spent, expires_at) per bucket, as for `Ledger.seed`: the spend relearned from the log.
+Seeder: TypeAlias = Callable[[], tuple[Mapping[str, int], Mapping[str, float]]]
 
 
 def bucket_name(scope: str, window_key: str) -> str:
@@ -56,6 +59,21 @@ class Refusal:
 @runtime_checkable
 class Ledger(Protocol):
     """Atomic spend bookkeeping, shared by every call of a client (or of many processes)."""
+
+    @property
+    def shared(self) -> bool:
+        """True if other processes change this state too (a SQLite file, Redis), so a view
+        of it must be re-read now and then; False for one process's own memory."""
+        ...
+
+    def use_seeder(self, seeder: Seeder) -> None:
+        """How to relearn the spend if the ledger loses its state while in use (a Redis
+        restarted empty): it calls `seeder()` and seeds the result before approving anything.
+
+        The Metering core registers one on every ledger; a ledger that cannot lose its state
+        under a running process (memory, a SQLite file) ignores it.
+        """
+        ...
 
     def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
         """All-or-nothing: reserve every charge, or none and return the first Refusal.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Self
 
+from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.errors import ConfigError
 from holysheep_lab.ledger.base import Charge
 
@@ -80,10 +81,7 @@ def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
 
 
 def check_ttl(ttl: float) -> float:
-    ttl = float(ttl)
-    if not ttl > 0:
-        raise ConfigError(f"Reservation ttl must be > 0 seconds, got {ttl}")
-    return ttl
+    return positive_seconds("Reservation ttl", ttl)
 
 
 def check_id(reservation_id: str) -> str:

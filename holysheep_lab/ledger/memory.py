@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.errors import LedgerError
-from holysheep_lab.ledger.base import BucketState, Charge, Refusal
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal, Seeder
 from holysheep_lab.ledger.common import (
     SWEEP_EVERY,
     ClosingContext,
@@ -98,6 +98,13 @@ class MemoryLedger(ClosingContext):
         return b
 
     # -- the Ledger protocol ------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        return False  # this process's memory: no one else changes it
+
+    def use_seeder(self, seeder: Seeder) -> None:
+        """Ignored: the state lives as long as the process, which rebuilt it from the log."""
 
     def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
         check_id(reservation_id)

@@ -40,7 +40,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError, redact
-from holysheep_lab.ledger.base import BucketState, Charge, Refusal
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal, Seeder
 from holysheep_lab.ledger.common import ClosingContext, check_id, check_ttl, merge_charges, seed_items
 
 __all__ = ["RedisLedger"]
@@ -230,7 +230,7 @@ def _password(url: str) -> str | None:
 
 
 def _bucket_expiry(expires_at: float) -> int:
-    return int(math.ceil(expires_at + BUCKET_GRACE_S))
+    return math.ceil(expires_at + BUCKET_GRACE_S)
 
 
 class RedisLedger(ClosingContext):
@@ -276,7 +276,7 @@ class RedisLedger(ClosingContext):
         self._state_lock = threading.Lock()
         self._down = False
         self._closed = False
-        self._seeder: Callable[[], tuple[Mapping[str, int], Mapping[str, float]]] | None = None
+        self._seeder: Seeder | None = None
         self._relearn = False  # an outage ended: spend settled meanwhile may be missing
         try:
             # One immediate retry: after a server restart the pooled sockets are dead, and the
@@ -362,7 +362,11 @@ class RedisLedger(ClosingContext):
             "calls through unbudgeted while it is down."
         ) from None
 
-    def use_seeder(self, seeder: Callable[[], tuple[Mapping[str, int], Mapping[str, float]]]) -> None:
+    @property
+    def shared(self) -> bool:
+        return True  # every process and machine using the server and prefix
+
+    def use_seeder(self, seeder: Seeder) -> None:
         """`seeder()` -> (spent, expires_at) as for `seed`, relearned from the call log.
 
         With a seeder, a Redis that lost its state (restarted without persistence) is re-seeded
@@ -455,7 +459,7 @@ class RedisLedger(ClosingContext):
         if not items and self._seeder is None:
             return
         keys = [self._bkeys(b)[0] for b, _, _ in items]
-        args = [x for _, v, exp in items for x in (v, _bucket_expiry(exp))]
+        args: list[Any] = [x for _, v, exp in items for x in (v, _bucket_expiry(exp))]
         args += [self._marker, _SEED_MARKER_TTL]
         self._run("seed", self._seed, keys, args, may_fail_open=False)
 
@@ -464,7 +468,7 @@ class RedisLedger(ClosingContext):
             "claim",
             self._claim,
             [f"{self._prefix}c:{key}"],
-            [self._now_arg(), int(math.ceil(expires_at * 1000))],
+            [self._now_arg(), math.ceil(expires_at * 1000)],
             may_fail_open=False,
         )
         return bool(result)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.errors import LedgerError, LedgerUnavailableError
-from holysheep_lab.ledger.base import BucketState, Charge, Refusal
+from holysheep_lab.ledger.base import BucketState, Charge, Refusal, Seeder
 from holysheep_lab.ledger.common import (
     SWEEP_EVERY,
     ClosingContext,
@@ -175,6 +175,13 @@ class SQLiteLedger(ClosingContext):
         return spent or 0, reserved or 0
 
     # -- the Ledger protocol ------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        return True  # every process that opens the file
+
+    def use_seeder(self, seeder: Seeder) -> None:
+        """Ignored: the file keeps its state (a deleted file is a new, empty ledger at open)."""
 
     def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
         check_id(reservation_id)

@@ -178,9 +178,7 @@ class BudgetMeter:
 
 def _refresh_loop(ref: weakref.ref[BudgetMeter], dirty: threading.Event, stop: threading.Event,
                   meter: Metering, interval: float, idle: float) -> None:
-    from holysheep_lab.ledger.memory import MemoryLedger
-
-    shared = not isinstance(meter.ledger, MemoryLedger)
+    shared = meter.ledger.shared
     while not stop.is_set():
         woke = dirty.wait(idle)  # blocks: no CPU while nothing happens
         if stop.is_set():
