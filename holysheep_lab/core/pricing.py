@@ -161,8 +161,9 @@ class Price:
     effective_from: datetime | None = None
     time_of_day: tuple[time, time] | None = None
     # (above, input, output, cached, write, write_1h) in nanos x 10^k per token, highest tier first.
-    _levels: tuple[tuple[int, int, int, int, int, int], ...] = field(default=(), repr=False, compare=False)
-    _scale: int = field(default=1, repr=False, compare=False)  # 10^k
+    _levels: tuple[tuple[int, int, int, int, int, int], ...] = field(default=(), init=False, repr=False,
+                                                                     compare=False)
+    _scale: int = field(default=1, init=False, repr=False, compare=False)  # 10^k
 
     def __init__(
         self,
@@ -377,7 +378,7 @@ class PriceEntry:
     provider: str | None = None
     model: str | None = None
     unmetered: tuple[str, ...] = ()
-    _static: Price | None = field(default=None, repr=False, compare=False)
+    _static: Price | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.history or not all(isinstance(p, Price) for p in self.history):
@@ -423,10 +424,12 @@ class _ListData:
         try:
             raw = files("holysheep_lab.core").joinpath("prices.json").read_bytes()
             return cls(json.loads(raw))
+        except ConfigError:
+            raise
         except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
             raise ConfigError(
                 f"The bundled list-price database (holysheep_lab/core/prices.json) is unreadable ({exc!r}); "
-                "reinstall holysheep-lab, or pass prices= explicitly."
+                "reinstall holysheep-lab, or pass prices=hs.PriceTable({...}) with your own prices."
             ) from exc
 
     def model_names(self, idx: int) -> list[str]:
