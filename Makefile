@@ -8,7 +8,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: demo test lint bench env legacy-env legacy-requirements clean
+.PHONY: demo test lint bench env prices legacy-env legacy-requirements clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -50,6 +50,10 @@ test: env legacy-env lint
 
 bench: env
 	$(VENV)/bin/python bench/run_all.py
+
+# Regenerate holysheep_lab/core/prices.json from genai-prices (dev group); commit the result.
+prices: env
+	$(VENV)/bin/python tools/make_prices.py
 
 clean:
 	rm -rf $(VENV) $(VENV_LEGACY) $(TOOLS)

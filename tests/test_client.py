@@ -46,7 +46,7 @@ def test_chat_prices_and_logs_every_core_column(client, log_dir):
                 "error", "project", "price_version", "schema_version"):
         assert col in df.columns
     assert row.status == "ok" and row.attempts == 1 and row.http_status == 200
-    assert row.cost_nanos == expected and row.price_version == "builtin-2026.11"
+    assert row.cost_nanos == expected and row.price_version == PriceTable.default().version
     assert row.estimated_cost_usd >= row.cost_usd
     assert row.input_tokens == r.usage.input_tokens and row.call_id == r.call_id
     assert row.prompt is None or row.prompt != row.prompt  # content is not logged unless asked

@@ -19,7 +19,11 @@ def test_seed_prices_are_built_in():
     assert (t["claude-sonnet-4.5"].input, t["claude-sonnet-4.5"].output) == (Decimal(15), Decimal(15))
     assert t["gemini-2.5-flash"].output == Decimal("2.50")
     assert t["deepseek-v3.2"].input == Decimal("0.42")
-    assert t.version == "builtin-2026.11"
+    assert {t.source(m) for m in ("gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2")} == {"relay"}
+    # The version names the list data (source, version, content sha) and the relay's price list.
+    info = t.list_info
+    assert info is not None
+    assert t.version == f"{info['source']}-{info['source_version']}-{info['sha']}+relay-2026.11"
 
 
 def test_cached_tokens_charged_once_at_cached_rate():
