@@ -30,7 +30,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from holysheep_lab.errors import ConfigError, UnknownModelError
+from holysheep_lab.errors import ConfigError, ResponseFormatError, UnknownModelError
 
 __all__ = ["Price", "PriceEntry", "PriceTable", "Tier", "Usage"]
 
