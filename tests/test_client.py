@@ -279,3 +279,21 @@ def test_a_client_on_a_fresh_log_starts_without_pyarrow(tmp_path):
             "c.close()\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def test_a_call_is_priced_at_the_price_in_effect_when_it_starts(sim, tmp_path):
+    from datetime import UTC, datetime
+
+    from holysheep_lab.core.metering import Metering
+
+    table = hs.PriceTable({"m": [hs.Price("1", "1"), hs.Price("100", "100", effective_from="2026-03-01")]})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    costs = []
+    for moment in (datetime(2026, 2, 28, 23, 59, 59, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)):
+        metering = Metering(prices=table, log_dir=tmp_path / moment.strftime("%d"), clock=lambda m=moment: m)
+        with httpx2.Client(transport=hs.MeteredTransport(metering=metering), base_url=sim.base_url) as c:
+            c.post("/chat/completions", json=body).raise_for_status()
+        (row,) = read_table(tmp_path / moment.strftime("%d")).to_pylist()
+        costs.append(row["cost_nanos"])
+        metering.close()
+    assert costs[1] == 100 * costs[0] > 0

@@ -276,7 +276,7 @@ class Metering:
         started = time.perf_counter()
         ts = self.clock()
         try:
-            price: Price | None = self.prices.price(model)
+            price: Price | None = self.prices.price(model, at=ts)  # the price in effect when the call starts
         except UnknownModelError as exc:
             if not self.allow_unpriced:
                 self._write(self._record(new_id(), ts, model, project, facts.size, facts.max_tokens, status="error",
