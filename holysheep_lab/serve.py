@@ -227,7 +227,7 @@ def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
     import pyarrow.compute  # noqa: F401
 
     from holysheep_lab.log import reader  # noqa: F401
-    from holysheep_lab.reports import usage as report_data  # noqa: F401
+    from holysheep_lab.reports import usage  # noqa: F401
 
     print(f"holysheep-lab serve: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)
