@@ -42,11 +42,11 @@ _LAZY: dict[str, str] = {
     "BudgetMeter": "holysheep_lab.notebook",
     "CallRecord": "holysheep_lab.log.schema",
     "CallbackChannel": "holysheep_lab.alerts",
-    "ChatResult": "holysheep_lab.client.client",
+    "ChatResult": "holysheep_lab.client.results",
     "ChatStream": "holysheep_lab.client.client",
     "Client": "holysheep_lab.client.client",
     "EmailChannel": "holysheep_lab.alerts",
-    "Estimate": "holysheep_lab.client.client",
+    "Estimate": "holysheep_lab.client.results",
     "HttpxMeteredTransport": "holysheep_lab.transports.legacy",
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
@@ -161,7 +161,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
         WebhookChannel,
     )
     from holysheep_lab.analysis import report
-    from holysheep_lab.client.client import ChatResult, ChatStream, Client, Estimate
+    from holysheep_lab.client.client import ChatStream, Client
+    from holysheep_lab.client.results import ChatResult, Estimate
     from holysheep_lab.core.budget import Budget
     from holysheep_lab.core.limits import RateLimit, Retry
     from holysheep_lab.core.pricing import Price, PriceTable, Usage

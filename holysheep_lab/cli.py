@@ -18,34 +18,40 @@ SEED_MODELS = ("gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.
 def _demo(args: argparse.Namespace) -> int:
     import secrets
 
-    import holysheep_lab as hs
+    from holysheep_lab.alerts import AlertManager, CallbackChannel
+    from holysheep_lab.client.client import Client
+    from holysheep_lab.client.results import ChatResult
+    from holysheep_lab.core.budget import Budget
+    from holysheep_lab.core.limits import Retry
+    from holysheep_lab.errors import BudgetExceededError
+    from holysheep_lab.sim.server import Simulator
 
     run = f"demo-{secrets.token_hex(3)}"
     alerts_seen: list[str] = []
-    alerts = hs.AlertManager(channels=[hs.CallbackChannel(lambda a: alerts_seen.append(a.text))], cooldown=0)
+    alerts = AlertManager(channels=[CallbackChannel(lambda a: alerts_seen.append(a.text))], cooldown=0)
     # Global limits are generous; this run's project has a small daily budget, so every run shows
     # its own alerts and refusals while the global totals persist across runs (rebuilt from the log).
-    budget = hs.Budget(daily=500, monthly=5000, projects={run: hs.Budget(daily=args.budget, monthly=None)})
+    budget = Budget(daily=500, monthly=5000, projects={run: Budget(daily=args.budget, monthly=None)})
     prompts = [
         f"Summarise experiment {i}: " + "observations " * (20 + (i * 37) % 200) for i in range(args.calls)
     ]
-    with hs.Simulator(latency=0.002, fault_rate=0.04, retry_after=0.02, seed=7) as sim, hs.Client(
+    with Simulator(latency=0.002, fault_rate=0.04, retry_after=0.02, seed=7) as sim, Client(
         base_url=sim.base_url, budget=budget, log_dir=args.log_dir, alerts=alerts, project=run,
-        retry=hs.Retry(max_attempts=4, backoff=0.01, max_backoff=0.05),
+        retry=Retry(max_attempts=4, backoff=0.01, max_backoff=0.05),
     ) as client:
         print(f"simulator at {sim.base_url}; logging to {Path(args.log_dir).resolve()}; project {run}")
         per_model = len(prompts) // len(SEED_MODELS) + 1
-        results: list[object] = []
+        results: list[ChatResult | BaseException] = []
         for j, model in enumerate(SEED_MODELS):
             batch = prompts[j * per_model:(j + 1) * per_model]
             results += client.chat_many(batch, model=model, concurrency=16, progress=False, max_tokens=300)
         stream = client.chat("gpt-4.1", "Stream a short haiku about budgets.", max_tokens=60, stream=True)
         streamed = "".join(stream)
-        ok = sum(isinstance(r, hs.ChatResult) for r in results)
-        refused = sum(isinstance(r, hs.BudgetExceededError) for r in results)
-        failed = len(results) - ok - refused
-        retried = sum(r.record.attempts - 1 for r in results if isinstance(r, hs.ChatResult))
-        print(f"{len(results)} calls: {ok} answered ({retried} retries after injected faults), "
+        answered = [r for r in results if isinstance(r, ChatResult)]
+        refused = sum(isinstance(r, BudgetExceededError) for r in results)
+        failed = len(results) - len(answered) - refused
+        retried = sum(r.record.attempts - 1 for r in answered)
+        print(f"{len(results)} calls: {len(answered)} answered ({retried} retries after injected faults), "
               f"{refused} refused before sending, {failed} failed after retries")
         print(f"streamed {len(streamed)} characters; cost ${stream.result.cost_usd:.6f}")
         alerts.flush(5)
@@ -67,15 +73,16 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import holysheep_lab as hs
+    from holysheep_lab.analysis import by_model, report
+    from holysheep_lab.log.reader import read_log
 
-    df = hs.read_log(args.log_dir)
-    rep = hs.report(df, title=args.title)
+    df = read_log(args.log_dir)
+    rep = report(df, title=args.title)
     if args.html:
         rep.save(args.html)
         print(f"wrote {args.html}")
     else:
-        print(df.hs.by_model().to_string())
+        print(by_model(df).to_string())
     return 0
 
 

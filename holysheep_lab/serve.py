@@ -18,31 +18,27 @@ import ipaddress
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
 
-__all__ = ["MAX_DAYS", "log_signature", "make_app", "serve"]
+try:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler
+except ImportError as exc:
+    raise MissingExtraError("aiohttp", "holysheep-lab serve") from exc
+
+__all__ = ["MAX_DAYS", "Gate", "ReportPage", "UsageAPI", "log_signature", "make_app", "security_headers", "serve"]
 
 MAX_DAYS = 366
-_JSON = "application/json; charset=utf-8"
 _HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "no-referrer",
 }
-
-
-def _web() -> Any:
-    try:
-        from aiohttp import web
-    except ImportError as exc:
-        raise MissingExtraError("aiohttp", "holysheep-lab serve") from exc
-    return web
 
 
 def log_signature(log_dir: Path) -> tuple[int, int, int]:
@@ -66,103 +62,144 @@ def _days(raw: str | None) -> int:
     return int(raw)
 
 
-def make_app(log_dir: str | os.PathLike[str], token: str | None = None, budget: Budget | None = None,
-             *, allowed_hosts: Collection[str] | None = None) -> Any:
-    """The aiohttp application (tests run it on a loopback port; `serve` runs it in the foreground).
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    """Every refusal is JSON: {"error": message, "status": status}."""
+    body = json.dumps({"error": message, "status": status})
+    return web.Response(status=status, text=body, content_type="application/json", headers=headers)
+
+
+class Gate:
+    """The middleware every request passes: Host check (DNS rebinding), bearer token (constant-time
+    compare), read-only methods, and JSON for aiohttp's own refusals (404 and friends), never a file.
 
     `allowed_hosts`: Host header values (host or host:port) to accept; None accepts any.
     """
-    web = _web()
-    root = Path(log_dir)
+
+    def __init__(self, token: str | None = None, allowed_hosts: Collection[str] | None = None) -> None:
+        self._expected = f"Bearer {token}".encode() if token else None
+        self._hosts = {h.lower() for h in allowed_hosts} if allowed_hosts is not None else None
+
+    def refusal(self, request: web.Request) -> web.Response | None:
+        """The answer for a request that may not reach a handler, or None to let it through."""
+        if self._hosts is not None:
+            host = (request.headers.get("Host") or "").lower()
+            if host not in self._hosts and host.rsplit(":", 1)[0] not in self._hosts:
+                return _error(421, "Unexpected Host header (this server answers only its own address).")
+        if self._expected is not None:
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, self._expected):
+                return _error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.",
+                              **{"WWW-Authenticate": 'Bearer realm="holysheep-lab"'})
+        if request.method not in ("GET", "HEAD"):
+            return _error(405, "This API is read-only: use GET.", Allow="GET, HEAD")
+        return None
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        refused = self.refusal(request)
+        if refused is not None:
+            return refused
+        try:
+            return await handler(request)
+        except web.HTTPException as exc:
+            return _error(exc.status, exc.reason)
+
+
+async def security_headers(_request: web.Request, response: web.StreamResponse) -> None:
+    """On every response: no caching, no sniffing, no framing, no referrer, and no CORS."""
+    response.headers.update(_HEADERS)
+    # No Access-Control-* header ever: browsers then refuse cross-origin reads.
+    for name in [h for h in response.headers if h.lower().startswith("access-control-")]:
+        del response.headers[name]
+
+
+class UsageAPI:
+    """GET /api/usage/current and /api/usage/history?days=N: the usage report as JSON."""
+
+    def __init__(self, log_dir: Path, budget: Budget | None = None) -> None:
+        self.log_dir = log_dir
+        self.budget = budget
+
+    def report_json(self, days: int) -> str:
+        """The usage report of the last `days` days, read from the log (blocking)."""
+        from holysheep_lab.reports.usage import usage_from_log
+
+        return json.dumps(usage_from_log(self.log_dir, days, budget=self.budget), default=str, allow_nan=False)
+
+    async def _usage(self, days: int) -> web.Response:
+        try:
+            text = await asyncio.to_thread(self.report_json, days)
+        except HolySheepError as exc:
+            return _error(500, f"Cannot read the log: {exc}")
+        return web.Response(text=text, content_type="application/json")
+
+    async def current(self, _request: web.Request) -> web.Response:
+        return await self._usage(1)
+
+    async def history(self, request: web.Request) -> web.Response:
+        values = request.query.getall("days", [])
+        if len(values) > 1:
+            return _error(400, "Pass days once.")
+        try:
+            days = _days(values[0] if values else None)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return await self._usage(days)
+
+
+class ReportPage:
+    """GET /: the HTML spend report, rebuilt only when the log folder changes (`log_signature`)."""
+
+    def __init__(self, log_dir: Path, budget: Budget | None = None) -> None:
+        self.log_dir = log_dir
+        self.budget = budget
+        self._signature: tuple[int, int, int] | None = None
+        self._html = ""
+        self._lock = asyncio.Lock()  # one rebuild at a time; later requests reuse it
+
+    def build(self) -> str:
+        """The report page of the whole log (blocking)."""
+        from holysheep_lab.analysis import report
+        from holysheep_lab.log.reader import read_log
+
+        df = read_log(self.log_dir)
+        return report(df, budget=self.budget, title=f"LLM spend: {self.log_dir.name}").html
+
+    async def get(self, _request: web.Request) -> web.Response:
+        async with self._lock:
+            signature = await asyncio.to_thread(log_signature, self.log_dir)
+            if signature != self._signature:
+                try:
+                    self._html = await asyncio.to_thread(self.build)
+                except HolySheepError as exc:
+                    return _error(500, f"Cannot build the report: {exc}")
+                self._signature = signature
+            text = self._html
+        return web.Response(text=text, content_type="text/html")
+
+
+def _check_options(root: Path, token: str | None, budget: Budget | None) -> None:
     if not root.is_dir():
         raise ConfigError(f"Log folder {str(root)!r} does not exist: pass the log_dir your client writes to.")
     if token is not None and not token:
         raise ConfigError("token must be a non-empty string (or None for no token).")
     if budget is not None and not isinstance(budget, Budget):
         raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
-    expected = f"Bearer {token}".encode() if token else None
-    hosts = {h.lower() for h in allowed_hosts} if allowed_hosts is not None else None
 
-    def error(status: int, message: str, **headers: str) -> Any:
-        body = json.dumps({"error": message, "status": status})
-        return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
-    @web.middleware
-    async def guard(request: Any, handler: Callable[[Any], Awaitable[Any]]) -> Any:
-        if hosts is not None:
-            host = (request.headers.get("Host") or "").lower()
-            if host not in hosts and host.rsplit(":", 1)[0] not in hosts:
-                return error(421, "Unexpected Host header (this server answers only its own address).")
-        if expected is not None:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.",
-                             **{"WWW-Authenticate": 'Bearer realm="holysheep-lab"'})
-        if request.method not in ("GET", "HEAD"):
-            return error(405, "This API is read-only: use GET.", Allow="GET, HEAD")
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:  # 404 and friends: answer in JSON, never a file
-            return error(exc.status, exc.reason)
-        return response
+def make_app(log_dir: str | os.PathLike[str], token: str | None = None, budget: Budget | None = None,
+             *, allowed_hosts: Collection[str] | None = None) -> web.Application:
+    """The aiohttp application (tests run it on a loopback port; `serve` runs it in the foreground).
 
-    async def on_prepare(_request: Any, response: Any) -> None:
-        response.headers.update(_HEADERS)
-        # No Access-Control-* header ever: browsers then refuse cross-origin reads.
-        for name in [h for h in response.headers if h.lower().startswith("access-control-")]:
-            del response.headers[name]
-
-    def report_json(days: int) -> str:
-        from holysheep_lab.reports.usage import usage_from_log
-
-        return json.dumps(usage_from_log(root, days, budget=budget), default=str, allow_nan=False)
-
-    async def usage(days: int) -> Any:
-        try:
-            text = await asyncio.to_thread(report_json, days)
-        except HolySheepError as exc:
-            return error(500, f"Cannot read the log: {exc}")
-        return web.Response(text=text, content_type="application/json")
-
-    async def current(_request: Any) -> Any:
-        return await usage(1)
-
-    async def history(request: Any) -> Any:
-        values = request.query.getall("days", [])
-        if len(values) > 1:
-            return error(400, "Pass days once.")
-        try:
-            days = _days(values[0] if values else None)
-        except ValueError as exc:
-            return error(400, str(exc))
-        return await usage(days)
-
-    cache: dict[str, Any] = {"sig": None, "html": None}
-    lock = asyncio.Lock()
-
-    def build_report() -> str:
-        import holysheep_lab as hs
-
-        df = hs.read_log(root)
-        return str(hs.report(df, budget=budget, title=f"LLM spend: {root.name}").html)
-
-    async def page(_request: Any) -> Any:
-        async with lock:  # one rebuild at a time; later requests reuse it
-            sig = await asyncio.to_thread(log_signature, root)
-            if sig != cache["sig"]:
-                try:
-                    cache["html"] = await asyncio.to_thread(build_report)
-                except HolySheepError as exc:
-                    return error(500, f"Cannot build the report: {exc}")
-                cache["sig"] = sig
-            text = cache["html"]
-        return web.Response(text=text, content_type="text/html")
-
-    app = web.Application(middlewares=[guard])
-    app.on_response_prepare.append(on_prepare)
-    app.router.add_get("/", page)
-    app.router.add_get("/api/usage/current", current)
-    app.router.add_get("/api/usage/history", history)
+    `allowed_hosts`: Host header values (host or host:port) to accept; None accepts any.
+    """
+    root = Path(log_dir)
+    _check_options(root, token, budget)
+    api = UsageAPI(root, budget)
+    app = web.Application(middlewares=[web.middleware(Gate(token, allowed_hosts))])
+    app.on_response_prepare.append(security_headers)
+    app.router.add_get("/", ReportPage(root, budget).get)
+    app.router.add_get("/api/usage/current", api.current)
+    app.router.add_get("/api/usage/history", api.history)
     return app
 
 
@@ -178,7 +215,6 @@ def _loopback(host: str) -> bool:
 def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
           budget: Budget | None = None) -> None:
     """Serve the API in the foreground until Ctrl-C."""
-    web = _web()
     hosts = None
     if _loopback(host):
         names = {host, "127.0.0.1", "localhost", "[::1]"}
@@ -191,7 +227,7 @@ def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
     import pyarrow.compute  # noqa: F401
 
     from holysheep_lab.log import reader  # noqa: F401
-    from holysheep_lab.reports import usage as report_data  # noqa: F401
+    from holysheep_lab.reports import usage  # noqa: F401
 
     print(f"holysheep-lab serve: http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     web.run_app(app, host=host, port=port, print=None, access_log=None)

@@ -53,6 +53,25 @@ def test_progress_bar_shows_running_cost_and_refusals(log_dir, capsys):
     assert f"refused={refused}" in err and f"cost=${cost:.4f}" in err
 
 
+def test_progress_without_tqdm_runs_silently(log_dir, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm is optional: `import tqdm.auto` fails
+    with hs.Simulator(latency=0.01) as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir,
+                                                       budget=hs.Budget(daily=0.005, tz="UTC")) as c:
+        results = c.chat_many(PROMPTS[:20], model="gpt-4.1", max_tokens=64, concurrency=2)  # progress=True
+    assert len(results) == 20
+    assert any(isinstance(r, hs.ChatResult) for r in results)
+    assert any(isinstance(r, hs.BudgetExceededError) for r in results)
+    assert "holysheep" not in capsys.readouterr().err
+
+
+def test_bad_concurrency_is_refused(log_dir):
+    with hs.Simulator() as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir) as c:
+        for bad in (0, -1, 1.5, True, "4"):
+            with pytest.raises(hs.ConfigError, match="concurrency"):
+                c.chat_many(PROMPTS[:2], model="gpt-4.1", concurrency=bad, progress=False)
+        assert sim.requests == 0
+
+
 async def test_cancelling_achat_many_releases_every_reservation(log_dir):
     with hs.Simulator(latency=0.4) as sim:
         async with hs.Client(base_url=sim.base_url, log_dir=log_dir, budget=hs.Budget(daily=10, tz="UTC")) as c:

@@ -52,7 +52,12 @@ Object.keys(state).forEach(function (id) {
   } else if (m.model_name === 'OutputModel') {
     (m.state.outputs || []).forEach(function (o) {
       var svg = o.data && o.data['image/svg+xml'];
-      if (svg) { var d = document.createElement('div'); d.className = 'state-chart'; d.innerHTML = svg; out.appendChild(d); }
+      if (svg) {
+        var d = document.createElement('div');
+        d.className = 'state-chart';
+        d.innerHTML = svg;
+        out.appendChild(d);
+      }
     });
   }
 });
@@ -94,7 +99,8 @@ def test_dashboard_meters_render_in_chromium(tmp_path):
     dom, log = dump_dom(tmp_path, page.as_uri())
     assert [ln for ln in log.splitlines() if ":CONSOLE" in ln] == []
     # The meters' own rendering: one line per budget window, spent > 0, labelled.
-    lines = re.findall(r"class=\"hs-meter-line\" data-scope=\"global\" data-window=\"(\w+)\" data-percent=\"([\d.]+)\"", dom)
+    lines = re.findall(r"class=\"hs-meter-line\" data-scope=\"global\" "
+                       r"data-window=\"(\w+)\" data-percent=\"([\d.]+)\"", dom)
     assert dict(lines).keys() == {"daily", "monthly"}, lines
     daily = float(dict(lines)["daily"])
     assert daily > 10
@@ -113,5 +119,6 @@ def test_dashboard_meters_render_in_chromium(tmp_path):
 @pytest.mark.parametrize("value", ['</script><img src=x onerror="console.error(1)">'])
 def test_export_escapes_widget_state(value):
     nb = nbformat.v4.new_notebook()
-    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"x": {"state": {"value": value}}}}}
+    state = {"state": {"x": {"state": {"value": value}}}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": state}
     assert "</script><img" not in export(nb)

@@ -252,8 +252,16 @@ def test_missing_ipywidgets_gives_an_install_hint(client, monkeypatch):
 
 
 def test_bad_source_is_refused():
-    with pytest.raises(hs.ConfigError, match="hs.Client"):
+    with pytest.raises(hs.ConfigError, match=r"hs\.Client"):
         BudgetMeter(object())
+
+
+def test_a_client_or_its_metering_is_the_source(client):
+    for source in (client, client.metering):
+        meter = BudgetMeter(source)
+        assert meter.metering is client.metering
+        assert set(meter.rows()) == {("global", "daily"), ("global", "monthly")}
+        meter.close()
 
 
 def test_import_does_not_load_widgets_or_charts():

@@ -110,7 +110,8 @@ def test_current_is_todays_report(api):
                                                   "output_tokens": 100}
     assert list(body["model_breakdown"]) == ["gpt-4.1", "deepseek-v3.2"]  # costliest first
     assert body["daily_budget_remaining"] == pytest.approx(5 - 0.76)
-    month_spent = 0.76 + (1.0 if YESTERDAY.month == NOW.month else 0) + (2.0 if (NOW - timedelta(days=10)).month == NOW.month else 0)
+    month_spent = (0.76 + (1.0 if YESTERDAY.month == NOW.month else 0)
+                   + (2.0 if (NOW - timedelta(days=10)).month == NOW.month else 0))
     assert body["monthly_budget_remaining"] == pytest.approx(100 - month_spent)
 
 

@@ -1,17 +1,21 @@
-"""Many calls at once, bounded, in order, with an exception in place of each failure."""
+"""Many calls at once, bounded, in order, with an exception in place of each failure.
+
+The runner knows only a coroutine function `call(prompt) -> ChatResult`: it never sees the
+client, so the client can use it without an import cycle.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from holysheep_lab.errors import BudgetExceededError, HolySheepError
+from holysheep_lab.client.results import ChatResult, Messages
+from holysheep_lab.errors import BudgetExceededError, ConfigError, HolySheepError
 
-if TYPE_CHECKING:
-    from holysheep_lab.client.client import ChatResult, Client, Messages
+__all__ = ["Call", "run_batch"]
 
-__all__ = ["run_batch"]
+Call = Callable[[Messages], Awaitable[ChatResult]]
 
 
 class _Progress:
@@ -19,19 +23,19 @@ class _Progress:
 
     def __init__(self, total: int, enabled: bool) -> None:
         self._bar: Any = None
+        self.cost = 0.0
+        self.refused = 0
         if enabled:
             try:
                 from tqdm.auto import tqdm
             except ImportError:
                 return
             self._bar = tqdm(total=total, unit="call", desc="holysheep")
-        self.cost = 0.0
-        self.refused = 0
 
-    def update(self, result: Any) -> None:
+    def update(self, result: ChatResult | BaseException) -> None:
         if isinstance(result, BudgetExceededError):
             self.refused += 1
-        elif not isinstance(result, BaseException) and result.cost_usd:
+        elif isinstance(result, ChatResult) and result.cost_usd:
             self.cost += result.cost_usd
         if self._bar is not None:
             self._bar.set_postfix(cost=f"${self.cost:.4f}", refused=self.refused, refresh=False)
@@ -43,40 +47,36 @@ class _Progress:
 
 
 async def run_batch(
-    client: Client,
+    call: Call,
     prompts: Sequence[Messages],
-    model: str,
     *,
     concurrency: int = 8,
     progress: bool = False,
-    on_result: Callable[[int, Any], None] | None = None,
-    **params: Any,
 ) -> list[ChatResult | BaseException]:
-    """Results in prompt order; refusals and failures are returned, not raised.
+    """`call` on every prompt, at most `concurrency` at a time; results in prompt order, and
+    refusals and failures (HolySheepError) returned in their place, not raised.
 
     Cancellation (Ctrl-C through `chat_many`, a kernel interrupt, task.cancel()) cancels the
     calls in flight; each releases its reservation and is logged before this re-raises.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        from holysheep_lab.errors import ConfigError
-
         raise ConfigError(f"concurrency must be a whole number >= 1, not {concurrency!r}.")
-    results: list[Any] = [None] * len(prompts)
+    results: list[ChatResult | BaseException | None] = [None] * len(prompts)
     gate = asyncio.Semaphore(concurrency)
     bar = _Progress(len(prompts), progress)
 
     async def one(i: int, prompt: Messages) -> None:
+        result: ChatResult | BaseException
         async with gate:
             try:
-                results[i] = await client.achat(model, prompt, **params)
+                result = await call(prompt)
             except HolySheepError as exc:
-                results[i] = exc
-        bar.update(results[i])
-        if on_result is not None:
-            on_result(i, results[i])
+                result = exc
+        results[i] = result
+        bar.update(result)
 
     try:
         await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
     finally:
         bar.close()
-    return results
+    return [r for r in results if r is not None]

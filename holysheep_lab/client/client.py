@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import html
 import os
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
+from holysheep_lab.client.batch import run_batch
 from holysheep_lab.client.loop import run_sync
+from holysheep_lab.client.results import ChatResult, Estimate, Messages
 from holysheep_lab.core import fastjson as fast_json
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.limits import RateLimit, Retry
@@ -24,54 +24,11 @@ from holysheep_lab.core.pricing import PriceTable, Usage
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
 from holysheep_lab.ledger.base import Ledger
-from holysheep_lab.log.schema import CallRecord
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
-__all__ = ["DEFAULT_BASE_URL", "ChatResult", "ChatStream", "Client", "Estimate"]
+__all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
-
-Messages = str | Sequence[Mapping[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    """The guard's worst case for a call, computed without sending it."""
-
-    model: str
-    input_tokens_bound: int
-    output_tokens_bound: int
-    cost_usd: float
-
-
-@dataclass(frozen=True, slots=True)
-class ChatResult:
-    """One answered chat call: its text, usage and exact cost."""
-
-    text: str
-    usage: Usage
-    cost_usd: float | None
-    model: str
-    latency_ms: float
-    raw: dict[str, Any] = field(repr=False)
-    record: CallRecord = field(repr=False)
-
-    @property
-    def call_id(self) -> str:
-        return self.record.call_id
-
-    def __str__(self) -> str:
-        return self.text
-
-    def _repr_html_(self) -> str:
-        cost = f"${self.cost_usd:.6f}" if self.cost_usd is not None else "unpriced"
-        return (
-            f"<div style='font-family:sans-serif'><div style='white-space:pre-wrap'>{html.escape(self.text)}</div>"
-            f"<div style='color:#666;font-size:85%;margin-top:4px'>{html.escape(self.model)} · "
-            f"{self.usage.input_tokens} in / {self.usage.output_tokens} out tokens · {cost} · "
-            f"{self.latency_ms:.0f} ms</div></div>"
-        )
-
 
 def _normalise(messages: Messages) -> list[dict[str, Any]]:
     if isinstance(messages, str):
@@ -288,9 +245,11 @@ class Client:
     async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
                          progress: bool = False, **params: Any) -> list[ChatResult | BaseException]:
         """Run many calls at once; results in prompt order, an exception in place of each failure."""
-        from holysheep_lab.client.batch import run_batch
+        async def call(prompt: Messages) -> ChatResult:
+            result: ChatResult = await self.achat(model, prompt, **params)
+            return result
 
-        return await run_batch(self, prompts, model, concurrency=concurrency, progress=progress, **params)
+        return await run_batch(call, prompts, concurrency=concurrency, progress=progress)
 
     def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
                   progress: bool = True, **params: Any) -> list[ChatResult | BaseException]:

@@ -17,29 +17,39 @@ __all__ = ["loop_thread", "run_sync"]
 
 T = TypeVar("T")
 
-_lock = threading.Lock()
-_loop: asyncio.AbstractEventLoop | None = None
-_thread: threading.Thread | None = None
+
+class _LoopThread:
+    """The one loop and the daemon thread that runs it, started on first use."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self.loop is None or self.loop.is_closed():
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def run() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self.thread = threading.Thread(target=run, name="holysheep-loop", daemon=True)
+                self.thread.start()
+                ready.wait()
+                self.loop = loop
+            return self.loop
+
+
+_private = _LoopThread()
 
 
 def loop_thread() -> asyncio.AbstractEventLoop:
     """The process's private loop (started on first use)."""
-    global _loop, _thread
-    with _lock:
-        if _loop is None or _loop.is_closed():
-            loop = asyncio.new_event_loop()
-            ready = threading.Event()
-
-            def run() -> None:
-                asyncio.set_event_loop(loop)
-                loop.call_soon(ready.set)
-                loop.run_forever()
-
-            _thread = threading.Thread(target=run, name="holysheep-loop", daemon=True)
-            _thread.start()
-            ready.wait()
-            _loop = loop
-        return _loop
+    return _private.get()
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
@@ -49,7 +59,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     (a cancelled future reports done at once, before the task's clean-up has run).
     """
     loop = loop_thread()
-    if threading.current_thread() is _thread:
+    if threading.current_thread() is _private.thread:
         raise RuntimeError("run_sync was called from the private loop itself; await the coroutine instead.")
     finished = threading.Event()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from holysheep_lab.notebook.dashboard import Dashboard, dashboard
+from holysheep_lab.notebook.board import Dashboard, dashboard
 from holysheep_lab.notebook.meter import BudgetMeter
 from holysheep_lab.notebook.render import chart_bundle, offline_charts
 

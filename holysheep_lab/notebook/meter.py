@@ -17,38 +17,35 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
+from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.notebook.view import LineState, MeterState, describe, meter_state, render_html
+from holysheep_lab.notebook.widgets import require_ipywidgets
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
+    from holysheep_lab.client.client import Client
     from holysheep_lab.core.metering import Metering
 
-__all__ = ["BudgetMeter"]
+__all__ = ["BudgetMeter", "MeterRow"]
 
 _SHARED_LEDGER_REFRESH = 5.0  # seconds: other processes may spend on a SQLite/Redis ledger
 
 
-def _widgets() -> Any:
-    try:
-        import ipywidgets
-    except ImportError as exc:
-        raise MissingExtraError("ipywidgets", "Budget meters") from exc
-    return ipywidgets
-
-
-def _meter_of(source: Any) -> Metering:
+def _metering_of(source: Client | Metering) -> Metering:
     from holysheep_lab.core.metering import Metering
 
-    core = getattr(source, "metering", source)  # hs.Client -> its Metering
-    if not isinstance(core, Metering):
+    # Not isinstance(source, Client): the client module imports this one (client.meter()).
+    metering = getattr(source, "metering", source)
+    if not isinstance(metering, Metering):
         raise ConfigError(f"BudgetMeter needs an hs.Client or its .metering, not {type(source).__name__}.")
-    return core
+    return metering
 
 
-class _Row:
+class MeterRow:
     """One budget line: name, a progress bar coloured by level, and a line of figures."""
 
-    def __init__(self, w: Any, line: LineState) -> None:
+    def __init__(self, w: ModuleType, line: LineState) -> None:
         self.label = w.Label(line.label, layout=w.Layout(width="10em"))
         self.bar = w.FloatProgress(min=0.0, max=100.0, layout=w.Layout(width="220px"))
         self.detail = w.HTML()
@@ -70,16 +67,16 @@ class BudgetMeter:
     client closes or on `close()`.
     """
 
-    def __init__(self, client_or_meter: Any, *, interval: float = 0.25, idle: float = 1.0,
+    def __init__(self, client_or_metering: Client | Metering, *, interval: float = 0.25, idle: float = 1.0,
                  title: str = "holysheep budget") -> None:
         if not (0 < interval <= 10 and 0 < idle <= 60):
             raise ConfigError("BudgetMeter interval must be in (0, 10] s and idle in (0, 60] s.")
-        w = _widgets()
-        self._meter = _meter_of(client_or_meter)
+        w = require_ipywidgets()
+        self._metering = _metering_of(client_or_metering)
         self.title = title
         self._lock = threading.Lock()  # refresh() may be called by hand while the thread runs
-        self._state: MeterState = meter_state(self._meter)
-        self._rows = {ln.key: _Row(w, ln) for ln in self._state.lines}
+        self._state: MeterState = meter_state(self._metering)
+        self._rows = {ln.key: MeterRow(w, ln) for ln in self._state.lines}
         self.footer = w.HTML()
         self.box = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *(r.box for r in self._rows.values()), self.footer])
         self._set_footer(self._state.footer)
@@ -87,16 +84,21 @@ class BudgetMeter:
         self._last_refresh = time.monotonic()
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        dirty = self._dirty  # callbacks hold the Event only, never the meter (no reference cycle)
-        self._unsubscribe: list[Callable[[], None]] = [self._meter.subscribe(lambda _r, _e: dirty.set())]
-        if self._meter.alerts is not None:
-            self._unsubscribe.append(self._meter.alerts.subscribe(lambda _a: dirty.set()))
+        dirty = self._dirty  # callbacks hold the Event only, never the widget (no reference cycle)
+        self._unsubscribe: list[Callable[[], None]] = [self._metering.subscribe(lambda _r, _e: dirty.set())]
+        if self._metering.alerts is not None:
+            self._unsubscribe.append(self._metering.alerts.subscribe(lambda _a: dirty.set()))
         self._thread = threading.Thread(
-            target=_refresh_loop, args=(weakref.ref(self), self._dirty, self._stop, self._meter, interval, idle),
+            target=_refresh_loop, args=(weakref.ref(self), self._dirty, self._stop, self._metering, interval, idle),
             name="holysheep-meter", daemon=True)
         self._thread.start()
 
     # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def metering(self) -> Metering:
+        """The Metering whose totals this meter shows."""
+        return self._metering
 
     @property
     def state(self) -> MeterState:
@@ -107,7 +109,7 @@ class BudgetMeter:
     def running(self) -> bool:
         return self._thread.is_alive()
 
-    def rows(self) -> dict[tuple[str, str], _Row]:
+    def rows(self) -> dict[tuple[str, str], MeterRow]:
         """The widgets of each line, keyed by (scope, window)."""
         return dict(self._rows)
 
@@ -117,7 +119,7 @@ class BudgetMeter:
         """Read the totals now and update the widgets (the refresher calls this)."""
         with self._lock:
             try:
-                state = meter_state(self._meter)
+                state = meter_state(self._metering)
             except HolySheepError as exc:  # a shared ledger went away: say so, keep the last figures
                 self._set_footer(f"{self._state.footer} · not updating: {type(exc).__name__}")
                 return
@@ -125,8 +127,8 @@ class BudgetMeter:
             for line in state.lines:
                 row = self._rows.get(line.key)
                 if row is None:  # a line that appeared later (e.g. a project's first call)
-                    w = w or _widgets()
-                    row = self._rows[line.key] = _Row(w, line)
+                    w = w or require_ipywidgets()
+                    row = self._rows[line.key] = MeterRow(w, line)
                     self.box.children = (*self.box.children[:-1], row.box, self.footer)
                 else:
                     row.update(line)
@@ -145,7 +147,7 @@ class BudgetMeter:
             return True
         if shared and time.monotonic() - self._last_refresh >= _SHARED_LEDGER_REFRESH:
             return True
-        now = self._meter.clock()
+        now = self._metering.clock()
         return any(now >= ln.resets_at for ln in st.lines)
 
     def close(self) -> None:
@@ -164,7 +166,7 @@ class BudgetMeter:
     # -- display -------------------------------------------------------------------------------
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        if not self._meter.closed:
+        if not self._metering.closed:
             self.refresh()  # the snapshot below must not lag behind the throttled refresher
         bundle = dict(self.box._repr_mimebundle_(**kwargs) or {})
         # Viewers without a widget manager (GitHub, a plain HTML export) show this snapshot.
@@ -177,20 +179,20 @@ class BudgetMeter:
 
 
 def _refresh_loop(ref: weakref.ref[BudgetMeter], dirty: threading.Event, stop: threading.Event,
-                  meter: Metering, interval: float, idle: float) -> None:
-    shared = meter.ledger.shared
+                  metering: Metering, interval: float, idle: float) -> None:
+    shared = metering.ledger.shared
     while not stop.is_set():
         woke = dirty.wait(idle)  # blocks: no CPU while nothing happens
         if stop.is_set():
             break
         view = ref()
-        if view is None:  # the meter was garbage-collected
+        if view is None:  # the widget was garbage-collected
             return
         dirty.clear()
-        if woke or meter.closed or view._wants_tick(shared):
+        if woke or metering.closed or view._wants_tick(shared):
             view.refresh()  # once more after the client closed: its last calls show
         del view
-        if meter.closed:
+        if metering.closed:
             break
         stop.wait(interval)  # throttle: calls arriving meanwhile are shown by the next pass
     view = ref()

@@ -1,6 +1,6 @@
 """What a budget meter shows, as plain values (pure: no widgets, no I/O).
 
-`meter_state(meter)` reads in-memory totals only (ledger snapshot, the last-minute counter,
+`meter_state(metering)` reads in-memory totals only (ledger snapshot, the last-minute counter,
 the alert manager's last alert), never Parquet; the widget and its static HTML twin both
 render from it, so what a notebook shows and what an exported page shows agree.
 """
@@ -19,7 +19,16 @@ from holysheep_lab.core.money import NANOS_PER_USD
 if TYPE_CHECKING:
     from holysheep_lab.core.metering import Metering
 
-__all__ = ["NO_LIMIT_COLOUR", "OK_COLOUR", "LineState", "MeterState", "describe", "level_for", "meter_state", "render_html"]
+__all__ = [
+    "NO_LIMIT_COLOUR",
+    "OK_COLOUR",
+    "LineState",
+    "MeterState",
+    "describe",
+    "level_for",
+    "meter_state",
+    "render_html",
+]
 
 OK_COLOUR = "#2ecc71"  # under every level
 NO_LIMIT_COLOUR = "#95a5a6"
@@ -97,34 +106,34 @@ def level_for(ratio: float | None, levels: Sequence[Level], alert_at: float | No
     return level
 
 
-def _recent(meter: Metering) -> tuple[int, float]:
-    calls, nanos = meter.recent.totals()  # thread-safe: the loop thread adds while we read
+def _recent(metering: Metering) -> tuple[int, float]:
+    calls, nanos = metering.recent.totals()  # thread-safe: the loop thread adds while we read
     return calls, nanos / NANOS_PER_USD
 
 
-def meter_state(meter: Metering) -> MeterState:
-    """Read the meter's in-memory totals (ledger snapshot, recent calls, last alert)."""
+def meter_state(metering: Metering) -> MeterState:
+    """Read the Metering's in-memory totals (ledger snapshot, recent calls, last alert)."""
     from holysheep_lab.reports.usage import budget_lines
 
-    alerts = meter.alerts
+    alerts = metering.alerts
     levels: Sequence[Level] = alerts.levels if alerts is not None else DEFAULT_LEVELS
-    budget = meter.budget
+    budget = metering.budget
     soft: dict[tuple[str, str], float] = {}
     block: dict[tuple[str, str], float] = {}
     if budget is not None:
-        for ln in budget.all_lines():
-            soft[(ln.scope, ln.window.value)] = ln.alert_at
-            block[(ln.scope, ln.window.value)] = ln.block_nanos / NANOS_PER_USD
+        for limit in budget.all_lines():
+            soft[(limit.scope, limit.window.value)] = limit.alert_at
+            block[(limit.scope, limit.window.value)] = limit.block_nanos / NANOS_PER_USD
     out = []
-    for ln in budget_lines(meter):
+    for ln in budget_lines(metering):
         key = (ln["scope"], ln["window"])
         ratio = ln["ratio"]
         limit_block = block.get(key)
         blocking = limit_block is not None and ln["spent_usd"] + ln["reserved_usd"] >= limit_block
         out.append(LineState(ln["scope"], ln["window"], ln["spent_usd"], ln["reserved_usd"], ln["limit_usd"],
                              ln["remaining_usd"], ratio, level_for(ratio, levels, soft.get(key)), blocking,
-                             ln["resets_at"].astimezone(meter.guard.zone)))
-    calls, cost = _recent(meter)
+                             ln["resets_at"].astimezone(metering.guard.zone)))
+    calls, cost = _recent(metering)
     last = alerts.last_alert if alerts is not None else None
     return MeterState(tuple(out), calls, cost, last.title if last is not None else None)
 

@@ -8,16 +8,21 @@ into the Output widget).
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError, HolySheepError
-from holysheep_lab.notebook.meter import BudgetMeter, _widgets
+from holysheep_lab.notebook.meter import BudgetMeter
 from holysheep_lab.notebook.render import chart_bundle
+from holysheep_lab.notebook.widgets import require_ipywidgets
 
 if TYPE_CHECKING:
+    import pandas as pd
+
+    from holysheep_lab.client.client import Client
     from holysheep_lab.core.metering import Metering
 
 __all__ = ["Dashboard", "dashboard", "latest_day"]
@@ -40,21 +45,21 @@ class Dashboard:
     """Meters (with a client), latest alerts, and daily spend and model-mix charts of the
     last `days` days with calls; `refresh()` (or the button) redraws from the log."""
 
-    def __init__(self, source: Any, *, days: int = 14, budget: Budget | None = None) -> None:
+    def __init__(self, source: Client | Metering | str | Path, *, days: int = 14, budget: Budget | None = None) -> None:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
             raise ConfigError(f"days must be a whole number in 1..366, not {days!r}.")
-        w = _widgets()
+        w = require_ipywidgets()
         self.days = days
         self.meter: BudgetMeter | None = None
-        self._core: Metering | None = None
+        self._metering: Metering | None = None
         if isinstance(source, (str, Path)):
             self.log_dir = Path(source)
             self.budget = budget
         else:
             self.meter = BudgetMeter(source)
-            self._core = self.meter._meter
-            self.log_dir = self._core.log_dir
-            self.budget = budget or self._core.budget
+            self._metering = self.meter.metering
+            self.log_dir = self._metering.log_dir
+            self.budget = budget or self._metering.budget
         self.button = w.Button(description="Refresh", icon="refresh", tooltip="Re-read the log and redraw")
         self.button.on_click(lambda _b: self.refresh())
         self.status = w.HTML()
@@ -75,14 +80,14 @@ class Dashboard:
             for chart in self.figures:
                 _display(chart_bundle(chart))
 
-    def _frame(self) -> Any:
-        import holysheep_lab as hs
+    def _frame(self) -> pd.DataFrame | None:
+        from holysheep_lab.log.reader import read_log
 
         last = latest_day(self.log_dir)
         if last is None:
             return None
         start = last - timedelta(days=self.days - 1)
-        return hs.read_log(self.log_dir, start=start.isoformat())
+        return read_log(self.log_dir, start=start.isoformat())
 
     def _charts(self) -> list[Any]:
         from holysheep_lab.analysis import charts
@@ -101,7 +106,7 @@ class Dashboard:
         return [charts.daily_spend_chart(df, tz=tz), charts.model_share_chart(df, tz=tz)]
 
     def _alerts_html(self) -> str:
-        alerts = self._core.alerts if self._core is not None else None
+        alerts = self._metering.alerts if self._metering is not None else None
         if alerts is None:
             return "<i>no alert manager attached (hs.Client(alerts=hs.AlertManager(...)))</i>"
         recent = alerts.history[-5:][::-1]
@@ -127,9 +132,11 @@ class Dashboard:
 def _display(bundle: dict[str, Any]) -> None:
     from IPython.display import display
 
-    display(bundle, raw=True)
+    show: Callable[..., object] = display  # IPython leaves display() unannotated
+    show(bundle, raw=True)
 
 
-def dashboard(client_or_log_dir: Any, *, days: int = 14, budget: Budget | None = None) -> Dashboard:
+def dashboard(client_or_log_dir: Client | Metering | str | Path, *, days: int = 14,
+              budget: Budget | None = None) -> Dashboard:
     """A dashboard for a client (live meters + its log) or a log folder (charts only)."""
     return Dashboard(client_or_log_dir, days=days, budget=budget)
