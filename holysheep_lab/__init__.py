@@ -29,6 +29,7 @@ from holysheep_lab.errors import (
     ResponseFormatError,
     ServerError,
     UnknownModelError,
+    UnmeteredEndpointError,
 )
 
 __version__ = "0.1.0"
@@ -113,6 +114,7 @@ __all__ = [
     "Simulator",
     "TeamsChannel",
     "UnknownModelError",
+    "UnmeteredEndpointError",
     "Usage",
     "WebhookChannel",
     "dashboard",

@@ -2,6 +2,7 @@
 
     HolySheepError
     ├── ConfigError            (also ValueError) bad budget, price, time zone, option
+    │   └── UnmeteredEndpointError  a POST to an endpoint no adapter can meter (nothing sent)
     ├── UnknownModelError      (also KeyError-free: a plain HolySheepError) model not in the price table
     ├── BudgetExceededError    a call refused by the guard before anything was sent
     ├── APIError               the relay answered, but not with a usable completion
@@ -42,6 +43,7 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "UnknownModelError",
+    "UnmeteredEndpointError",
     "redact",
 ]
 
@@ -70,6 +72,19 @@ class HolySheepError(Exception):
 
 class ConfigError(HolySheepError, ValueError):
     """A setting is invalid; the message says what is allowed."""
+
+
+class UnmeteredEndpointError(ConfigError):
+    """A POST to a relay endpoint whose cost no adapter can read (images, audio, files...):
+    refused before sending, since its spend could be neither bounded nor logged."""
+
+    def __init__(self, method: str, path: str, allow_as: str, metered: list[str]) -> None:
+        self.path = redact(path)
+        super().__init__(
+            f"{method.upper()} {self.path} has no cost adapter, so its spend can be neither bounded nor logged; "
+            f"nothing was sent. Metered endpoints: {', '.join(metered)}. To send it anyway, unmetered and not "
+            f"counted against any budget (each call logged as 'unmetered'): passthrough=[{redact(allow_as)!r}]."
+        )
 
 
 class MissingExtraError(HolySheepError, ImportError):

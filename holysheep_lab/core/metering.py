@@ -12,7 +12,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,8 @@ from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
 from holysheep_lab.core.pricing import Price, PriceTable, Usage
 from holysheep_lab.core.tokens import InputSize, TokenEstimator
-from holysheep_lab.endpoints import Endpoint, find_endpoint
+from holysheep_lab.endpoints import Endpoint, find_endpoint, normalise_path
+from holysheep_lab.endpoints.passthrough import Passthrough, metered_names
 from holysheep_lab.errors import (
     BudgetExceededError,
     ConfigError,
@@ -35,6 +36,7 @@ from holysheep_lab.errors import (
     LedgerUnavailableError,
     ResponseFormatError,
     UnknownModelError,
+    UnmeteredEndpointError,
     redact,
 )
 from holysheep_lab.ledger.base import Ledger, bucket_name
@@ -68,6 +70,7 @@ class MeteringOptions(TypedDict, total=False):
     project: str | None
     allow_unpriced: bool
     log_content: bool
+    passthrough: Sequence[str] | None
 
 
 def _default_clock() -> datetime:
@@ -154,6 +157,7 @@ class Metering:
         project: str | None = None,
         allow_unpriced: bool = False,
         log_content: bool = False,
+        passthrough: Sequence[str] | None = None,
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
@@ -173,6 +177,7 @@ class Metering:
         self.project = project
         self.allow_unpriced = allow_unpriced
         self.log_content = log_content
+        self.passthrough = Passthrough(passthrough)  # POSTs without an adapter sent anyway, unmetered
         self.clock = clock
         self.retry = retry or Retry()
         self.limiter = RateLimiter(rate_limit)
@@ -254,11 +259,15 @@ class Metering:
 
     def plan(self, method: str, path: str, body: bytes, headers: Mapping[str, str],
              payload: dict[str, Any] | None = None) -> CallPlan | None:
-        """Plan a billable call (None: no endpoint of ours, pass it through). Raises before
-        sending: ConfigError for a request body we cannot read, UnknownModelError (logged).
+        """Plan a billable call (None: pass it through unmetered). Raises before sending:
+        ConfigError for a request body we cannot read, UnknownModelError (logged), and
+        UnmeteredEndpointError for a POST no adapter meters unless `passthrough` names its path
+        (then it goes through, logged as 'unmetered'). Other methods (GET /models) pass.
         `payload` is the already-parsed body when the caller has it (hs.Client does)."""
         endpoint = find_endpoint(method, path)
         if endpoint is None:
+            if method.upper() == "POST":
+                self._unmetered(method, path, body, headers)
             return None
         if payload is None:
             try:
@@ -268,6 +277,25 @@ class Metering:
         if not isinstance(payload, dict):
             raise ConfigError(f"A {endpoint.name} request needs a JSON object body; nothing was sent.")
         return self._plan(endpoint, payload, body, headers)
+
+    def _unmetered(self, method: str, path: str, body: bytes, headers: Mapping[str, str]) -> None:
+        """Refuse a POST that no adapter meters, or log it as 'unmetered' (one row, cost null:
+        unknown, not $0) if the user let its path through."""
+        normal = normalise_path(path)
+        if not self.passthrough.allows(normal):
+            raise UnmeteredEndpointError(method, path, normal, metered_names())
+        model: Any = None
+        if body[:1] == b"{":  # a JSON body may name its model; multipart uploads are not read
+            try:
+                parsed = fastjson.loads(body)
+            except ValueError:
+                parsed = None
+            model = parsed.get("model") if isinstance(parsed, dict) else None
+        self._write(self._record(
+            new_id(), self.clock(), model if isinstance(model, str) else "unknown",
+            headers.get(PROJECT_HEADER) or self.project, InputSize(len(body), 0, 0, 0), None,
+            status="unmetered", attempts=1, cost_usd=None, cost_nanos=None, estimated_cost_usd=None, endpoint=normal,
+        ))
 
     def _plan(self, endpoint: Endpoint, payload: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> CallPlan:
         facts = endpoint.plan(payload, self.log_content)
@@ -281,12 +309,12 @@ class Metering:
             if not self.allow_unpriced:
                 self._write(self._record(new_id(), ts, model, project, facts.size, facts.max_tokens, status="error",
                                          error="unknown model: no price; not sent", attempts=0,
-                                         estimated_cost_usd=None))
+                                         estimated_cost_usd=None, endpoint=endpoint.name))
                 raise exc from None
             price = None
         cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
         output_bound = (min(facts.max_tokens, cap) if facts.max_tokens else cap) * facts.answers
-        input_bound = self.estimator.bound(model, facts.size)
+        input_bound = self.estimator.bound(model, facts.size) + facts.exact_tokens
         estimate = price.worst_case_nanos(input_bound, output_bound) if price else 0
         strip = False
         if facts.stream and endpoint.request_usage(payload):
@@ -442,7 +470,8 @@ class Metering:
         return self._record(
             plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens,
             estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
-            stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt, **ending,
+            stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt,
+            endpoint=plan.endpoint.name, **ending,
         )
 
     def _write(self, record: CallRecord) -> CallRecord:

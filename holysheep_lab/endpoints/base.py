@@ -8,7 +8,9 @@ themselves; they ask the request's `Endpoint`. An endpoint is a small stateless 
     request_usage(payload) -> bool      ask a stream for its usage; True if the caller had not
     usage(body) -> Usage                the usage of a whole answer (ResponseFormatError if unreadable)
     completion_text(body) -> str | None the answer's text, for logs that keep completions
-    stream_reader() -> EventReader      reads the usage and text out of one SSE event
+    stream_reader() -> EventReader      reads the usage and text out of one stream's SSE events
+                                        (a fresh reader per stream: formats that spread usage
+                                        over several events keep state in it)
 
 Adding a wire format is one module here plus its line in `endpoints/__init__.py`.
 """
@@ -46,21 +48,24 @@ class RequestFacts:
     model: str
     size: InputSize  # the billable input, measured
     max_tokens: int | None  # the caller's output cap, as asked (None: not given)
-    answers: int  # how many answers the output bound pays for (chat's n)
+    answers: int  # how many answers the output bound pays for (chat's n; 0: no output, embeddings)
     stream: bool
+    exact_tokens: int = 0  # input already given as tokens (token arrays): counted as is, never scaled
     conversation_id: str | None = None  # names a chain of calls without storing its text
     content: str | None = None  # the prompt as logged, only when the log keeps content
 
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """What one decoded SSE event says: its pieces of text, usage if it carries it, and whether
-    the caller should see it (False: the usage-only event we asked for and they did not)."""
+    """What one decoded SSE event says: its pieces of text, usage if it carries it, whether the
+    caller should see it (False: the usage-only event we asked for and they did not), and
+    whether it is the stream's end marker (formats without `data: [DONE]`)."""
 
     texts: tuple[str, ...] = ()
     usage: Usage | None = None
     usage_error: str | None = None
     keep: bool = True
+    done: bool = False
 
 
 class EventReader(Protocol):
@@ -72,7 +77,7 @@ class EventReader(Protocol):
 
     def billing_free(self, events: bytes) -> bool:
         """True if these raw, whole events cannot change the bill (no usage, no end marker):
-        they may wait undecoded until their text is needed."""
+        they may wait undecoded until their text is needed. False is always safe."""
         ...
 
 

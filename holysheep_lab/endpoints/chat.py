@@ -7,7 +7,6 @@ chunk with empty `choices` when the request sets `stream_options.include_usage`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -15,48 +14,27 @@ from typing import Any
 from holysheep_lab.core.pricing import Usage
 from holysheep_lab.core.tokens import measure_messages
 from holysheep_lab.endpoints.base import RequestFacts, StreamEvent
+from holysheep_lab.endpoints.common import conversation_id, count, output_cap, relay_cost, request_model, usage_object
 from holysheep_lab.errors import ConfigError, ResponseFormatError
 
 __all__ = ["CHAT_COMPLETIONS", "ChatCompletions", "ChatEvents", "chat_usage"]
 
 _SUFFIX = "/chat/completions"
-
-
-def _count(obj: Any, key: str, required: bool) -> int:
-    value = obj.get(key) if isinstance(obj, Mapping) else None
-    if value is None:
-        if required:
-            raise ResponseFormatError(f"usage.{key} is missing from the response.")
-        return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ResponseFormatError(f"usage.{key} must be a non-negative integer; got {value!r}.")
-    return value
+_NO_USAGE_HINT = (" If the relay omits usage, ask it to include it (for streams: stream_options.include_usage).")
 
 
 def chat_usage(usage: Mapping[str, Any]) -> Usage:
     """A Chat Completions `usage` object as Usage; ResponseFormatError if it is impossible."""
-    prompt = _count(usage, "prompt_tokens", True)
-    completion = _count(usage, "completion_tokens", False)
-    cached = _count(usage.get("prompt_tokens_details"), "cached_tokens", False)
-    reasoning = _count(usage.get("completion_tokens_details"), "reasoning_tokens", False)
+    prompt = count(usage, "prompt_tokens", True)
+    completion = count(usage, "completion_tokens", False)
+    cached = count(usage.get("prompt_tokens_details"), "cached_tokens", False)
+    reasoning = count(usage.get("completion_tokens_details"), "reasoning_tokens", False)
     if cached > prompt or reasoning > completion:
         raise ResponseFormatError(
             f"Impossible usage: cached {cached} > prompt {prompt} or reasoning {reasoning} > "
             f"completion {completion} (they are parts of those totals)."
         )
-    relay_cost = usage.get("cost")
-    if isinstance(relay_cost, bool) or not isinstance(relay_cost, (int, float)):
-        relay_cost = None
-    return Usage(prompt, completion, cached, reasoning, relay_cost)
-
-
-def _conversation_id(messages: list[Any]) -> str | None:
-    # The opening (system + first user message) names a chain without storing its text.
-    # repr keeps key order, which is stable for messages built by the same code: cheap and enough.
-    opening = [m for m in messages[:2] if isinstance(m, dict)]
-    if not opening:
-        return None
-    return hashlib.blake2b(repr(opening).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()
+    return Usage(prompt, completion, cached, reasoning, relay_cost(usage))
 
 
 class ChatEvents:
@@ -103,15 +81,11 @@ class ChatCompletions:
         return path.endswith(_SUFFIX)
 
     def plan(self, payload: dict[str, Any], keep_content: bool) -> RequestFacts:
-        model = payload.get("model")
-        if not isinstance(model, str):
-            raise ConfigError("A chat request needs a JSON object with a 'model' string; nothing was sent.")
+        model = request_model(payload, "chat")
         messages = payload.get("messages") or []
         if not isinstance(messages, list):
             raise ConfigError("'messages' must be a list of {role, content} objects; nothing was sent.")
-        max_tokens = payload.get("max_completion_tokens", payload.get("max_tokens"))
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-            raise ConfigError(f"max_tokens must be a positive integer, not {max_tokens!r}; nothing was sent.")
+        max_tokens = output_cap(payload, "max_completion_tokens", "max_tokens")
         n = payload.get("n")
         answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
         return RequestFacts(
@@ -120,7 +94,7 @@ class ChatCompletions:
             max_tokens=max_tokens,
             answers=answers,
             stream=bool(payload.get("stream")),
-            conversation_id=_conversation_id(messages),
+            conversation_id=conversation_id([m for m in messages[:2] if isinstance(m, dict)]),
             content=json.dumps(messages, ensure_ascii=False) if keep_content else None,
         )
 
@@ -132,13 +106,7 @@ class ChatCompletions:
         return True
 
     def usage(self, body: Any) -> Usage:
-        usage = body.get("usage") if isinstance(body, Mapping) else None
-        if not isinstance(usage, Mapping):
-            raise ResponseFormatError(
-                "The response has no 'usage' object, so its cost cannot be known. If the relay "
-                "omits usage, ask it to include it (for streams: stream_options.include_usage)."
-            )
-        return chat_usage(usage)
+        return chat_usage(usage_object(body, _NO_USAGE_HINT))
 
     def completion_text(self, body: Any) -> str | None:
         try:

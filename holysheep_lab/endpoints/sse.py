@@ -125,6 +125,8 @@ class StreamAccumulator:
             self.usage = event.usage
         if event.usage_error is not None:
             self.usage_error = event.usage_error
+        if event.done:
+            self.done = True
         if event.texts:
             if self._pending:
                 self._decode_pending()  # earlier text first

@@ -20,8 +20,9 @@ __all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "REQUIRED_C
 SCHEMA_VERSION = 1
 
 #: `ok` answered; `error` sent but failed; `blocked` refused by the guard, nothing sent;
-#: `unpriced` answered, but the model had no price (opt-in), so cost_usd is null, never 0.
-STATUSES = ("ok", "error", "blocked", "unpriced")
+#: `unpriced` answered, but the model had no price (opt-in), so cost_usd is null, never 0;
+#: `unmetered` a POST no adapter meters, let through by `passthrough=[...]`: cost unknown (null).
+STATUSES = ("ok", "error", "blocked", "unpriced", "unmetered")
 
 #: The columns as (name, kind, nullable), in order. Kinds: str | ts (UTC microseconds) | int
 #: (int64) | float (float64) | bool. Plain Python, so appending to the log never needs pyarrow;
