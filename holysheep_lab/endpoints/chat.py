@@ -36,7 +36,7 @@ def _count(obj: Any, key: str, required: bool) -> int:
 def chat_usage(usage: Mapping[str, Any]) -> Usage:
     """A Chat Completions `usage` object as Usage; ResponseFormatError if it is impossible."""
     prompt = _count(usage, "prompt_tokens", True)
-    completion = _count(usage, "completion_tokens", False)
+    completion = _count(usage, "completion_tokens", True)  # missing or null is not 0: fail closed
     cached = _count(usage.get("prompt_tokens_details"), "cached_tokens", False)
     reasoning = _count(usage.get("completion_tokens_details"), "reasoning_tokens", False)
     if cached > prompt or reasoning > completion:
