@@ -75,11 +75,12 @@ class BillingRelay:
     """A threaded loopback relay (http.server) that keeps a bill of what it received."""
 
     def __init__(self, *, default: str = "ok", hang: float = 5.0, answer_tokens: int = 8,
-                 chunk_delay: float = 0.0) -> None:
+                 chunk_delay: float = 0.0, answer_delay: float = 0.0) -> None:
         self.default = default
         self.hang = hang
         self.answer_tokens = answer_tokens  # an answer is this many words, one token each
         self.chunk_delay = chunk_delay
+        self.answer_delay = answer_delay  # seconds before a whole (non-streamed) answer
         self.bills: list[Bill] = []
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
@@ -208,6 +209,8 @@ class BillingRelay:
             h.wfile.flush()
             h.close_connection = True
             return
+        if self.answer_delay:
+            time.sleep(self.answer_delay)
         h._json(200, answer)
 
     def _stream(self, h: Any, body: dict[str, Any], behaviour: str, model: str, prompt: int, words: int) -> None:
