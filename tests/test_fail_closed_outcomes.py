@@ -186,3 +186,43 @@ def test_the_openai_sdk_path_charges_dropped_attempts(relay, log_dir):
     assert out.choices[0].message.content and relay.requests == 2
     assert sorted(r["status"] for r in rows(log_dir)) == ["ok", "unknown"]
     assert logged_nanos(log_dir) == day_state(transport.metering)[0] >= relay.billed_nanos()
+
+
+# -- tighter with an idempotent relay ------------------------------------------------------------
+
+
+def test_with_an_idempotency_key_the_resends_share_one_reservation(log_dir):
+    with BillingRelay(dedupe_header="Idempotency-Key") as relay:
+        relay.script(["drop", "drop", "ok"])
+        transport = hs.MeteredTransport(log_dir=log_dir, retry=FAST, idempotency_header="Idempotency-Key")
+        with httpx2.Client(transport=transport, base_url=relay.base_url) as http:
+            r = http.post("/chat/completions", json={"model": "gpt-4.1", "max_tokens": 40,
+                                                     "messages": [{"role": "user", "content": "hi"}]})
+        assert r.status_code == 200
+        (row,) = rows(log_dir)  # no per-attempt rows: the relay billed the key once
+        assert (row["status"], row["attempts"], row["usage_missing"]) == ("ok", 3, False)
+        assert len(set(relay.keys)) == 1 and relay.keys[0] == row["call_id"] and relay.requests == 3
+        assert row["cost_nanos"] == relay.billed_nanos() == day_state(transport.metering)[0]
+        transport.metering.close()
+
+
+def test_with_an_idempotency_key_a_call_never_answered_costs_one_bound(log_dir):
+    with BillingRelay(dedupe_header="Idempotency-Key", hang=3.0) as relay:
+        relay.default = "hang"
+        transport = hs.MeteredTransport(log_dir=log_dir, retry=FAST, idempotency_header="Idempotency-Key")
+        with httpx2.Client(transport=transport, base_url=relay.base_url, timeout=0.3) as http:
+            with pytest.raises(hs.APITimeoutError):
+                http.post("/chat/completions", headers={"Idempotency-Key": "mine-1"},
+                          json={"model": "gpt-4.1", "max_tokens": 40, "messages": [{"role": "user", "content": "hi"}]})
+        (row,) = rows(log_dir)
+        worst = transport.metering.preview(CHAT_COMPLETIONS, {
+            "model": "gpt-4.1", "max_tokens": 40, "messages": [{"role": "user", "content": "hi"}]}).estimate_nanos
+        assert relay.keys == ["mine-1"] * 3  # the caller's own key, kept on every attempt
+        assert (row["status"], row["cost_nanos"]) == ("unknown", worst)
+        assert relay.billed_nanos() <= worst == day_state(transport.metering)[0]
+        transport.metering.close()
+
+
+def test_an_idempotency_header_must_be_a_name(log_dir):
+    with pytest.raises(hs.ConfigError, match="idempotency_header"):
+        hs.MeteredTransport(log_dir=log_dir, idempotency_header=" ")

@@ -88,6 +88,7 @@ class MeteringOptions(TypedDict, total=False):
     project: str | None
     allow_unpriced: bool
     log_content: bool
+    idempotency_header: str | None
 
 
 def _default_clock() -> datetime:
@@ -123,6 +124,7 @@ class CallPlan:
     # The last attempt reached the relay and its answer is not in hand (sent and unanswered,
     # or a 2xx whose body is still to be read): ending now, the relay may have billed it.
     in_doubt: bool = False
+    idempotent: bool = False  # every attempt carries one idempotency key: the relay bills it once
     record: CallRecord | None = None  # the call's row, once it is logged
 
     @property
@@ -178,6 +180,7 @@ class Metering:
         project: str | None = None,
         allow_unpriced: bool = False,
         log_content: bool = False,
+        idempotency_header: str | None = None,
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
@@ -209,6 +212,12 @@ class Metering:
             # reset times shown in the budget's zone.
             alerts.use_claim(self.ledger.claim)
             alerts.use_zone(self.guard.zone)
+        if idempotency_header is not None and (not isinstance(idempotency_header, str)
+                                               or not idempotency_header.strip()):
+            raise ConfigError(f"idempotency_header must be a header name, not {idempotency_header!r}.")
+        # The relay bills a repeated value of this header once: every attempt of a call carries
+        # the same value, so resends share the call's one reservation (see `resend`).
+        self.idempotency_header = idempotency_header.strip().lower() if idempotency_header else None
         self.secrets = tuple(s for s in secrets if s)
         self.recent = _Recent()
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
@@ -363,8 +372,8 @@ class Metering:
         as an `unknown` row of its own; the next attempt gets its own reservation first.
         BudgetExceededError if the budget cannot take another attempt (the call then ends, see
         `fail`, as `unknown` at the bound of the attempt already sent)."""
-        if plan.finished:
-            return
+        if plan.finished or plan.idempotent:
+            return  # idempotent: the relay bills the key once; the call's reservation covers it
         attempt = plan.attempts
         previous = plan.reservation
         if previous is not None:

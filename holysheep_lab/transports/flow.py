@@ -82,6 +82,11 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
     if plan is None:
         return (yield _Send(request))
     request = _for_relay(lib, request, body, plan)
+    if metering.idempotency_header is not None:
+        # One key for every attempt (the caller's, or the call's id), so a resend is billed once.
+        if metering.idempotency_header not in request.headers:
+            request.headers[metering.idempotency_header] = plan.call_id
+        plan.idempotent = True
     metering.admit(plan)  # BudgetExceededError: logged as blocked, nothing sent
     try:
         response = yield from _send_with_retries(metering, lib, request, plan)

@@ -9,6 +9,10 @@ the bill. A request is billed as soon as its body has been read, before anything
   after reading the request or hangs past the client's read timeout: work the client never
   sees an answer for, which a real relay bills anyway.
 
+With `dedupe_header`, the relay is idempotent: the first request carrying a value of that header
+runs (and bills its usage) once, whatever happens to the connection; a repeat of the value bills
+nothing more and gets the same usage.
+
 Behaviours are taken per request from a script (a queue), or the default when it is empty:
 
     ok                   an answer with usage
@@ -75,13 +79,15 @@ class BillingRelay:
     """A threaded loopback relay (http.server) that keeps a bill of what it received."""
 
     def __init__(self, *, default: str = "ok", hang: float = 5.0, answer_tokens: int = 8,
-                 chunk_delay: float = 0.0, answer_delay: float = 0.0) -> None:
+                 chunk_delay: float = 0.0, answer_delay: float = 0.0, dedupe_header: str | None = None) -> None:
         self.default = default
         self.hang = hang
         self.answer_tokens = answer_tokens  # an answer is this many words, one token each
         self.chunk_delay = chunk_delay
         self.answer_delay = answer_delay  # seconds before a whole (non-streamed) answer
         self.bills: list[Bill] = []
+        self.dedupe_header = dedupe_header
+        self.keys: list[str | None] = []  # the dedupe header's value of each request
         self._script: deque[str] = deque()
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -99,7 +105,8 @@ class BillingRelay:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                relay._serve(self, body)
+                key = self.headers.get(relay.dedupe_header) if relay.dedupe_header else None
+                relay._serve(self, body, key)
 
             def _json(self, status: int, obj: Any) -> None:
                 data = json.dumps(obj).encode()
@@ -156,17 +163,21 @@ class BillingRelay:
         with self._lock:
             return self._script.popleft() if self._script else self.default
 
-    def _serve(self, h: Any, body: dict[str, Any]) -> None:
+    def _serve(self, h: Any, body: dict[str, Any], key: str | None = None) -> None:
         behaviour = self._next()
         model = str(body.get("model"))
         prompt = prompt_tokens(body.get("messages"))
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or 16_384
         words = min(self.answer_tokens, max_tokens)
         billed = max_tokens if behaviour in _WORST_CASE else words
+        if self.dedupe_header is not None and key is not None:
+            billed = words  # the one generation runs to its end, whatever the connection does
         if behaviour == "reject":
             prompt = billed = 0
         with self._lock:  # billed on receipt, before anything is answered
-            self.bills.append(Bill(behaviour, model, prompt, billed))
+            repeat = key is not None and key in self.keys
+            self.keys.append(key)
+            self.bills.append(Bill(behaviour, model, 0 if repeat else prompt, 0 if repeat else billed))
         text = " ".join(["word"] * words)
         if behaviour == "reject":
             h._json(400, {"error": {"message": "bad request", "type": "invalid_request_error"}})
