@@ -246,3 +246,32 @@ def test_no_warning_on_a_healthy_disk(relay, log_dir):
         warnings.simplefilter("error")
         c.chat("gpt-4.1", "hi", max_tokens=20)
     assert len(rows(log_dir)) == 1
+
+
+FORKING_CHILD = """
+import os, sys
+import holysheep_lab as hs
+from holysheep_lab.log import read_table
+
+client = hs.Client(base_url=sys.argv[1], log_dir=sys.argv[2])
+stream = client.chat("gpt-4.1", "hi", max_tokens=50, stream=True)
+pieces = iter(stream)
+next(pieces)
+pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a normal exit of the child: its atexit hooks run, with the parent's call copied
+os.waitpid(pid, 0)
+print(read_table(sys.argv[2]).num_rows, flush=True)  # the child logged none of the parent's calls
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_forked_child_does_not_log_its_parents_calls_in_flight(relay, tmp_path):
+    relay.default = "stream_hang"
+    log_dir = tmp_path / "logs"
+    out = subprocess.run([sys.executable, "-c", FORKING_CHILD, relay.base_url, str(log_dir)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0"
+    (row,) = rows(log_dir)  # the parent's own exit logged it, once
+    assert row["status"] == "unknown" and relay.requests == 1

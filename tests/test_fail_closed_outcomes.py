@@ -210,10 +210,10 @@ def test_with_an_idempotency_key_a_call_never_answered_costs_one_bound(log_dir):
     with BillingRelay(dedupe_header="Idempotency-Key", hang=3.0) as relay:
         relay.default = "hang"
         transport = hs.MeteredTransport(log_dir=log_dir, retry=FAST, idempotency_header="Idempotency-Key")
-        with httpx2.Client(transport=transport, base_url=relay.base_url, timeout=0.3) as http:
-            with pytest.raises(hs.APITimeoutError):
-                http.post("/chat/completions", headers={"Idempotency-Key": "mine-1"},
-                          json={"model": "gpt-4.1", "max_tokens": 40, "messages": [{"role": "user", "content": "hi"}]})
+        with httpx2.Client(transport=transport, base_url=relay.base_url, timeout=0.3) as http, \
+                pytest.raises(hs.APITimeoutError):
+            http.post("/chat/completions", headers={"Idempotency-Key": "mine-1"},
+                      json={"model": "gpt-4.1", "max_tokens": 40, "messages": [{"role": "user", "content": "hi"}]})
         (row,) = rows(log_dir)
         worst = transport.metering.preview(CHAT_COMPLETIONS, {
             "model": "gpt-4.1", "max_tokens": 40, "messages": [{"role": "user", "content": "hi"}]}).estimate_nanos

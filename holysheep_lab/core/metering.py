@@ -224,7 +224,9 @@ class Metering:
         self.calls = 0
         self.closed = False
         self._ledger_down = False
-        self._open: dict[str, CallPlan] = {}  # admitted, not yet logged: settled at close or exit
+        # Admitted, not yet logged, with the pid that sent them: settled at close or exit (a
+        # forked child inherits its parent's calls in flight and must not log them again).
+        self._open: dict[str, tuple[int, CallPlan]] = {}
         self._open_lock = threading.Lock()
         # Calls still in flight at interpreter exit are settled before the writer closes.
         self.writer.before_close(self._settle_open)
@@ -363,7 +365,7 @@ class Metering:
                 raise
         # else unpriced (opt-in): nothing to reserve, logged as 'unpriced'
         with self._open_lock:
-            self._open[plan.call_id] = plan
+            self._open[plan.call_id] = (os.getpid(), plan)
 
     def resend(self, plan: CallPlan, exc: BaseException) -> None:
         """The last attempt was sent and got no answer, and the call will be sent again.
@@ -564,11 +566,13 @@ class Metering:
     def _settle_open(self) -> None:
         """End every call still in flight (a stream not read to its end, a call in another
         thread) at its worst case, as `unknown`: the metering is closing or the process exits."""
+        pid = os.getpid()
         with self._open_lock:
-            plans = list(self._open.values())
+            plans = [plan for owner, plan in self._open.values() if owner == pid]
         for plan in plans:
             self._finish(plan, plan.http_status, None, None, answered=False, unknown=True, partial=plan.stream,
-                         error_text="still in flight when the metering closed (process exit?); charged at its bound")
+                         error_text="still in flight when the meter closed (client closed, or the interpreter "
+                                    "exited); charged at its bound")
 
     def _record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
                 max_tokens: int | None, **rest: Any) -> CallRecord:
