@@ -425,7 +425,7 @@ class Metering:
                 usage = None
         if error is None and not answered:
             error = _http_error(status_code, parsed, body)
-        text = plan.endpoint.completion_text(parsed) if self.log_content and error is None else None
+        text = plan.endpoint.completion_text(parsed) if self.log_content else None
         record = self._finish(plan, status_code, usage, error, answered=answered, completion=text, missing=missing)
         return record, parsed, error
 
@@ -450,7 +450,7 @@ class Metering:
         if plan.finished:
             return plan.record
         if usage is None:
-            missing: str | None = "stream cut before its usage event" if cut else "stream ended without a usage event"
+            missing: str | None = "no usage event" if cut else "the stream ended without a usage event"
         else:
             missing = _implausible(plan, usage, lambda: received()[0])
             if missing is not None:
