@@ -37,6 +37,7 @@ class FaultyDisk(Disk):
         self.code = code
         self.free = free
         self.refused = 0
+        self.looks = 0
 
     def write(self, fd: int, data: bytes) -> int:
         if self.full:
@@ -46,6 +47,7 @@ class FaultyDisk(Disk):
         return super().write(fd, data)
 
     def free_bytes(self, path: Path) -> int:
+        self.looks += 1
         return self.free
 
 
@@ -166,6 +168,20 @@ def test_check_room_refuses_a_low_disk_and_kept_rows_it_cannot_write(log_dir):
     assert w.unwritten == 0
     w.close()
     assert read_table(log_dir).num_rows == 1
+
+
+def test_room_on_disk_is_counted_like_money(log_dir):
+    disk = FaultyDisk(free=4096 + 200)
+    w = LogWriter(log_dir, disk=disk, min_free_bytes=4096, roll_interval=None)
+    w.check_room()
+    w.check_room()
+    assert disk.looks == 1  # 200 bytes of room known: no second statvfs
+    w.append(rec(1))  # a row is longer than 200 bytes: the known room is spent
+    disk.free = 1000
+    with pytest.raises(LogError, match="1000 bytes free"):
+        w.check_room()
+    assert disk.looks == 2
+    w.close()
 
 
 def test_a_disk_without_room_refuses_the_call_before_sending(relay, log_dir):

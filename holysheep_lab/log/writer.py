@@ -64,13 +64,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "Disk",
     "JOURNAL_DIR",
     "JOURNAL_FORMAT",
     "JOURNAL_SUFFIX",
-    "MIN_FREE_BYTES",
-    "Disk",
     "LogWriteWarning",
     "LogWriter",
+    "MIN_FREE_BYTES",
+    "ROOM_RECHECK_S",
     "build_array",
     "columns_to_table",
     "fsync_dir",
@@ -98,6 +99,9 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Compact separators keep lines short; allow_nan keeps NaN/inf floats as they were.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 _MAX_SIGNATURES = 512
+#: `check_room` asks the disk again after this many seconds (or once the bytes it said were
+#: free are written): one statvfs a second at most, not one per call.
+ROOM_RECHECK_S = 1.0
 #: A writer refuses new work (`check_room`) when its folder's disk has less than this free:
 #: room for thousands of rows and a roll into Parquet.
 MIN_FREE_BYTES = 4 * 1024 * 1024
@@ -582,6 +586,8 @@ class LogWriter:
         # next row, at a roll or at close, once the disk takes them again.
         self._unwritten: list[tuple[bytes, list[Any], int | None]] = []
         self.last_error: LogError | None = None  # why the last write failed (None: it did not)
+        self._room = 0  # bytes the disk was seen to take beyond min_free_bytes, minus those written since
+        self._room_seen = float("-inf")  # monotonic time of that look
         self._signatures: dict[tuple[type, ...], int] = {}  # checked type signatures -> index
         self._signature_list: list[tuple[type, ...]] = []
         self._last_roll = self._clock()
@@ -698,7 +704,8 @@ class LogWriter:
         """Raise LogError unless the log can take a row now: call it before paying for one.
 
         Kept rows are retried first (the disk may be back); then the folder's disk must have
-        `min_free_bytes` free. Cheap: one statvfs.
+        `min_free_bytes` free, counted like money: a look at the disk (statvfs) is good for the
+        bytes it showed beyond that margin, or for `ROOM_RECHECK_S` seconds.
         """
         with self._lock:
             if self._closed:
@@ -708,12 +715,14 @@ class LogWriter:
                     f"The call log in {self.log_dir} cannot take rows ({self.last_error}); "
                     f"{len(self._unwritten)} row(s) wait in memory. Nothing was sent."
                 )
-        if self.min_free_bytes:
+        now = time.monotonic()
+        if self.min_free_bytes and (self._room <= 0 or now - self._room_seen >= ROOM_RECHECK_S):
             try:
                 free = self.disk.free_bytes(self.log_dir)
             except OSError as exc:
                 raise LogError(f"Cannot tell the free space of the call log's disk {self.log_dir} "
                                f"({exc.strerror or exc}); nothing was sent.") from exc
+            self._room, self._room_seen = free - self.min_free_bytes, now
             if free < self.min_free_bytes:
                 raise LogError(
                     f"The call log's disk ({self.log_dir}) has {free} bytes free, under the "
@@ -742,11 +751,13 @@ class LogWriter:
                 done += write(journal.fd, data[done:])
         except OSError as exc:
             self._torn = True
+            self._room = 0  # look at the disk again before the next call
             raise LogError(
                 f"Could not append to the call-log journal {journal.path} ({exc.strerror or exc}); "
                 "the row is kept in memory until the disk takes it. Free disk space or use another log_dir."
             ) from exc
         self._torn = False
+        self._room -= len(data)
 
     # -- journals ----------------------------------------------------------------------------
 
