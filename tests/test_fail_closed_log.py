@@ -171,12 +171,12 @@ def test_check_room_refuses_a_low_disk_and_kept_rows_it_cannot_write(log_dir):
 
 
 def test_room_on_disk_is_counted_like_money(log_dir):
-    disk = FaultyDisk(free=4096 + 200)
+    disk = FaultyDisk(free=4096 + 50)
     w = LogWriter(log_dir, disk=disk, min_free_bytes=4096, roll_interval=None)
     w.check_room()
     w.check_room()
-    assert disk.looks == 1  # 200 bytes of room known: no second statvfs
-    w.append(rec(1))  # a row is longer than 200 bytes: the known room is spent
+    assert disk.looks == 1  # 50 bytes of room known: no second statvfs
+    w.append(rec(1))  # a row is longer than 50 bytes: the known room is spent
     disk.free = 1000
     with pytest.raises(LogError, match="1000 bytes free"):
         w.check_room()
