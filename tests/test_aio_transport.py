@@ -89,8 +89,11 @@ async def test_timeout_is_an_api_timeout_after_retries(sim, log_dir):
         assert time.perf_counter() - t0 < 4.0  # two 0.3 s attempts, not two 5 s hangs
         assert isinstance(info.value.__cause__, httpx2.ReadTimeout)
         assert all(ln["reserved_usd"] == 0 for ln in c.budget_status())
-    (row,) = rows(log_dir)
-    assert row["status"] == "error" and row["attempts"] == 2 and "APITimeoutError" in row["error"]
+    # Both attempts reached the relay unanswered: each stays charged (one row for the resent one).
+    final, attempt = sorted(rows(log_dir), key=lambda r: len(r["call_id"]))
+    assert final["status"] == "unknown" and final["attempts"] == 2 and "APITimeoutError" in final["error"]
+    assert attempt["status"] == "unknown" and attempt["call_id"] == final["call_id"] + ".1"
+    assert final["cost_usd"] == attempt["cost_usd"] == final["estimated_cost_usd"] > 0
 
 
 async def test_connection_refused_is_an_api_connection_error(log_dir):

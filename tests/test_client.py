@@ -9,6 +9,7 @@ import httpx2
 import pytest
 
 import holysheep_lab as hs
+from holysheep_lab.core.metering import UsageMissingWarning
 from holysheep_lab.core.pricing import PriceTable
 from holysheep_lab.log import read_log, read_table
 
@@ -136,8 +137,7 @@ def test_exhausted_retries_raise_and_release(sim, log_dir):
     assert row["status"] == "error" and row["http_status"] == 500 and row["attempts"] == 2 and row["cost_usd"] == 0
 
 
-@pytest.mark.parametrize("fault, match", [("malformed", "malformed JSON"), ("html", "HTML page"),
-                                          ("no_usage", "no 'usage'"), ("negative_usage", "non-negative")])
+@pytest.mark.parametrize("fault, match", [("malformed", "malformed JSON"), ("html", "HTML page")])
 def test_bad_answers_raise_named_errors_and_are_logged(sim, client, log_dir, fault, match):
     sim.configure(fault=fault)
     with pytest.raises(hs.ResponseFormatError, match=match):
@@ -148,15 +148,32 @@ def test_bad_answers_raise_named_errors_and_are_logged(sim, client, log_dir, fau
         assert row["cost_usd"] == row["estimated_cost_usd"] > 0
 
 
-def test_timeout_releases_reservation(sim, log_dir):
+@pytest.mark.parametrize("fault, match", [("no_usage", "no 'usage'"), ("negative_usage", "non-negative")])
+def test_answers_without_usable_usage_are_returned_at_the_worst_case(sim, client, log_dir, fault, match):
+    sim.configure(fault=fault)
+    with pytest.warns(UsageMissingWarning, match="usage_missing"):
+        r = client.chat("gpt-4.1", "hi", max_tokens=5)
+    assert r.text  # paid for, so handed back
+    (row,) = rows(log_dir)
+    assert row["status"] == "ok" and row["usage_missing"] is True and match in row["error"]
+    assert row["cost_usd"] == row["estimated_cost_usd"] == r.cost_usd > 0
+
+
+def test_timeout_keeps_each_sent_attempt_charged(sim, log_dir):
+    # A timed-out attempt reached the relay and may be billed: charged at its bound, not released.
     sim.configure(fault="timeout", hang=5)
     with hs.Client(base_url=sim.base_url, log_dir=log_dir, timeout=0.3, budget=hs.Budget(daily=10),
                    retry=hs.Retry(max_attempts=2, backoff=0.01)) as c:
+        worst = c.estimate("gpt-4.1", "hi", max_tokens=5).cost_usd
         with pytest.raises(hs.APITimeoutError):
             c.chat("gpt-4.1", "hi", max_tokens=5)
         assert all(ln["reserved_usd"] == 0 for ln in c.budget_status())
-    (row,) = rows(log_dir)
-    assert row["status"] == "error" and row["attempts"] == 2 and "APITimeoutError" in row["error"]
+        (day,) = [ln for ln in c.budget_status() if ln["window"] == "daily"]
+    attempt, final = sorted(rows(log_dir), key=lambda r: len(r["call_id"]), reverse=True)
+    assert final["status"] == "unknown" and final["attempts"] == 2 and "APITimeoutError" in final["error"]
+    assert attempt["status"] == "unknown" and attempt["call_id"] == final["call_id"] + ".1"
+    assert final["cost_usd"] == attempt["cost_usd"] == pytest.approx(worst)
+    assert day["spent_usd"] == pytest.approx(2 * worst)
 
 
 def test_unreachable_relay_is_a_connection_error(log_dir):

@@ -341,13 +341,17 @@ def test_an_answer_without_readable_usage_is_charged_its_worst_case_not_zero(sim
         for fault in ("no_usage", "negative_usage", "malformed"):
             r = client.post(path, json=body, headers={"X-Sim-Fault": fault})
             assert r.status_code == 200
-    for row in rows(log_dir):
-        assert row["status"] == "error" and row["error"]
+    logged = rows(log_dir)
+    # Readable answers without usable usage are handed back (ok); a malformed body is an error.
+    assert sorted(row["status"] for row in logged) == ["error", "ok", "ok"]
+    for row in logged:
+        # Paid for either way: its cost is the reservation, and the row says why.
+        assert row["usage_missing"] is True and row["error"]
         assert row["cost_nanos"] == round(row["estimated_cost_usd"] * 10**9) > 0
 
 
 @pytest.mark.parametrize("kind", STREAMING)
-def test_a_cut_stream_is_settled_from_what_arrived(sim, log_dir, kind):
+def test_a_cut_stream_is_settled_at_its_bound(sim, log_dir, kind):
     path, body = CASES[kind]
     client, _, _ = metered(sim, log_dir)
     with client, pytest.raises(httpx2.RemoteProtocolError), client.stream(
@@ -355,7 +359,6 @@ def test_a_cut_stream_is_settled_from_what_arrived(sim, log_dir, kind):
         list(r.iter_lines())
     (row,) = rows(log_dir)
     assert row["partial"] and row["status"] == "error" and row["cost_nanos"] > 0
-    assert row["output_tokens"] >= 1  # the text that arrived is billed, the input at its bound
     assert row["input_tokens"] >= expected_input(kind, body)
 
 

@@ -1,16 +1,25 @@
 """The metering core: plan, admit, settle and log one call. Independent of any HTTP library.
 
 Transports (httpx2, legacy httpx) drive it; it never sends anything itself. Every call that
-reaches `plan` ends as exactly one log row: ok, error, blocked or unpriced.
+reaches `plan` ends as exactly one log row: ok, error, blocked, unpriced or unknown; a call that
+is sent again after an attempt with an unknown outcome also logs that attempt, as an `unknown`
+row of its own (`<call_id>.<attempt>`), when it decides to resend.
+
+Fail closed on money: what the relay may have billed is charged. An attempt that was sent and got
+no answer is charged at its worst case (`unknown`), an answer without usable usage at its
+reservation (`usage_missing`), and a call still in flight when the metering closes (or the
+interpreter exits) at its worst case, before the log writer closes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
+import os
+import sys
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -45,7 +54,8 @@ from holysheep_lab.log.schema import CallRecord
 if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager
 
-__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "Metering", "MeteringOptions"]
+__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "LogKeptWarning", "Metering", "MeteringOptions",
+           "UsageMissingWarning"]
 
 log = logging.getLogger("holysheep_lab")
 
@@ -55,6 +65,16 @@ PROJECT_HEADER = "x-holysheep-project"
 PAYLOAD_EXTENSION = "holysheep_payload"
 DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
 _NO_USAGE = Usage()
+#: Rows whose cost is spend (seeded into the ledger at start-up).
+_SPENDING = frozenset({"ok", "error", "unknown"})
+
+
+class UsageMissingWarning(UserWarning):
+    """An answer came without usable usage: it is charged at its reservation, its row flagged."""
+
+
+class LogKeptWarning(UserWarning):
+    """The call log's disk refused a row: it is kept in memory and written when the disk is back."""
 
 
 class MeteringOptions(TypedDict, total=False):
@@ -71,6 +91,7 @@ class MeteringOptions(TypedDict, total=False):
     allow_unpriced: bool
     log_content: bool
     passthrough: Sequence[str] | None
+    idempotency_header: str | None
 
 
 def _default_clock() -> datetime:
@@ -103,6 +124,11 @@ class CallPlan:
     http_status: int | None = None  # of the last answer received
     ttft_ms: float | None = None
     finished: bool = False
+    # The last attempt reached the relay and its answer is not in hand (sent and unanswered,
+    # or a 2xx whose body is still to be read): ending now, the relay may have billed it.
+    in_doubt: bool = False
+    idempotent: bool = False  # every attempt carries one idempotency key: the relay bills it once
+    record: CallRecord | None = None  # the call's row, once it is logged
 
     @property
     def rate_tokens(self) -> int:
@@ -158,11 +184,10 @@ class Metering:
         allow_unpriced: bool = False,
         log_content: bool = False,
         passthrough: Sequence[str] | None = None,
+        idempotency_header: str | None = None,
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        import os
-
         from holysheep_lab.ledger.memory import MemoryLedger
         from holysheep_lab.log import LogWriter
 
@@ -192,12 +217,24 @@ class Metering:
             # reset times shown in the budget's zone.
             alerts.use_claim(self.ledger.claim)
             alerts.use_zone(self.guard.zone)
+        if idempotency_header is not None and (not isinstance(idempotency_header, str)
+                                               or not idempotency_header.strip()):
+            raise ConfigError(f"idempotency_header must be a header name, not {idempotency_header!r}.")
+        # The relay bills a repeated value of this header once: every attempt of a call carries
+        # the same value, so resends share the call's one reservation (see `resend`).
+        self.idempotency_header = idempotency_header.strip().lower() if idempotency_header else None
         self.secrets = tuple(s for s in secrets if s)
         self.recent = _Recent()
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
         self.calls = 0
         self.closed = False
         self._ledger_down = False
+        # Admitted, not yet logged, with the pid that sent them: settled at close or exit (a
+        # forked child inherits its parent's calls in flight and must not log them again).
+        self._open: dict[str, tuple[int, CallPlan]] = {}
+        self._open_lock = threading.Lock()
+        # Calls still in flight at interpreter exit are settled before the writer closes.
+        self.writer.before_close(self._settle_open)
         # A shared ledger that restarts empty (Redis without persistence) relearns the
         # spend from the log before it approves anything, in every process.
         self.ledger.use_seeder(lambda: self._spend_from_log(calibrate=False))
@@ -228,7 +265,7 @@ class Metering:
         zone = self.guard.zone
         month_start = window_bounds(Window.MONTH, now, zone)[0]
         cols = ["ts", "status", "cost_nanos", "project", "model", "input_tokens", "input_bytes",
-                "input_non_ascii_bytes", "input_messages"]
+                "input_non_ascii_bytes", "input_messages", "usage_missing"]
         table = read_table(self.log_dir, start=month_start, columns=cols)
         if table.num_rows == 0:
             return spent, expires
@@ -237,8 +274,9 @@ class Metering:
         # Window maths once per quarter hour (every zone's offset is a multiple of 15 min),
         # not once per row: a month of logs can hold millions of calls.
         windows: dict[datetime, list[tuple[str, float]]] = {}
-        for ts, status, cost, project, model, itok, ibytes, inon, imsg in zip(*(rows[c] for c in cols), strict=True):
-            if cost and status in ("ok", "error"):
+        for ts, status, cost, project, model, itok, ibytes, inon, imsg, missing in zip(
+                *(rows[c] for c in cols), strict=True):
+            if cost and status in _SPENDING:
                 quarter = ts.replace(minute=ts.minute - ts.minute % 15, second=0, microsecond=0)
                 keys = windows.get(quarter)
                 if keys is None:
@@ -251,7 +289,7 @@ class Metering:
                         b = bucket_name(scope, key)
                         spent[b] = spent.get(b, 0) + cost
                         expires[b] = end
-            if calibrate and status == "ok" and ibytes and itok is not None:
+            if calibrate and status == "ok" and not missing and ibytes and itok is not None:
                 self.estimator.observe(model, InputSize(ibytes, inon or 0, imsg or 1, 0), itok)
         return spent, expires
 
@@ -334,102 +372,203 @@ class Metering:
         return self._plan(endpoint, payload, b"", {})
 
     def admit(self, plan: CallPlan) -> None:
-        """Reserve the worst case; BudgetExceededError (logged as 'blocked') if it would pass."""
-        if plan.price is None:
-            return  # unpriced (opt-in): nothing to reserve, logged as 'unpriced'
-        try:
-            if self._ledger_down:
-                # A shared ledger that lost its state (a restarted Redis) must relearn the
-                # spend from the log before it may approve anything; seeding never lowers.
-                self._rebuild_from_log(calibrate=False)
-                self._ledger_down = False
-            plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project, model=plan.model)
-        except (BudgetExceededError, LedgerUnavailableError) as exc:
-            self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
-            plan.finished = True
-            self._write(self._plan_record(plan, status="blocked", attempts=0, error=_short(str(exc))))
-            raise
+        """Reserve the worst case; BudgetExceededError (logged as 'blocked') if it would pass.
+        LogError (nothing sent, nothing logged) if the log's disk cannot take the call's row."""
+        self.writer.check_room()  # like money: a call whose row cannot be kept is not paid for
+        if plan.price is not None:
+            try:
+                if self._ledger_down:
+                    # A shared ledger that lost its state (a restarted Redis) must relearn the
+                    # spend from the log before it may approve anything; seeding never lowers.
+                    self._rebuild_from_log(calibrate=False)
+                    self._ledger_down = False
+                plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project,
+                                                      model=plan.model)
+            except (BudgetExceededError, LedgerUnavailableError) as exc:
+                self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
+                plan.finished = True
+                plan.record = self._write(self._plan_record(plan, status="blocked", attempts=0,
+                                                            error=_short(str(exc))))
+                raise
+        # else unpriced (opt-in): nothing to reserve, logged as 'unpriced'
+        with self._open_lock:
+            self._open[plan.call_id] = (os.getpid(), plan)
+
+    def resend(self, plan: CallPlan, exc: BaseException) -> None:
+        """The last attempt was sent and got no answer, and the call will be sent again.
+
+        That attempt may have been billed: it stays charged at its worst case and is logged now
+        as an `unknown` row of its own; the next attempt gets its own reservation first.
+        BudgetExceededError if the budget cannot take another attempt (the call then ends, see
+        `fail`, as `unknown` at the bound of the attempt already sent)."""
+        if plan.finished or plan.idempotent:
+            return  # idempotent: the relay bills the key once; the call's reservation covers it
+        attempt = plan.attempts
+        previous = plan.reservation
+        if previous is not None:
+            try:
+                plan.reservation = self.guard.reserve(f"{plan.call_id}/{attempt + 1}", plan.estimate_nanos,
+                                                      project=plan.project, model=plan.model)
+            except BudgetExceededError as refusal:
+                raise refusal from exc
+        plan.in_doubt = False  # the unknown attempt is accounted for below; the next is not sent yet
+        cost = plan.estimate_nanos if plan.price is not None else None
+        events = self._spend(plan, previous, cost)
+        record = self._write(self._plan_record(
+            plan, call_id=f"{plan.call_id}.{attempt}", status="unknown", attempts=attempt,
+            http_status=None, latency_ms=(time.perf_counter() - plan.started) * 1000,
+            cost_nanos=cost, cost_usd=nanos_to_usd(cost) if cost is not None else None, usage_missing=True,
+            input_tokens=plan.input_bound, output_tokens=plan.output_bound,
+            error=_short(f"{self._describe(exc)}; sent again, this attempt charged at its bound"),
+        ))
+        self._observed(record, cost, events)
 
     def complete(self, plan: CallPlan, status_code: int, body: bytes, headers: Mapping[str, str]) -> tuple[CallRecord, Any, HolySheepError | None]:
-        """Settle and log a non-streamed answer. Returns (record, parsed JSON or None, error)."""
+        """Settle and log a non-streamed answer. Returns (record, parsed JSON or None, error).
+
+        An answer whose usage is missing, null or implausible is charged at its reservation,
+        flagged `usage_missing`, warned about, and handed back (no error): it was paid for."""
         parsed: Any = None
         error: HolySheepError | None = None
         usage: Usage | None = None
+        missing: str | None = None
+        answered = 200 <= status_code < 300
         try:
             parsed = fastjson.loads(body)
         except ValueError:
             kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
             error = ResponseFormatError(f"The relay answered HTTP {status_code} with {kind} instead of a {plan.endpoint.name} answer.",
                                         status_code=status_code, body=body.decode("utf-8", "replace"))
-        if error is None and 200 <= status_code < 300:
+            if answered:
+                missing = f"{kind} instead of an answer"
+        if error is None and answered:
             try:
                 usage = plan.endpoint.usage(parsed)
             except ResponseFormatError as exc:
-                error = exc
-        if error is None and not 200 <= status_code < 300:
+                missing = str(exc)
+            else:
+                missing = _implausible(plan, usage, lambda: plan.endpoint.completion_text(parsed))
+            if missing is not None:
+                usage = None
+        if error is None and not answered:
             error = _http_error(status_code, parsed, body)
         text = plan.endpoint.completion_text(parsed) if self.log_content else None
-        record = self._finish(plan, status_code, usage, error, answered=200 <= status_code < 300, completion=text)
+        record = self._finish(plan, status_code, usage, error, answered=answered, completion=text, missing=missing)
         return record, parsed, error
 
     def fail(self, plan: CallPlan, exc: BaseException, status_code: int | None = None) -> CallRecord | None:
-        """The call ended without an answer (timeout, connection, cancel): release and log."""
-        if plan.finished:
-            return None
-        kind = type(exc).__name__
-        msg = _short(redact(str(exc), *self.secrets)) if str(exc) else kind
-        return self._finish(plan, status_code, None, None, answered=False, error_text=f"{kind}: {msg}")
+        """The call ended without an answer (timeout, connection, cancel, refused resend).
 
-    def stream_done(self, plan: CallPlan, status_code: int, usage: Usage | None, received: Callable[[], tuple[str, int]],
-                    cut: bool, error_text: str | None = None) -> CallRecord | None:
-        """Settle a stream from its usage chunk, or, if cut, from what was received.
-        `received()` gives (text, content events) so far; it is only asked for when needed."""
+        If its last attempt reached the relay and no answer came (`plan.in_doubt`), the relay
+        may have billed it: it is charged at its worst case and logged `unknown`. Otherwise
+        (nothing was sent, or the relay answered with an error) the reservation is released."""
         if plan.finished:
             return None
+        return self._finish(plan, status_code, None, None, answered=False, unknown=plan.in_doubt,
+                            error_text=self._describe(exc))
+
+    def stream_done(self, plan: CallPlan, status_code: int, usage: Usage | None,
+                    received: Callable[[], tuple[str, int]], cut: bool,
+                    error_text: str | None = None) -> CallRecord | None:
+        """Settle a stream from its usage event. A stream that ended without usable usage (cut,
+        abandoned, or the relay sent none) is charged at its reservation, flagged `usage_missing`.
+        `received()` gives (text, content events) so far; it is only asked for when needed.
+        Returns the call's record (None if it was logged before without one)."""
+        if plan.finished:
+            return plan.record
         if usage is None:
-            # No usage chunk: the input was billed in full; bill what arrived (>= 1 token a chunk).
-            arrived, chunks = received()
-            usage = Usage(plan.input_bound, max(chunks, math.ceil(len(arrived.encode()) / 4)))
-            cut = True
-        return self._finish(plan, status_code, usage, None, answered=True, partial=cut,
-                            error_text=error_text or ("stream cut before its usage chunk; cost from what arrived" if cut else None),
-                            completion=received()[0] if self.log_content else None)
+            missing: str | None = "no usage event" if cut else "the stream ended without a usage event"
+        else:
+            missing = _implausible(plan, usage, lambda: received()[0])
+            if missing is not None:
+                usage = None
+        if cut and error_text is None:
+            error_text = "stream cut before its end"
+        return self._finish(plan, status_code, usage, None, answered=True, partial=cut, error_text=error_text,
+                            completion=received()[0] if self.log_content else None, missing=missing)
 
     # -- shared ending -------------------------------------------------------------------------
 
+    def _describe(self, exc: BaseException) -> str:
+        """`Kind: message` of an exception (and of its cause), redacted, for the error column."""
+        kind = type(exc).__name__
+        text = f"{kind}: {redact(str(exc), *self.secrets)}" if str(exc) else kind
+        cause = exc.__cause__
+        if cause is not None:
+            text = f"after {type(cause).__name__}, {text}"
+        return _short(text)
+
+    def _claim(self, plan: CallPlan) -> bool:
+        """True once per call: whoever ends it (answer, failure, close or exit) logs it alone."""
+        with self._open_lock:
+            if plan.finished:
+                return False
+            plan.finished = True
+            self._open.pop(plan.call_id, None)
+            return True
+
+    def _spend(self, plan: CallPlan, res: Reservation | None, cost: int | None) -> list[SpendEvent]:
+        """Settle `res` at `cost` (release it if nothing was spent)."""
+        if res is None:
+            return []
+        try:
+            if cost:
+                return self.guard.settle(res, cost, events=self.alerts is not None or bool(self._listeners))
+            self.guard.release(res)
+        except LedgerUnavailableError:
+            # The call is logged below; the ledger relearns it from the log (see admit) once it
+            # is back, so the spend is not lost.
+            self._ledger_down = True
+            log.warning("ledger unavailable while settling call %s; it will be re-seeded from the log", plan.call_id)
+        return []
+
+    def _observed(self, record: CallRecord, cost: int | None, events: list[SpendEvent]) -> None:
+        if cost:
+            self.recent.add(cost)
+        if events and self.alerts is not None:
+            self.alerts.observe(events)
+        for fn in list(self._listeners):
+            fn(record, events)
+
     def _finish(self, plan: CallPlan, status_code: int | None, usage: Usage | None, error: HolySheepError | None,
                 *, answered: bool, partial: bool = False, error_text: str | None = None,
-                completion: str | None = None) -> CallRecord:
-        plan.finished = True
-        events: list[SpendEvent] = []
+                completion: str | None = None, missing: str | None = None, unknown: bool = False) -> CallRecord:
+        """Settle and log the call. `missing`: why an answer's usage cannot be used (it is then
+        charged at the reservation); `unknown`: sent, no answer (charged at the bound)."""
+        if not self._claim(plan):
+            assert plan.record is not None, "an ended call is logged"
+            return plan.record  # ended meanwhile (by close or exit): one row per call
         cost: int | None = 0
         status = "ok"
-        if usage is not None and plan.price is not None:
-            cost = plan.price.cost_nanos(usage)
-        elif usage is not None:
-            cost, status = None, "unpriced"
-        elif answered and plan.price is not None:
-            # Answered but unreadable: the relay probably billed it; count the worst case, never $0.
-            cost = plan.estimate_nanos
+        at_bound = unknown or missing is not None or (answered and usage is None)
+        if usage is not None:
+            if plan.price is not None:
+                cost = plan.price.cost_nanos(usage)
+            else:
+                cost, status = None, "unpriced"
+        elif at_bound:
+            # Billed, or maybe billed, and no count: the worst case, never $0.
+            if plan.price is not None:
+                cost = plan.estimate_nanos
+            else:
+                cost, status = None, "unpriced"
         failed = error is not None or error_text is not None
-        if failed and status != "unpriced":
+        if unknown:
+            status = "unknown"
+        elif failed and status != "unpriced":
             status = "error"
-        res = plan.reservation
-        if res is not None:
-            try:
-                if cost:
-                    events = self.guard.settle(res, cost, events=self.alerts is not None or bool(self._listeners))
-                else:
-                    self.guard.release(res)
-            except LedgerUnavailableError:
-                # The answer arrived and is logged below; the ledger relearns it from the log
-                # (see admit) once it is back, so the spend is not lost.
-                self._ledger_down = True
-                log.warning("ledger unavailable while settling call %s; it will be re-seeded from the log", plan.call_id)
+        events = self._spend(plan, plan.reservation, cost)
         if usage is not None and status == "ok":
             self.estimator.observe(plan.model, plan.size, usage.input_tokens)
-        counted = usage or _NO_USAGE  # no usage: the row keeps its zero counts
-        record = self._write(self._plan_record(
+        # No usable count: the row carries the bound it was charged at (and says so).
+        counted = usage or (Usage(plan.input_bound, plan.output_bound) if at_bound else _NO_USAGE)
+        if missing is not None:
+            reason = f"usage missing ({missing}); charged at the reservation"
+            error_text = f"{error_text}; {reason}" if error_text else reason
+            log.warning("call %s: %s", plan.call_id, reason)
+            _warn(f"The relay's answer had no usable usage ({_short(missing, 120)}); it is charged at its "
+                  "worst case and its row is flagged usage_missing.", UsageMissingWarning)
+        record = plan.record = self._write(self._plan_record(
             plan,
             status=status,
             attempts=plan.attempts,
@@ -445,15 +584,22 @@ class Metering:
             cached_input_tokens=counted.cached_input_tokens,
             reasoning_tokens=counted.reasoning_tokens,
             relay_cost_usd=counted.relay_cost_usd,
-            error=_short(redact(error_text or str(error), *self.secrets)) if failed else None,
+            usage_missing=at_bound and usage is None,
+            error=_short(redact(error_text or str(error), *self.secrets)) if error_text or error is not None else None,
         ))
-        if cost:
-            self.recent.add(cost)
-        if events and self.alerts is not None:
-            self.alerts.observe(events)
-        for fn in list(self._listeners):
-            fn(record, events)
+        self._observed(record, cost, events)
         return record
+
+    def _settle_open(self) -> None:
+        """End every call still in flight (a stream not read to its end, a call in another
+        thread) at its worst case, as `unknown`: the metering is closing or the process exits."""
+        pid = os.getpid()
+        with self._open_lock:
+            plans = [plan for owner, plan in self._open.values() if owner == pid]
+        for plan in plans:
+            self._finish(plan, plan.http_status, None, None, answered=False, unknown=True, partial=plan.stream,
+                         error_text="still in flight when the meter closed (client closed, or the interpreter "
+                                    "exited); charged at its bound")
 
     def _record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
                 max_tokens: int | None, **rest: Any) -> CallRecord:
@@ -465,17 +611,23 @@ class Metering:
             input_messages=size.messages, max_tokens=max_tokens, **rest,
         )
 
-    def _plan_record(self, plan: CallPlan, **ending: Any) -> CallRecord:
-        """The log row of a planned call; `ending` says how it ended."""
+    def _plan_record(self, plan: CallPlan, *, call_id: str | None = None, **ending: Any) -> CallRecord:
+        """The log row of a planned call (or of one of its attempts); `ending` says how it ended."""
         return self._record(
-            plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens,
+            call_id or plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens,
             estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
             stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt,
             endpoint=plan.endpoint.name, **ending,
         )
 
     def _write(self, record: CallRecord) -> CallRecord:
-        self.writer.append(record)
+        if not self.writer.append(record):
+            # Paid for: the caller still gets its answer; the row and its spend (already in the
+            # ledger) wait in memory and are written before the next row, once the disk is back.
+            log.warning("call %s: the call log refused its row (%s); kept in memory", record.call_id,
+                        self.writer.last_error)
+            _warn(f"The call log could not be written ({self.writer.last_error}); the row is kept "
+                  "in memory and written when the disk takes it again.", LogKeptWarning)
         self.calls += 1  # a display counter: a rare lost increment under threads is harmless
         return record
 
@@ -487,12 +639,39 @@ class Metering:
         return lambda: self._listeners.remove(fn) if fn in self._listeners else None
 
     def close(self) -> None:
+        """Settle the calls still in flight (at their worst case), then close the log."""
         if self.closed:
             return
         self.closed = True
+        self._settle_open()
         self.writer.close()
         if self.alerts is not None:
             self.alerts.flush(5.0)
+
+
+# Frames of these packages are not the caller's: a warning points past them, at user code.
+_LIBRARY_PACKAGES = frozenset({"holysheep_lab", "httpx2", "httpcore2", "httpx", "httpcore", "openai", "anthropic",
+                               "aiohttp", "asyncio", "contextlib", "concurrent", "threading"})
+
+
+def _warn(message: str, category: type[Warning]) -> None:
+    """Warn at the first frame outside the libraries of a call: once per call site of the user."""
+    level, frame = 2, sys._getframe(1)
+    while frame.f_back is not None and \
+            str(frame.f_globals.get("__name__", "")).partition(".")[0] in _LIBRARY_PACKAGES:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def _implausible(plan: CallPlan, usage: Usage, answer: Callable[[], str | None]) -> str | None:
+    """Why reported usage cannot be what was billed (None: it can). `answer()` gives the text."""
+    if usage.input_tokens == 0 and usage.output_tokens == 0:
+        return "all-zero usage"
+    if usage.input_tokens == 0 and plan.size.text_bytes > 0:
+        return "zero input tokens for a non-empty request"
+    if usage.output_tokens == 0 and answer():
+        return "zero output tokens for a non-empty answer"
+    return None
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -26,7 +26,7 @@ _NO_USAGE_HINT = (" If the relay omits usage, ask it to include it (for streams:
 def chat_usage(usage: Mapping[str, Any]) -> Usage:
     """A Chat Completions `usage` object as Usage; ResponseFormatError if it is impossible."""
     prompt = count(usage, "prompt_tokens", True)
-    completion = count(usage, "completion_tokens", False)
+    completion = count(usage, "completion_tokens", True)  # missing or null is not 0: fail closed
     cached = count(usage.get("prompt_tokens_details"), "cached_tokens", False)
     reasoning = count(usage.get("completion_tokens_details"), "reasoning_tokens", False)
     if cached > prompt or reasoning > completion:

@@ -17,12 +17,14 @@ if TYPE_CHECKING:
 __all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "REQUIRED_COLUMNS",
            "SCHEMA_VERSION", "STATUSES", "CallRecord", "call_schema"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: `ok` answered; `error` sent but failed; `blocked` refused by the guard, nothing sent;
 #: `unpriced` answered, but the model had no price (opt-in), so cost_usd is null, never 0;
-#: `unmetered` a POST no adapter meters, let through by `passthrough=[...]`: cost unknown (null).
-STATUSES = ("ok", "error", "blocked", "unpriced", "unmetered")
+#: `unmetered` a POST no adapter meters, let through by `passthrough=[...]`: cost unknown (null);
+#: `unknown` sent, but no answer came (connection dropped after sending, read timeout, process
+#: exit with the call in flight): the relay may have billed it, so cost is its worst-case bound.
+STATUSES = ("ok", "error", "blocked", "unpriced", "unmetered", "unknown")
 
 #: The columns as (name, kind, nullable), in order. Kinds: str | ts (UTC microseconds) | int
 #: (int64) | float (float64) | bool. Plain Python, so appending to the log never needs pyarrow;
@@ -59,6 +61,8 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("completion", "str", True),  # only when the user asked to log content
     ("input_non_ascii_bytes", "int", True),  # script class of the prompt (calibration)
     ("input_messages", "int", True),
+    # -- added in version 2 --
+    ("usage_missing", "bool", True),  # no usable usage (missing, null, implausible, no answer): cost is the bound
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
@@ -125,6 +129,7 @@ class CallRecord:
     completion: str | None = None
     input_non_ascii_bytes: int | None = None
     input_messages: int | None = None
+    usage_missing: bool = False
 
     def as_row(self) -> dict[str, Any]:
         """The record as a dict of schema columns."""

@@ -10,8 +10,13 @@ Journal format (JSON lines, stdlib `json`): the first line is a header object
 ``{"holysheep_journal": 1, "writer": ..., "seq": ..., "host": ..., "pid": ..., "columns": [...]}``;
 every further line is one JSON array of values in the header's column order, with `ts` as
 integer microseconds since the Unix epoch (exact), null for None. One `os.write` per record (no
-fsync), so a SIGKILL loses nothing that `append` returned for; a killed process can leave only
+fsync), so a SIGKILL loses nothing that `append` returned True for; a killed process can leave only
 a last line without its newline, which readers ignore.
+
+A full or read-only disk never drops a row: a record whose write fails is kept in memory
+(`append` returns False) and written before the next append, at the next roll or at close, once
+the disk takes it again. `check_room` lets a caller refuse work before it is paid for when the
+disk cannot take its row (kept rows still failing, or less than `min_free_bytes` free).
 
 Rolling seals the current journal (appends go on into a fresh one), writes its rows as one
 Parquet file per UTC date to a hidden temp name, fsyncs, renames atomically, fsyncs the folder,
@@ -30,6 +35,7 @@ import operator
 import os
 import re
 import secrets
+import shutil
 import socket
 import threading
 import time
@@ -58,11 +64,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 __all__ = [
+    "Disk",
     "JOURNAL_DIR",
     "JOURNAL_FORMAT",
     "JOURNAL_SUFFIX",
     "LogWriteWarning",
     "LogWriter",
+    "MIN_FREE_BYTES",
+    "ROOM_RECHECK_S",
     "build_array",
     "columns_to_table",
     "fsync_dir",
@@ -90,6 +99,12 @@ _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 # Compact separators keep lines short; allow_nan keeps NaN/inf floats as they were.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 _MAX_SIGNATURES = 512
+#: `check_room` asks the disk again after this many seconds (or once the bytes it said were
+#: free are written): one statvfs a second at most, not one per call.
+ROOM_RECHECK_S = 1.0
+#: A writer refuses new work (`check_room`) when its folder's disk has less than this free:
+#: room for thousands of rows and a roll into Parquet.
+MIN_FREE_BYTES = 4 * 1024 * 1024
 
 
 class LogWriteWarning(UserWarning):
@@ -460,6 +475,19 @@ def write_parts(root: Path, table: pa.Table, name: str, *, row_group_size: int |
 # -- the writer --------------------------------------------------------------------------------
 
 
+class Disk:
+    """The writer's calls that a full or read-only disk makes fail; tests pass one that fails."""
+
+    def write(self, fd: int, data: bytes) -> int:
+        return os.write(fd, data)
+
+    def free_bytes(self, path: Path) -> int:
+        return shutil.disk_usage(path).free
+
+
+_OS_DISK = Disk()
+
+
 @dataclass(slots=True)
 class _Journal:
     path: Path
@@ -490,6 +518,8 @@ def _install_process_hooks() -> None:
 
 
 def _close_all_at_exit() -> None:
+    # Each writer first runs its before-close hooks (a Metering settles its open calls there),
+    # so no row of a call still in flight at exit is lost.
     for writer in list(_LIVE):
         try:
             writer.close()
@@ -513,18 +543,24 @@ class LogWriter:
 
     def __init__(self, log_dir: str | os.PathLike[str], *, roll_rows: int = 5000,
                  roll_interval: float | None = 60.0,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 min_free_bytes: int = MIN_FREE_BYTES, disk: Disk | None = None) -> None:
         if isinstance(roll_rows, bool) or not isinstance(roll_rows, int) or roll_rows < 1:
             raise ConfigError(f"roll_rows must be a whole number >= 1, not {roll_rows!r}.")
         if roll_interval is not None and not roll_interval > 0:
             raise ConfigError(f"roll_interval must be > 0 seconds or None, not {roll_interval!r}.")
+        if isinstance(min_free_bytes, bool) or not isinstance(min_free_bytes, int) or min_free_bytes < 0:
+            raise ConfigError(f"min_free_bytes must be a whole number >= 0, not {min_free_bytes!r}.")
         self.log_dir = Path(log_dir)
+        self.min_free_bytes = min_free_bytes
+        self.disk = disk or _OS_DISK
         self.roll_rows = roll_rows
         self.roll_interval = roll_interval
         self._clock = clock or time.monotonic
         self._layout = _layout()
         self._host = host_tag()
         self._closed = False
+        self._before_close: list[weakref.WeakMethod[Callable[[], None]]] = []
         self._reset_state()
         try:
             (self.log_dir / JOURNAL_DIR).mkdir(parents=True, exist_ok=True)
@@ -546,6 +582,12 @@ class LogWriter:
         self._pending: list[_Journal] = []  # sealed journals not yet in Parquet
         self._seq = 0
         self._torn = False  # the last write failed part-way: start the next on a new line
+        # Rows whose write failed (full or read-only disk), oldest first: written before the
+        # next row, at a roll or at close, once the disk takes them again.
+        self._unwritten: list[tuple[bytes, list[Any], int | None]] = []
+        self.last_error: LogError | None = None  # why the last write failed (None: it did not)
+        self._room = 0  # bytes the disk was seen to take beyond min_free_bytes, minus those written since
+        self._room_seen = float("-inf")  # monotonic time of that look
         self._signatures: dict[tuple[type, ...], int] = {}  # checked type signatures -> index
         self._signature_list: list[tuple[type, ...]] = []
         self._last_roll = self._clock()
@@ -591,32 +633,107 @@ class LogWriter:
         line, row = _encode_line(values)
         return line, row, known if row is values else None
 
-    def append(self, record: CallRecord) -> None:
-        """Write one record to the journal; it is durable against a process kill on return."""
+    def append(self, record: CallRecord) -> bool:
+        """Write one record to the journal: True when it is durable against a process kill.
+
+        False: the disk refused it (full, read-only); the row is kept in memory and written
+        before the next row, at the next roll or at close, and `last_error` says why.
+        Raises LogError only if the writer is closed.
+        """
         line, row, signature = self._encode(record)
         with self._lock:
-            journal = self._journal or self._open_next()
-            self._write(journal, line)
-            any(map(_APPEND, journal.columns, row))  # kept column-wise: a roll needs no flip
-            journal.signatures.add(signature)
-            journal.count += 1
-            waiting = journal.count
+            if self._closed:
+                raise LogError(f"{self!r} is closed; create a new LogWriter to log more calls.")
+            if self._unwritten:
+                self._unwritten.append((line, row, signature))
+                written = self._write_unwritten()
+            else:
+                try:
+                    journal = self._journal or self._open_next()
+                    self._write(journal, line)
+                except LogError as exc:
+                    self._unwritten.append((line, row, signature))
+                    self.last_error = exc
+                    return False
+                any(map(_APPEND, journal.columns, row))  # kept column-wise: a roll needs no flip
+                journal.signatures.add(signature)
+                journal.count += 1
+                written = True
+            waiting = self._journal.count if self._journal else 0
         self._maybe_wake(waiting)
+        return written
 
-    def append_many(self, records: Iterable[CallRecord]) -> None:
-        """Write several records with one write (all or, on a failed write, an error)."""
+    def append_many(self, records: Iterable[CallRecord]) -> bool:
+        """Write several records with one write; like `append`, False if they were kept in memory."""
         encoded = [self._encode(r) for r in records]
         if not encoded:
-            return
+            return True
         with self._lock:
-            journal = self._journal or self._open_next()
-            self._write(journal, b"".join(line for line, _, _ in encoded))
-            for _, row, signature in encoded:
-                any(map(_APPEND, journal.columns, row))
-                journal.signatures.add(signature)
-            journal.count += len(encoded)
-            waiting = journal.count
+            if self._closed:
+                raise LogError(f"{self!r} is closed; create a new LogWriter to log more calls.")
+            self._unwritten += encoded
+            written = self._write_unwritten()
+            waiting = self._journal.count if self._journal else 0
         self._maybe_wake(waiting)
+        return written
+
+    def _write_unwritten(self) -> bool:
+        """Write the kept rows in one write; False (kept, `last_error` set) if the disk refuses.
+        Caller holds `self._lock`."""
+        kept = self._unwritten
+        try:
+            journal = self._journal or self._open_next()
+            self._write(journal, b"".join(line for line, _, _ in kept))
+        except LogError as exc:
+            self.last_error = exc
+            return False
+        for _, row, signature in kept:
+            any(map(_APPEND, journal.columns, row))
+            journal.signatures.add(signature)
+        journal.count += len(kept)
+        self._unwritten = []
+        self.last_error = None
+        return True
+
+    @property
+    def unwritten(self) -> int:
+        """How many rows are kept in memory because the disk refused them."""
+        return len(self._unwritten)
+
+    def check_room(self) -> None:
+        """Raise LogError unless the log can take a row now: call it before paying for one.
+
+        Kept rows are retried first (the disk may be back); then the folder's disk must have
+        `min_free_bytes` free, counted like money: a look at the disk (statvfs) is good for the
+        bytes it showed beyond that margin, or for `ROOM_RECHECK_S` seconds.
+        """
+        with self._lock:
+            if self._closed:
+                raise LogError(f"{self!r} is closed; create a new LogWriter to log more calls.")
+            if self._unwritten and not self._write_unwritten():
+                raise LogError(
+                    f"The call log in {self.log_dir} cannot take rows ({self.last_error}); "
+                    f"{len(self._unwritten)} row(s) wait in memory. Nothing was sent."
+                )
+        now = time.monotonic()
+        if self.min_free_bytes and (self._room <= 0 or now - self._room_seen >= ROOM_RECHECK_S):
+            try:
+                free = self.disk.free_bytes(self.log_dir)
+            except OSError as exc:
+                raise LogError(f"Cannot tell the free space of the call log's disk {self.log_dir} "
+                               f"({exc.strerror or exc}); nothing was sent.") from exc
+            self._room, self._room_seen = free - self.min_free_bytes, now
+            if free < self.min_free_bytes:
+                raise LogError(
+                    f"The call log's disk ({self.log_dir}) has {free} bytes free, under the "
+                    f"{self.min_free_bytes} it keeps for rows; nothing was sent. Free disk space or "
+                    "use another log_dir."
+                )
+
+    def before_close(self, fn: Callable[[], None]) -> None:
+        """Run the bound method `fn` first at close (and so at interpreter exit), while rows can
+        still be written. Held weakly: it does not keep its object alive."""
+        self._before_close.append(weakref.WeakMethod(fn))
 
     def _maybe_wake(self, waiting: int) -> None:
         if waiting >= self.roll_rows or (
@@ -627,17 +744,20 @@ class LogWriter:
     def _write(self, journal: _Journal, data: bytes) -> None:
         if self._torn:
             data = b"\n" + data
+        write = self.disk.write
         try:
-            done = os.write(journal.fd, data)
+            done = write(journal.fd, data)
             while done < len(data):  # short writes happen on a nearly full disk
-                done += os.write(journal.fd, data[done:])
+                done += write(journal.fd, data[done:])
         except OSError as exc:
             self._torn = True
+            self._room = 0  # look at the disk again before the next call
             raise LogError(
                 f"Could not append to the call-log journal {journal.path} ({exc.strerror or exc}); "
-                "this call was not logged. Free disk space or use another log_dir."
+                "the row is kept in memory until the disk takes it. Free disk space or use another log_dir."
             ) from exc
         self._torn = False
+        self._room -= len(data)
 
     # -- journals ----------------------------------------------------------------------------
 
@@ -661,7 +781,7 @@ class LogWriter:
             ) from exc
         try:
             try_lock(fd)
-            os.write(fd, journal_header(self.name, seq, self._host, os.getpid(), self._layout.names))
+            self.disk.write(fd, journal_header(self.name, seq, self._host, os.getpid(), self._layout.names))
             os.replace(tmp, final)
         except OSError as exc:
             os.close(fd)
@@ -724,6 +844,9 @@ class LogWriter:
         """Roll the journal's rows into Parquet now; returns the files written."""
         with self._roll_lock:
             if not self._closed:
+                with self._lock:
+                    if self._unwritten:
+                        self._write_unwritten()  # the disk may be back; if not they stay kept
                 self._seal(open_next=True)
             return self._flush_pending()
 
@@ -737,9 +860,26 @@ class LogWriter:
         return written
 
     def close(self) -> None:
-        """Roll what is left and release the journal. Idempotent."""
+        """Run the before-close hooks, roll what is left and release the journal. Idempotent.
+
+        Rows the disk still refuses are reported in a LogWriteWarning (they cannot be kept
+        past the writer)."""
         if self._closed:
             return
+        hooks, self._before_close = self._before_close, []
+        for ref in hooks:
+            fn = ref()
+            if fn is not None:
+                try:
+                    fn()
+                except Exception as exc:  # a hook must not keep the rows already here from Parquet
+                    warnings.warn(f"call log close hook failed: {type(exc).__name__}: {exc}",
+                                  LogWriteWarning, stacklevel=2)
+        with self._lock:
+            if self._unwritten and not self._write_unwritten():
+                warnings.warn(
+                    f"{len(self._unwritten)} call-log row(s) could not be written to {self.log_dir} "
+                    f"and are lost: {self.last_error}", LogWriteWarning, stacklevel=2)
         self._stop.set()
         self._wake.set()
         thread = self._thread

@@ -83,6 +83,11 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
     if plan is None:
         return (yield _Send(request))
     request = _for_relay(lib, request, body, plan)
+    if metering.idempotency_header is not None:
+        # One key for every attempt (the caller's, or the call's id), so a resend is billed once.
+        if metering.idempotency_header not in request.headers:
+            request.headers[metering.idempotency_header] = plan.call_id
+        plan.idempotent = True
     metering.admit(plan)  # BudgetExceededError: logged as blocked, nothing sent
     try:
         response = yield from _send_with_retries(metering, lib, request, plan)
@@ -93,12 +98,13 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
             response.headers["x-should-retry"] = "false"
         if plan.stream and 200 <= response.status_code < 300:
             return _stream_response(metering, plan, response, metered_stream)
-        content = yield _Read(response)
+        content = yield _Read(response)  # a failed read of a 2xx body leaves the call in doubt
         record, payload, error = metering.complete(plan, response.status_code, content, response.headers)
         response.extensions[OUTCOME_KEY] = CallOutcome(record, error, payload)
         return response
     except BaseException as exc:
-        # Timeouts, connection errors, Ctrl-C, task cancellation: settle and log, then re-raise.
+        # Timeouts, connection errors, Ctrl-C, task cancellation, a refused resend: settle and
+        # log (at the worst case if the relay may have billed the last attempt), then re-raise.
         metering.fail(plan, exc, plan.http_status)
         raise
 
@@ -115,7 +121,12 @@ def _for_relay(lib: ModuleType, request: Any, body: bytes, plan: CallPlan) -> An
 
 def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: CallPlan) -> Generator[_Action, Any, Any]:
     """Send until an answer is final: rate-limited, retrying timeouts, dropped connections and
-    retryable statuses with backoff, within the retry policy's attempts and total time."""
+    retryable statuses with backoff, within the retry policy's attempts and total time.
+
+    An attempt that reached the relay and got no answer (read timeout, connection dropped after
+    sending) may have been billed: it stays charged, and a resend is reserved anew
+    (`Metering.resend`; BudgetExceededError ends the call). Only a failure to connect proves
+    that nothing was sent."""
     retry: Retry = metering.retry
     deadline = plan.started + retry.max_total
     while True:
@@ -123,22 +134,30 @@ def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: 
         if wait > 0:
             yield _Sleep(wait)
         plan.attempts += 1
+        plan.in_doubt = True  # from the first byte sent until an answer is in hand
         try:
             response = yield _Send(request)
+        except (lib.ConnectError, lib.ConnectTimeout, lib.PoolTimeout) as exc:
+            plan.in_doubt = False  # no connection: the relay never saw this attempt
+            if not _can_retry(plan, retry, deadline, 0.0):
+                raise _unreachable(request, exc) from exc
+            yield _Sleep(retry.delay(plan.attempts))
+            continue
         except lib.TimeoutException as exc:
             if not (retry.retry_timeouts and _can_retry(plan, retry, deadline, 0.0)):
                 raise APITimeoutError(f"The relay did not answer in time after {plan.attempts} attempt(s).") from exc
+            metering.resend(plan, exc)
             yield _Sleep(retry.delay(plan.attempts))
             continue
-        except (lib.ConnectError, lib.RemoteProtocolError) as exc:
-            # Connect errors sent nothing; a dropped connection may be a server restart.
+        except lib.RemoteProtocolError as exc:
+            # Dropped after sending (a server restart, a proxy): maybe billed, so charged.
             if not _can_retry(plan, retry, deadline, 0.0):
-                raise APIConnectionError(
-                    f"Could not reach the relay at {request.url.host}:{request.url.port or ''} "
-                    f"({type(exc).__name__}). Check base_url and the network."
-                ) from exc
+                raise _unreachable(request, exc) from exc
+            metering.resend(plan, exc)
             yield _Sleep(retry.delay(plan.attempts))
             continue
+        # A relay's error answer bills nothing; a 2xx is billed, and in doubt until it is read.
+        plan.in_doubt = 200 <= response.status_code < 300
         plan.http_status = status = response.status_code
         metering.limiter.observe_headers(response.headers)
         if status in retry.retry_statuses:
@@ -151,6 +170,13 @@ def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: 
                 yield _Sleep(delay)
                 continue
         return response
+
+
+def _unreachable(request: Any, exc: BaseException) -> APIConnectionError:
+    return APIConnectionError(
+        f"Could not reach the relay at {request.url.host}:{request.url.port or ''} "
+        f"({type(exc).__name__}). Check base_url and the network."
+    )
 
 
 def _can_retry(plan: CallPlan, retry: Retry, deadline: float, delay: float) -> bool:
