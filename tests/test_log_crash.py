@@ -155,7 +155,7 @@ def test_sigkill_at_random_moments_while_rolling_constantly(log_dir, child_scrip
     for k in range(3):
         child = Child(child_script, log_dir, "rolling", f"r{k}")
         target = rng.randrange(40, 250)
-        child.wait_for(lambda: len(child.acked) >= target)
+        child.wait_for(lambda child=child, target=target: len(child.acked) >= target)
         time.sleep(rng.random() * 0.02)
         child.kill()
         acked += child.acked

@@ -423,7 +423,8 @@ class Metering:
         ))
         self._observed(record, cost, events)
 
-    def complete(self, plan: CallPlan, status_code: int, body: bytes, headers: Mapping[str, str]) -> tuple[CallRecord, Any, HolySheepError | None]:
+    def complete(self, plan: CallPlan, status_code: int, body: bytes,
+                 headers: Mapping[str, str]) -> tuple[CallRecord, Any, HolySheepError | None]:
         """Settle and log a non-streamed answer. Returns (record, parsed JSON or None, error).
 
         An answer whose usage is missing, null or implausible is charged at its reservation,

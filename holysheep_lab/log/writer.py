@@ -335,7 +335,7 @@ def columns_to_table(columns: Sequence[str], values: Sequence[Sequence[Any]], n:
         try:
             types = None if known is None else {sig[i] for sig in known}
             arrays.append(build_array(values, kind, f.type, types))
-        except _BUILD_ERRORS + (pa.ArrowException,):
+        except (*_BUILD_ERRORS, pa.ArrowException):
             fixed = [_coerce_one(v, kind) for v in values]
             lost = sum(1 for v, w in zip(values, fixed, strict=True) if v is not None and w != v)
             problems.append(f"column {f.name!r}: {lost} value(s) did not fit the column type "
@@ -507,7 +507,7 @@ _hooks_installed = False
 
 def _install_process_hooks() -> None:
     """Once per process: roll every open writer at exit; forget inherited journals after fork."""
-    global _hooks_installed
+    global _hooks_installed  # noqa: PLW0603  (one flag per process, set under _HOOKS)
     with _HOOKS:
         if _hooks_installed:
             return
@@ -821,8 +821,8 @@ class LogWriter:
             os.close(journal.fd)
 
     def _flush(self, journal: _Journal) -> list[Path]:
-        signatures = None if None in journal.signatures else [
-            self._signature_list[i] for i in journal.signatures]
+        known = journal.signatures
+        signatures = None if None in known else [self._signature_list[i] for i in known if i is not None]
         table, problems = columns_to_table(self._layout.names, journal.columns, journal.count,
                                            signatures)
         for problem in problems:

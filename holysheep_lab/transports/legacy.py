@@ -74,7 +74,9 @@ class HttpxMeteredTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         body = request.read()
         try:
-            return drive_sync(call_flow(self.metering, httpx, request, body, _HttpxSyncStream), self._inner)
+            response: httpx.Response = drive_sync(call_flow(self.metering, httpx, request, body, _HttpxSyncStream),
+                                                  self._inner)
+            return response
         except HolySheepError as exc:
             _not_retried_by_sdks(exc)
             raise
@@ -97,7 +99,9 @@ class AsyncHttpxMeteredTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = await request.aread()
         try:
-            return await drive_async(call_flow(self.metering, httpx, request, body, _HttpxAsyncStream), self._inner)
+            response: httpx.Response = await drive_async(
+                call_flow(self.metering, httpx, request, body, _HttpxAsyncStream), self._inner)
+            return response
         except HolySheepError as exc:
             _not_retried_by_sdks(exc)
             raise
