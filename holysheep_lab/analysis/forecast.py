@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from holysheep_lab.analysis.spend import _now_us, _us_to_dt, _valid_ts, daily, require_columns
+from holysheep_lab.analysis.frames import as_of_micros, require_columns, valid_micros
+from holysheep_lab.analysis.spend import daily
 from holysheep_lab.core.budget import Budget, Window, resolve_tz, window_bounds
+from holysheep_lab.core.clock import micros_to_datetime
 from holysheep_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,7 +43,6 @@ __all__ = [
     "baseline_mtd",
     "forecast",
     "forecast_series",
-    "synthetic_series",
 ]
 
 MODEL_NAME = "trend_weekday"
@@ -82,7 +83,8 @@ def _weekday_factors(y: np.ndarray, dows: np.ndarray) -> np.ndarray:
     keep = max(0.0, 1.0 - float(noise.mean()) / spread) if spread > 0 else 0.0
     f = 1.0 + keep * (f - f.mean())
     f = np.clip(f, 0.05, None)
-    return f / f.mean()
+    factors: np.ndarray = f / f.mean()
+    return factors
 
 
 def _huber_line(t: np.ndarray, d: np.ndarray, w0: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -132,8 +134,8 @@ def _model_point(y: np.ndarray, first_dow: int, h: int, window: int = _WINDOW) -
     d = y[-W:] / f[dows[-W:]]
     w0 = 0.5 ** ((n - 1 - t) / _HALF_LIFE)
     if W < 21:  # too short to trust a slope: level only
-        level = float(np.average(d, weights=w0))
-        a, b, resid = level, 0.0, d - level
+        mean_level = float(np.average(d, weights=w0))
+        a, b, resid = mean_level, 0.0, d - mean_level
     else:
         a, b, resid = _huber_line(t, d, w0)
         a, b = _shrink_slope(a, b, t, resid, w0)
@@ -376,7 +378,7 @@ def forecast(
     if budget is not None and not isinstance(budget, Budget):
         raise ConfigError(f"budget must be a holysheep_lab.budget.Budget, not {type(budget).__name__}.")
     zone = resolve_tz(tz if tz is not None else (budget.zone if budget is not None else None))
-    us, ok = _valid_ts(df)
+    us, ok = valid_micros(df)
     if ok is not None:
         df, us = df.loc[ok], us[ok]
     cols = ["date", "yhat", "lo", "hi"]
@@ -388,7 +390,7 @@ def forecast(
     today_spent = 0.0
     frac_left = 1.0
     if now is not None:
-        now_dt = _us_to_dt(_now_us(us, now))
+        now_dt = micros_to_datetime(as_of_micros(us, now))
         today = now_dt.astimezone(zone).date()
         k = (today - first).days
         if k < 0:
@@ -460,37 +462,3 @@ def _exhaustion(fc: pd.DataFrame, budget: Budget, spent_month: float, mstart: da
                 res["monthly"] = dd
                 break
     return res
-
-
-# --------------------------------------------------------------------------- synthetic data
-
-
-def synthetic_series(
-    days: int = 180,
-    level: float = 50.0,
-    trend: float = 0.0,
-    growth: str = "linear",
-    weekend: float = 0.5,
-    noise: float = 0.15,
-    seed: int = 0,
-    start: date = date(2026, 1, 5),
-    spikes: float = 0.0,
-) -> tuple[np.ndarray, date]:
-    """A daily spend history for tests and benchmarks: (values, first day).
-
-    `trend` is the relative change per 30 days (0.2 = +20 %/month; linear or "exp"
-    compounding), `weekend` the Saturday/Sunday level relative to weekdays, `noise` the
-    lognormal sigma, `spikes` the daily probability of a 2-5x spike.
-    """
-    if growth not in ("linear", "exp"):
-        raise ConfigError("growth must be 'linear' or 'exp'.")
-    rng = np.random.default_rng(seed)
-    t = np.arange(days, dtype=np.float64)
-    base = level * (1 + trend * t / 30) if growth == "linear" else level * (1 + trend) ** (t / 30)
-    dows = (start.weekday() + np.arange(days)) % 7
-    season = np.where(dows >= 5, weekend, 1.0)
-    y = np.maximum(base, 0) * season * rng.lognormal(-noise**2 / 2, noise, days)
-    if spikes:
-        hit = rng.random(days) < spikes
-        y = np.where(hit, y * rng.uniform(2, 5, days), y)
-    return y, start

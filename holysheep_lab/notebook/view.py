@@ -104,7 +104,7 @@ def _recent(meter: Metering) -> tuple[int, float]:
 
 def meter_state(meter: Metering) -> MeterState:
     """Read the meter's in-memory totals (ledger snapshot, recent calls, last alert)."""
-    from holysheep_lab.reports.usage import budget_lines
+    from holysheep_lab.reports.budget import ledger_status
 
     alerts = meter.alerts
     levels: Sequence[Level] = alerts.levels if alerts is not None else DEFAULT_LEVELS
@@ -116,14 +116,14 @@ def meter_state(meter: Metering) -> MeterState:
             soft[(ln.scope, ln.window.value)] = ln.alert_at
             block[(ln.scope, ln.window.value)] = ln.block_nanos / NANOS_PER_USD
     out = []
-    for ln in budget_lines(meter):
+    for ln in ledger_status(meter):
         key = (ln["scope"], ln["window"])
-        ratio = ln["ratio"]
+        ratio = ln["used"]
         limit_block = block.get(key)
         blocking = limit_block is not None and ln["spent_usd"] + ln["reserved_usd"] >= limit_block
         out.append(LineState(ln["scope"], ln["window"], ln["spent_usd"], ln["reserved_usd"], ln["limit_usd"],
                              ln["remaining_usd"], ratio, level_for(ratio, levels, soft.get(key)), blocking,
-                             ln["resets_at"].astimezone(meter.guard.zone)))
+                             ln["window_end"].astimezone(meter.guard.zone)))
     calls, cost = _recent(meter)
     last = alerts.last_alert if alerts is not None else None
     return MeterState(tuple(out), calls, cost, last.title if last is not None else None)
