@@ -284,7 +284,8 @@ def test_duckdb_and_polars_read_the_folder_unchanged(log_dir):
     assert (n, tokens) == (len(df), df["input_tokens"].sum())
     assert cost == pytest.approx(df["cost_usd"].sum())
     assert days == df["ts"].dt.date.nunique()
-    typ = con.execute(f"select typeof(ts), typeof(date) from read_parquet('{glob}', hive_partitioning=true) limit 1").fetchone()
+    typ = con.execute(
+        f"select typeof(ts), typeof(date) from read_parquet('{glob}', hive_partitioning=true) limit 1").fetchone()
     assert typ == ("TIMESTAMP WITH TIME ZONE", "DATE")
     lazy = pl.scan_parquet(glob, hive_partitioning=True)
     out = lazy.select(pl.len(), pl.col("input_tokens").sum(), pl.col("cost_usd").sum(),
@@ -324,7 +325,8 @@ def test_compact_rolls_orphan_journals_leaves_live_ones_and_quarantines_damaged_
     assert (summary.journals_rolled, summary.journals_live, summary.journals_quarantined) == (2, 1, 1)
     left = sorted(p.name for p in (log_dir / "_journal").iterdir() if not p.name.startswith("."))
     assert left == sorted([damaged.name + ".bad", live.journal_path.name])
-    assert sorted(read_table(log_dir)["call_id"].to_pylist()) == ["call-000001", "call-000002", "call-000005", "call-000009"]
+    assert sorted(read_table(log_dir)["call_id"].to_pylist()) == [
+        "call-000001", "call-000002", "call-000005", "call-000009"]
     live.close()
     assert compact(log_dir).journals_rolled == 0
     assert len(read_table(log_dir)) == 4
@@ -356,7 +358,8 @@ from datetime import datetime, timezone
 from holysheep_lab.log import CallRecord, LogWriter, compact, read_table
 with LogWriter({str(tmp_path / 'logs')!r}) as w:
     for i in range(20):
-        w.append(CallRecord(call_id=str(i), ts=datetime(2026, 1, 1 + i % 3, tzinfo=timezone.utc), model='m', status='ok'))
+        w.append(CallRecord(call_id=str(i), ts=datetime(2026, 1, 1 + i % 3, tzinfo=timezone.utc),
+                            model='m', status='ok'))
     w.roll()
     w.append(CallRecord(call_id='x', ts=datetime(2026, 1, 1, tzinfo=timezone.utc), model='m', status='ok'))
 assert read_table({str(tmp_path / 'logs')!r}, start='2026-01-02', end='2026-01-02').num_rows == 7
