@@ -30,6 +30,7 @@ from holysheep_lab.log import (
     read_table,
 )
 from holysheep_lab.log import reader as reader_mod
+from holysheep_lab.log.reader import scan_days
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
@@ -522,7 +523,10 @@ def _sorted_days(log_dir: Path) -> None:
     write(log_dir, [rec(11, ts=T0 + timedelta(hours=66)), rec(12, ts=T0 + timedelta(hours=66))])
 
 
-@pytest.mark.parametrize("scenario", [_overlapping_parts_and_copies, _distinct_calls_at_one_instant, _sorted_days])
+_SCENARIOS = [_overlapping_parts_and_copies, _distinct_calls_at_one_instant, _sorted_days]
+
+
+@pytest.mark.parametrize("scenario", _SCENARIOS)
 def test_a_selection_without_call_id_reads_the_rows_of_the_full_read(log_dir, scenario):
     scenario(log_dir)
     full = read_table(log_dir)
@@ -570,3 +574,51 @@ def test_dictionary_columns_come_as_arrow_dictionaries(log_dir):
     assert table["project"].to_pylist() == [None, "p", None, "q"]
     with pytest.raises(ConfigError, match="dictionary_columns"):
         read_table(log_dir, dictionary_columns=["no_such_column"])
+
+
+# -- scan_days: read_table one UTC day at a time ------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", _SCENARIOS)
+def test_scan_days_yields_read_table_day_by_day(log_dir, scenario):
+    scenario(log_dir)
+    for columns in (None, ["ts", "model"], ["cost_usd", "ts"]):
+        days = list(scan_days(log_dir, columns=columns, dictionary_columns=["model"]))
+        whole = read_table(log_dir, columns=columns, dictionary_columns=["model"])
+        assert pa.concat_tables(days).to_pylist() == whole.to_pylist(), columns
+    days = [{ts.date() for ts in t["ts"].to_pylist()} for t in scan_days(log_dir, columns=["ts"])]
+    assert all(len(day) == 1 for day in days)  # one UTC day per table, each day once, in order
+    assert [d for (d,) in days] == sorted({ts.date() for ts in read_table(log_dir)["ts"].to_pylist()})
+    bounded = dict(start=T0 + timedelta(seconds=2), end=T0 + timedelta(days=1, seconds=1))
+    assert pa.concat_tables(list(scan_days(log_dir, columns=["ts", "model"], **bounded))).to_pylist() \
+        == read_table(log_dir, columns=["ts", "model"], **bounded).to_pylist()
+
+
+@pytest.mark.parametrize("when", ["before_its_files_are_read", "before_call_ids_are_looked_up"])
+def test_scan_days_reads_a_day_again_when_its_files_are_compacted_under_it(log_dir, monkeypatch, when):
+    write(log_dir, [rec(1), rec(2)])
+    write(log_dir, [rec(2), rec(3)])  # the same day, call 2 twice: its copies need their ids
+    write(log_dir, [rec(4, ts=T0 + timedelta(days=1))])
+    want = read_table(log_dir, columns=["ts", "input_tokens"]).to_pylist()
+    parts = sorted(log_dir.glob("date=2026-03-14/*.parquet"))
+
+    def compact_first(original):
+        def run(first, *args, **kwargs):
+            path = first if isinstance(first, Path) else first.path
+            if path in parts and path.exists():
+                compact(log_dir)  # the scan listed these files; now they are merged into a new one
+            return original(first, *args, **kwargs)
+        return run
+
+    if when == "before_its_files_are_read":
+        monkeypatch.setattr(reader_mod, "_read_part", compact_first(reader_mod._read_part))
+    else:
+        monkeypatch.setattr(reader_mod._Ids, "load", compact_first(reader_mod._Ids.load))
+    got = pa.concat_tables(list(scan_days(log_dir, columns=["ts", "input_tokens"]))).to_pylist()
+    assert not any(p.exists() for p in parts), "the race did not happen"
+    assert got == want
+
+
+def test_scan_days_missing_folder_is_a_log_error(tmp_path):
+    with pytest.raises(LogError, match="No call log"):
+        scan_days(tmp_path / "missing")

@@ -30,6 +30,7 @@ __all__ = [
     "day_dates",
     "empty_frame",
     "group_codes",
+    "is_utc",
     "local_date",
     "local_day_bounds",
     "local_days",
@@ -109,6 +110,11 @@ def as_of_micros(us: np.ndarray, now: datetime | None) -> int:
     return int(us.max()) + 1
 
 
+def is_utc(tz: tzinfo) -> bool:
+    """Whether local days in `tz` are UTC days."""
+    return getattr(tz, "key", None) in ("UTC", "Etc/UTC") or tz is UTC
+
+
 def local_days(us: np.ndarray, tz: tzinfo) -> np.ndarray:
     """Local calendar day (days since 1970-01-01 in `tz`) of each UTC microsecond instant.
 
@@ -119,7 +125,7 @@ def local_days(us: np.ndarray, tz: tzinfo) -> np.ndarray:
 
     if len(us) == 0:
         return np.zeros(0, dtype=np.int64)
-    if getattr(tz, "key", None) in ("UTC", "Etc/UTC") or tz is UTC:
+    if is_utc(tz):
         return us // US_PER_DAY
     q = us // _QUARTER_US
     q0, q1 = int(q.min()), int(q.max())

@@ -34,6 +34,7 @@ from holysheep_lab.analysis.frames import (
     day_dates,
     empty_frame,
     group_codes,
+    is_utc,
     local_day_bounds,
     local_days,
     numbers,
@@ -541,23 +542,25 @@ def daily_from_log(
     path for big logs.
 
     Reads only ``ts``, ``cost_usd``, `by` (as an Arrow dictionary) and the token columns if
-    `tokens`, through the log reader (`holysheep_lab.log.reader.read_table`: the same files,
+    `tokens`, through the log reader (`holysheep_lab.log.reader.scan_days`: the same files,
     journals, pruning and de-duplication as `read_log`), for the local days [start, end] in `tz`
     (inclusive; the reader prunes the UTC partitions and filters the edges exactly), and sums
-    them with numpy file by file.
+    them with numpy one UTC day at a time while the reader reads the next days, so memory
+    holds a few days of those columns.
     Columns as in `daily` (only days/labels with calls); without `tokens`, no
     ``input_tokens``/``output_tokens``.
     """
-    from holysheep_lab.log.reader import read_table
+    from holysheep_lab.log.reader import scan_days
 
     zone = resolve_tz(tz)
     sums = _DailySums(zone, by, ["input_tokens", "output_tokens"] if tokens else [])
     lo, hi = local_day_bounds(start, end, zone)
     try:
-        table = read_table(path, start=lo, end=hi, columns=sums.columns, dictionary_columns=[by] if by else [])
+        days = scan_days(path, start=lo, end=hi, columns=sums.columns, dictionary_columns=[by] if by else [])
     except LogError as exc:  # this function's contract: a bad path is a ConfigError, as for bad columns
         raise ConfigError(str(exc)) from exc
-    sums.add(table.to_batches())
+    for table in days:
+        sums.add(table.to_batches())
     return sums.frame()
 
 
@@ -570,6 +573,7 @@ class _DailySums:
 
     def __init__(self, zone: tzinfo, by: str | None, tokens: list[str]) -> None:
         self.zone, self.by, self.tokens = zone, by, tokens
+        self.utc = is_utc(zone)
         self.columns = ["ts", "cost_usd", *tokens, *([by] if by else [])]
         self.label_code: dict[str, int] = {}
         self.days: list[np.ndarray] = []
@@ -589,22 +593,30 @@ class _DailySums:
         if idx.null_count:
             dict_codes = np.r_[dict_codes, label_code.setdefault(NONE_LABEL, len(label_code))]
             idx = idx.fill_null(len(column.dictionary))
-        return np.asarray(dict_codes[idx.to_numpy()])
+        codes = idx.to_numpy()
+        if np.array_equal(dict_codes, np.arange(len(dict_codes))):  # the usual case: same labels, same order
+            return np.asarray(codes)
+        return np.asarray(dict_codes[codes])
 
     def add(self, batches: Iterable[pa.RecordBatch]) -> None:
+        """Sum these batches in (each sorted by ts, as the log reader gives them)."""
         import pyarrow as pa
 
         for batch in batches:
             if batch.num_rows == 0:
                 continue
             us = batch.column("ts").cast(pa.int64()).to_numpy()
-            days = local_days(us, self.zone)
             codes = self._label_codes(batch.column(self.by)) if self.by else np.zeros(len(us), dtype=np.int64)
             cost = batch.column("cost_usd").to_numpy(zero_copy_only=False)  # nulls become NaN
             null = np.isnan(cost)
             any_null = bool(null.any())
-            d0, nl = int(days.min()), len(self.label_code) + 1
-            key = (days - d0) * nl + codes
+            nl = len(self.label_code) + 1
+            if self.utc and us[0] // US_PER_DAY == us[-1] // US_PER_DAY:  # sorted: one day (the usual batch)
+                d0, key = int(us[0] // US_PER_DAY), codes
+            else:
+                days = local_days(us, self.zone)
+                d0 = int(days.min())
+                key = (days - d0) * nl + codes
             size = int(key.max()) + 1
             cols = [np.bincount(key, minlength=size).astype(np.float64),
                     np.bincount(key, weights=np.where(null, 0.0, cost) if any_null else cost, minlength=size),

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -46,6 +46,7 @@ __all__ = [
     "partition_date",
     "read_log",
     "read_table",
+    "scan_days",
     "table_to_frame",
     "time_range",
 ]
@@ -55,6 +56,8 @@ CATEGORICAL_COLUMNS = ("model", "status", "project", "price_version", "endpoint"
 
 _UTC = UTC
 _DAY = timedelta(days=1)
+_EPOCH_DAY = date(1970, 1, 1)
+_US_PER_DAY = 86_400_000_000
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 
 
@@ -312,24 +315,36 @@ def _file_format(as_dict: tuple[str, ...]) -> Any:
     return ds.ParquetFileFormat(read_options=options), pafs.LocalFileSystem()
 
 
+def _open_part(path: Path, as_dict: tuple[str, ...]) -> Any:
+    """A part file to read `as_dict` columns from as dictionaries (those it has: naming one it
+    lacks, as an old file may, fails)."""
+    import pyarrow.parquet as pq
+
+    if not as_dict:
+        return pq.ParquetFile(path)
+    try:
+        return pq.ParquetFile(path, read_dictionary=as_dict)
+    except KeyError:
+        with pq.ParquetFile(path) as pf:
+            names, metadata = pf.schema_arrow.names, pf.metadata
+        return pq.ParquetFile(path, metadata=metadata, read_dictionary=[c for c in as_dict if c in names] or None)
+
+
 def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime | None,
                for_pandas: bool = False) -> _Part:
     """One part file's rows in [lo, hi) with `schema`. `for_pandas` reads through
     pyarrow.dataset, which lets the reader choose the memory pool but imports pandas."""
-    import pyarrow.parquet as pq
 
     # Columns wanted as dictionaries are decoded as such (never materialised as strings).
     as_dict = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
     try:
-        with pq.ParquetFile(path) as pf:  # the footer: columns and row-group statistics
+        with _open_part(path, () if for_pandas else as_dict) as pf:  # the footer: columns, statistics
             names = pf.schema_arrow.names
             if "call_id" not in names or "ts" not in names:
                 return _Part(problem="not a call-log file (no call_id/ts columns)")
             groups = _row_groups(pf, lo, hi)
-            present = [c for c in as_dict if c in names]  # naming a column the file lacks fails
             if groups and not for_pandas:
-                with pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=present or None) as data:
-                    table = data.read_row_groups(groups, columns=[c for c in schema.names if c in names])
+                table = pf.read_row_groups(groups, columns=[c for c in schema.names if c in names])
         if not groups:
             return _Part(table=pa.Table.from_batches([], schema=schema))
         if not for_pandas:
@@ -480,11 +495,14 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids
     repeats: list[Any] = []  # per piece: rows whose ts equals the next row's
     for index, piece in enumerate(pieces):
         ts = _ts_values(piece["ts"])
-        if len(ts) > 1 and not bool((ts[1:] >= ts[:-1]).all()):
+        # One pass finds both: a row not before the next is a repeat, or the piece is unsorted.
+        steps = np.flatnonzero(ts[1:] <= ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
+        if len(steps) and bool((ts[steps + 1] < ts[steps]).any()):
             order = np.argsort(ts, kind="stable")
             pieces[index] = piece.take(_indices(order))
             sorts[index], ts = order, ts[order]
-        repeats.append(np.flatnonzero(ts[1:] == ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64))
+            steps = np.flatnonzero(ts[1:] == ts[:-1])
+        repeats.append(steps)
         if len(ts):
             spans.append((int(ts[0]), index, int(ts[-1])))
     spans.sort()
@@ -520,8 +538,8 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids
         del ts
     if len(same):
         candidates = np.union1d(same, same + 1)
-        stamps = _ts_values(holder[0]["ts"].take(_indices(candidates))).tolist()
-        found = (_plain(holder[0]["call_id"].take(_indices(candidates))) if ids is None
+        stamps = _ts_values(_take_rows(holder[0]["ts"], candidates)).tolist()
+        found = (_plain(_take_rows(holder[0]["call_id"], candidates)) if ids is None
                  else merged.call_ids(candidates, ids))
         seen: set[tuple[int, str]] = set()
         drop = []
@@ -535,6 +553,17 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids
             keep[drop] = False
             holder.append(_take_columns(holder, keep))
     return holder.pop()
+
+
+def _take_rows(column: pa.ChunkedArray, rows: Any) -> pa.ChunkedArray:
+    """`column.take(rows)` for ascending `rows`, chunk by chunk: a take on the chunked array
+    itself first concatenates every chunk, a copy of the column for a handful of rows."""
+    import numpy as np
+
+    starts = np.cumsum([0, *(len(c) for c in column.chunks)])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    picked = [column.chunk(k).take(_indices(rows[which == k] - starts[k])) for k in np.unique(which).tolist()]
+    return pa.chunked_array(picked, type=column.type)
 
 
 def _plain(column: pa.ChunkedArray | pa.Array) -> list[Any]:
@@ -614,11 +643,11 @@ def _merge(root: Path, lo: datetime | None, hi: datetime | None, schema: pa.Sche
     return _sorted_and_unique(pieces, schema, part_ids + journal_ids if lazy_ids else None), problems
 
 
-def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
-          end: date | datetime | str | None, columns: Sequence[str] | None, *,
-          dictionaries: Collection[str], for_pandas: bool) -> pa.Table:
-    root = existing_root(path)
-    lo, hi = time_range(start, end)
+def _schemas(columns: Sequence[str] | None, dictionaries: Collection[str]) -> tuple[list[str], pa.Schema, pa.Schema]:
+    """(the columns wanted, the schema to read them without call_id, the same with call_id).
+
+    Without call_id among the columns, its (string) column is not read: copies are found by ts,
+    and only their ids are looked up (`_Ids`)."""
     wanted = _columns(columns)
     unknown = [c for c in dictionaries if c not in CALL_SCHEMA.names]
     if unknown:
@@ -630,15 +659,124 @@ def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
         return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type))
                           if f.name in dictionaries and pa.types.is_string(f.type) else f for f in fields])
 
-    # Without call_id among the columns, its (string) column is not read: copies are found by
-    # ts, and only their ids are looked up.
+    return wanted, schema_of(["ts", *wanted]), schema_of(["call_id", "ts", *wanted])
+
+
+def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
+          end: date | datetime | str | None, columns: Sequence[str] | None, *,
+          dictionaries: Collection[str], for_pandas: bool) -> pa.Table:
+    root = existing_root(path)
+    lo, hi = time_range(start, end)
+    wanted, lean, with_ids = _schemas(columns, dictionaries)
     try:
-        table, problems = _merge(root, lo, hi, schema_of(["ts", *wanted]), for_pandas)
+        table, problems = _merge(root, lo, hi, lean, for_pandas)
     except _IdsVanished:  # compacted meanwhile: read again, the ids with the rest
-        table, problems = _merge(root, lo, hi, schema_of(["call_id", "ts", *wanted]), for_pandas)
+        table, problems = _merge(root, lo, hi, with_ids, for_pandas)
     for problem in problems:
         warnings.warn(problem, LogReadWarning, stacklevel=3)
     return table if table.column_names == wanted else table.select(wanted)
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH_DAY).days
+
+
+def _journal_days(tables: list[pa.Table], ids: list[_Ids]) -> dict[int, list[tuple[pa.Table, _Ids]]]:
+    """The journals' rows split by UTC day of ts, each piece with its call_ids."""
+    import numpy as np
+
+    out: dict[int, list[tuple[pa.Table, _Ids]]] = {}
+    for table, table_ids in zip(tables, ids, strict=True):
+        days = _ts_values(table["ts"]) // _US_PER_DAY
+        column = table_ids.load()
+        for day in np.unique(days).tolist():
+            rows = _indices(days == day)
+            out.setdefault(day, []).append((table.take(rows), _Ids(column=column.take(rows))))
+    return out
+
+
+def scan_days(path: str | os.PathLike[str], start: date | datetime | str | None = None,
+              end: date | datetime | str | None = None, columns: Sequence[str] | None = None, *,
+              dictionary_columns: Sequence[str] = ()) -> Iterator[pa.Table]:
+    """The calls of `read_table` (same arguments), one table per UTC day, in day order.
+
+    For scans that need not hold the whole log at once (sums, counts): while one day is used,
+    the next days' files are read in the background, and memory holds a few days. The same
+    files, journals, pruning, warnings and de-duplication as `read_table` (copies of a call
+    share its ts, so its day, and are dropped within the day), and each table is sorted by ts:
+    for a log written by holysheep-lab, the tables concatenated are `read_table`'s.
+    Raises LogError (at the first `next`) if `path` is not a folder.
+    """
+    root = existing_root(path)
+    lo, hi = time_range(start, end)
+    wanted, lean, with_ids = _schemas(columns, frozenset(dictionary_columns))
+    return _scan(root, lo, hi, wanted, lean, with_ids)
+
+
+def _scan(root: Path, lo: datetime | None, hi: datetime | None, wanted: list[str], lean: pa.Schema,
+          with_ids: pa.Schema) -> Iterator[pa.Table]:
+    from collections import deque
+    from concurrent.futures import Future
+
+    # Journals first, then Parquet (see `_merge`).
+    tables, ids, problems = _read_journals(root, lo, hi, lean)
+    journal = _journal_days(tables, ids)
+    del tables, ids
+    files, foreign = _list_parts(root, lo, hi)
+    for problem in problems + foreign:
+        warnings.warn(problem, LogReadWarning, stacklevel=3)
+    by_day: dict[int, list[Path]] = {}
+    for file in files:
+        folder_day = partition_date(file.parent.name)
+        if folder_day is not None:
+            by_day.setdefault(_day_number(folder_day), []).append(file)
+    queue = iter([f for d in sorted(by_day) for f in by_day[d]])
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[tuple[Path, Future[_Part]]] = deque()
+
+        def fill() -> None:  # a few files ahead of the day in use, so memory stays at a few days
+            while len(pending) < 4 * workers and (file := next(queue, None)) is not None:
+                pending.append((file, pool.submit(_read_part, file, lean, lo, hi)))
+
+        fill()
+        for day in sorted(set(by_day) | set(journal)):
+            pieces: list[pa.Table] = []
+            sources: list[_Ids] = []
+            vanished = False
+            for _ in by_day.get(day, ()):
+                file, future = pending.popleft()
+                fill()
+                result = future.result()
+                if result.table is not None:
+                    pieces.append(result.table)
+                    sources.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
+                elif result.problem:
+                    warnings.warn(f"{file}: {result.problem}; skipped", LogReadWarning, stacklevel=3)
+                vanished = vanished or result.vanished
+            if vanished:  # compacted as we read: the merged file is in the same partition
+                yield _day_again(root, day, lo, hi, wanted, with_ids)
+                continue
+            for piece, piece_ids in journal.pop(day, ()):
+                pieces.append(piece)
+                sources.append(piece_ids)
+            try:
+                table = _sorted_and_unique(pieces, lean, sources)
+            except _IdsVanished:
+                table = _day_again(root, day, lo, hi, wanted, with_ids)
+            yield table if table.column_names == wanted else table.select(wanted)
+
+
+def _day_again(root: Path, day: int, lo: datetime | None, hi: datetime | None, wanted: list[str],
+               schema: pa.Schema) -> pa.Table:
+    """One UTC day read as `read_table` reads (journals, listing, ids and all), for a day whose
+    files changed under the scan."""
+    begin = datetime(1970, 1, 1, tzinfo=_UTC) + day * _DAY
+    table, problems = _merge(root, max(begin, lo) if lo else begin,
+                             min(begin + _DAY, hi) if hi else begin + _DAY, schema, for_pandas=False)
+    for problem in problems:
+        warnings.warn(problem, LogReadWarning, stacklevel=4)
+    return table.select(wanted)
 
 
 def read_table(path: str | os.PathLike[str], start: date | datetime | str | None = None,
