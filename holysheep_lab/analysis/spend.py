@@ -15,6 +15,9 @@ Rules shared by all functions:
 * **Groups.** A null group label (e.g. no project) is reported as ``"(none)"``.
 * **Errors.** Missing columns raise `ConfigError` naming them; an empty log gives an empty
   frame with the documented columns.
+
+The helpers that hold these rules are `holysheep_lab.analysis.frames`; budget status (with its
+projection) is `holysheep_lab.analysis.budgets`.
 """
 
 from __future__ import annotations
