@@ -7,7 +7,7 @@ made with pyarrow directly, reused if present), then measures in the same run, m
 `runs` (each engine starts from the files or from the same in-memory data):
 
 * from disk: DuckDB read_parquet + GROUP BY; pandas read_parquet + groupby; polars scan;
-  ours: `spend.daily_from_log` (pyarrow dataset + numpy) and `read_log` + `df.hs.daily`;
+  ours: `spend.daily_from_log` (the log reader's `read_table` + numpy) and `read_log` + `df.hs.daily`;
 * in memory: DuckDB over the Arrow table; pandas groupby; ours `df.hs.daily` on the frame
   `read_log` returns (categorical model);
 * peak memory of `read_log` (RSS high-water mark in a fresh process, minus the baseline)
@@ -153,6 +153,8 @@ def memory(path: Path) -> dict[str, Any]:
 
 def backtests() -> dict[str, Any]:
     """The forecast vs the baselines: synthetic histories and the sample log (14-day horizon)."""
+    from holysheep_lab.testing import synthetic_series
+
     F = importlib.import_module("holysheep_lab.analysis.forecast")
     scenarios = {
         "flat_weekly": dict(trend=0.0), "linear_growth": dict(trend=0.3),
@@ -163,7 +165,7 @@ def backtests() -> dict[str, Any]:
     }
     res: dict[str, Any] = {}
     for name, kw in scenarios.items():
-        y, first = F.synthetic_series(days=180, seed=1, **kw)
+        y, first = synthetic_series(days=180, seed=1, **kw)
         bt = F.backtest_series(y, first, horizon=14)
         res[name] = {r.method: {"mae": round(r.mae, 3), "mape": round(r.mape, 2), "total_ape": round(r.total_ape, 2)}
                      for r in bt.itertuples()}

@@ -13,6 +13,8 @@ import pytest
 import holysheep_lab.analysis  # noqa: F401  (registers df.hs)
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError
+from holysheep_lab.log import read_log
+from holysheep_lab.testing import synthetic_series
 
 # The package exports the function `forecast`, which shadows the submodule's attribute.
 F = importlib.import_module("holysheep_lab.analysis.forecast")
@@ -39,18 +41,12 @@ def frame_from_series(y: np.ndarray, first: date) -> pd.DataFrame:
 
 def _read_sample() -> pd.DataFrame:
     assert SAMPLE.exists(), "data/sample/calls is missing: run python data/sample/make_sample.py"
-    try:
-        from holysheep_lab.log import read_log
-    except ImportError:  # the reader lands separately; the files are plain Parquet
-        from holysheep_lab.analysis.spend import _log_dataset
-
-        return _log_dataset(SAMPLE).to_table().to_pandas()
     return read_log(SAMPLE)
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_model_beats_both_baselines_on_synthetic_histories(name):
-    y, first = F.synthetic_series(days=150, seed=3, **SCENARIOS[name])
+    y, first = synthetic_series(days=150, seed=3, **SCENARIOS[name])
     bt = F.backtest_series(y, first, horizon=14, step=4).set_index("method")
     model = bt.loc[F.MODEL_NAME]
     for base in F.BASELINES:
@@ -67,7 +63,7 @@ def test_model_beats_both_baselines_on_sample_data():
 
 
 def test_backtest_columns_and_short_history():
-    y, first = F.synthetic_series(days=60, seed=1)
+    y, first = synthetic_series(days=60, seed=1)
     bt = F.backtest_series(y, first, horizon=7, step=7)
     assert bt.columns.tolist() == ["method", "origins", "horizon", "mae", "mape", "wape", "total_ape"]
     assert bt["method"].tolist() == [F.MODEL_NAME, "last7_mean", "mtd_linear"]
@@ -84,7 +80,7 @@ def test_baselines():
 
 
 def test_forecast_shape_band_and_weekly_cycle():
-    y, first = F.synthetic_series(days=120, trend=0.2, weekend=0.3, seed=5)
+    y, first = synthetic_series(days=120, trend=0.2, weekend=0.3, seed=5)
     df = frame_from_series(y, first)
     fc = df.hs.forecast(days=30, tz="UTC")
     assert fc.columns.tolist() == ["date", "yhat", "lo", "hi"] and len(fc) == 30
@@ -102,7 +98,7 @@ def test_forecast_shape_band_and_weekly_cycle():
 
 def test_interval_coverage_is_honest():
     # Over rolling origins, the 90 % band should hold roughly 90 % of the actual days.
-    y, first = F.synthetic_series(days=200, trend=0.2, seed=11)
+    y, first = synthetic_series(days=200, trend=0.2, seed=11)
     hits = total = 0
     for o in range(120, 186, 5):
         fc = F.forecast_series(y[:o], first, days=14)

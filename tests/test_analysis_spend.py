@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import holysheep_lab.analysis as A
-from holysheep_lab.analysis import spend
+from holysheep_lab.analysis import frames, spend
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError
 from holysheep_lab.log.schema import CALL_SCHEMA
@@ -118,7 +118,7 @@ def test_daily_local_day_and_dst():
 )
 def test_local_days_matches_pandas(seconds, zone):
     us = np.array(seconds, dtype=np.int64) * 1_000_000
-    got = spend.local_days(us, ZoneInfo(zone))
+    got = frames.local_days(us, ZoneInfo(zone))
     ref = (pd.DatetimeIndex(us.astype("datetime64[us]"), tz="UTC").tz_convert(zone)
            .tz_localize(None).normalize().as_unit("us").asi8 // spend.US_PER_DAY)
     assert got.tolist() == ref.tolist()
@@ -333,3 +333,27 @@ def test_daily_from_log_matches_in_memory(tmp_path):
     with pytest.raises(ConfigError, match="No call log"):
         spend.daily_from_log(tmp_path / "missing")
     assert spend.daily_from_log(tmp_path, start="2030-01-01").empty
+
+
+def test_daily_from_log_reads_what_read_log_reads(tmp_path):
+    # One reader: un-rolled journal rows count, and a call in both Parquet and a journal once.
+    from holysheep_lab.log import CallRecord, LogWriter, read_log
+
+    records = [CallRecord(call_id=f"c{i}", ts=datetime(2026, 11, 1, tzinfo=UTC) + timedelta(hours=5 * i),
+                          model=("a", "b")[i % 2], status="ok", input_tokens=10 * i, output_tokens=i,
+                          cost_usd=None if i == 7 else 0.01 * i, project=None if i % 3 else "p")
+               for i in range(40)]
+    rolled = LogWriter(tmp_path, roll_interval=None)
+    rolled.append_many(records[:30])
+    rolled.close()
+    live = LogWriter(tmp_path, roll_interval=None)
+    live.append_many(records[25:])  # 25-29 again (as after a crash mid-roll), 30-39 only in the journal
+    try:
+        df = read_log(tmp_path)
+        assert len(df) == 40
+        for by in ("model", "project", None):
+            for tz in ("UTC", "Asia/Tokyo"):
+                pd.testing.assert_frame_equal(spend.daily_from_log(tmp_path, by=by, tz=tz),
+                                              spend.daily(df, by=by, tz=tz, fill=False), check_dtype=False)
+    finally:
+        live.close()

@@ -30,6 +30,7 @@ from holysheep_lab.log import (
     read_table,
 )
 from holysheep_lab.log import reader as reader_mod
+from holysheep_lab.log.reader import scan_days
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 3, 14, 12, 0, 0, 123456, tzinfo=UTC)
@@ -284,7 +285,8 @@ def test_duckdb_and_polars_read_the_folder_unchanged(log_dir):
     assert (n, tokens) == (len(df), df["input_tokens"].sum())
     assert cost == pytest.approx(df["cost_usd"].sum())
     assert days == df["ts"].dt.date.nunique()
-    typ = con.execute(f"select typeof(ts), typeof(date) from read_parquet('{glob}', hive_partitioning=true) limit 1").fetchone()
+    typ = con.execute(
+        f"select typeof(ts), typeof(date) from read_parquet('{glob}', hive_partitioning=true) limit 1").fetchone()
     assert typ == ("TIMESTAMP WITH TIME ZONE", "DATE")
     lazy = pl.scan_parquet(glob, hive_partitioning=True)
     out = lazy.select(pl.len(), pl.col("input_tokens").sum(), pl.col("cost_usd").sum(),
@@ -324,7 +326,8 @@ def test_compact_rolls_orphan_journals_leaves_live_ones_and_quarantines_damaged_
     assert (summary.journals_rolled, summary.journals_live, summary.journals_quarantined) == (2, 1, 1)
     left = sorted(p.name for p in (log_dir / "_journal").iterdir() if not p.name.startswith("."))
     assert left == sorted([damaged.name + ".bad", live.journal_path.name])
-    assert sorted(read_table(log_dir)["call_id"].to_pylist()) == ["call-000001", "call-000002", "call-000005", "call-000009"]
+    assert sorted(read_table(log_dir)["call_id"].to_pylist()) == [
+        "call-000001", "call-000002", "call-000005", "call-000009"]
     live.close()
     assert compact(log_dir).journals_rolled == 0
     assert len(read_table(log_dir)) == 4
@@ -356,10 +359,12 @@ from datetime import datetime, timezone
 from holysheep_lab.log import CallRecord, LogWriter, compact, read_table
 with LogWriter({str(tmp_path / 'logs')!r}) as w:
     for i in range(20):
-        w.append(CallRecord(call_id=str(i), ts=datetime(2026, 1, 1 + i % 3, tzinfo=timezone.utc), model='m', status='ok'))
+        w.append(CallRecord(call_id=str(i), ts=datetime(2026, 1, 1 + i % 3, tzinfo=timezone.utc),
+                            model='m', status='ok'))
     w.roll()
     w.append(CallRecord(call_id='x', ts=datetime(2026, 1, 1, tzinfo=timezone.utc), model='m', status='ok'))
 assert read_table({str(tmp_path / 'logs')!r}, start='2026-01-02', end='2026-01-02').num_rows == 7
+assert read_table({str(tmp_path / 'logs')!r}, columns=['ts', 'model'], dictionary_columns=['model']).num_rows == 21
 compact({str(tmp_path / 'logs')!r})
 print('pandas' in sys.modules)
 """
@@ -494,3 +499,126 @@ def test_roll_types_from_append_signatures_match_a_rescan(log_dir):
     assert [rows[f"call-{i:06d}"]["http_status"] for i in range(4)] == [200, None, 200, None]
     assert [rows[f"call-{i:06d}"]["project"] for i in range(4)] == ["p", None, None, "p"]
     assert rows["call-000001"]["latency_ms"] is None and rows["call-000000"]["latency_ms"] == 1.5
+
+
+# -- column selections: Arrow dictionaries, and call_ids read only for possible copies ----------
+
+
+def _overlapping_parts_and_copies(log_dir: Path) -> None:
+    write(log_dir, [rec(5, model="b"), rec(1, model="a"), rec(9, project="p"), rec(3)])
+    write(log_dir, [rec(4), rec(2, model="c"), rec(3), rec(8, status="error")])
+    write(log_dir, [rec(7), rec(7), rec(6, project="q"), rec(2, model="c")])
+    write(log_dir, [rec(10), rec(1, model="a"), rec(0)], roll=False)
+
+
+def _distinct_calls_at_one_instant(log_dir: Path) -> None:
+    # Calls that share a ts but not an id are all kept; copies (same id and ts) once.
+    write(log_dir, [rec(i, ts=T0, model=f"m{i}") for i in range(4)] + [rec(9)])
+    write(log_dir, [rec(2, ts=T0, model="m2"), rec(10, ts=T0 + timedelta(days=1))])
+    write(log_dir, [rec(3, ts=T0, model="m3"), rec(11, ts=T0)], roll=False)
+
+
+def _sorted_days(log_dir: Path) -> None:
+    write(log_dir, [rec(i, ts=T0 + timedelta(hours=6 * i)) for i in range(12)])
+    write(log_dir, [rec(11, ts=T0 + timedelta(hours=66)), rec(12, ts=T0 + timedelta(hours=66))])
+
+
+_SCENARIOS = [_overlapping_parts_and_copies, _distinct_calls_at_one_instant, _sorted_days]
+
+
+@pytest.mark.parametrize("scenario", _SCENARIOS)
+def test_a_selection_without_call_id_reads_the_rows_of_the_full_read(log_dir, scenario):
+    scenario(log_dir)
+    full = read_table(log_dir)
+    assert len(set(full["call_id"].to_pylist())) == full.num_rows
+    for columns in (["ts"], ["ts", "model", "input_tokens"], ["model", "cost_usd"]):
+        assert read_table(log_dir, columns=columns).to_pylist() == full.select(columns).to_pylist(), columns
+    bounded = read_table(log_dir, start=T0, end=T0 + timedelta(seconds=8))
+    assert read_table(log_dir, start=T0, end=T0 + timedelta(seconds=8), columns=["ts", "model"]).to_pylist() \
+        == bounded.select(["ts", "model"]).to_pylist()
+
+
+def test_a_part_compacted_before_its_call_ids_are_looked_up(log_dir, monkeypatch):
+    write(log_dir, [rec(1), rec(2)])
+    write(log_dir, [rec(2), rec(3)])  # call 2 in two parts: its copies need their ids
+    parts = sorted(log_dir.glob("date=*/*.parquet"))
+    load = reader_mod._Ids.load
+    calls = []
+
+    def compact_first(self):
+        calls.append(self.path)
+        if self.path is not None and self.path.exists():
+            compact(log_dir)  # merges the two parts: the file to look the ids up in is gone
+        return load(self)
+
+    monkeypatch.setattr(reader_mod._Ids, "load", compact_first)
+    table = read_table(log_dir, columns=["ts", "input_tokens"])
+    assert calls and not any(p.exists() for p in parts), "the race did not happen"
+    assert table.to_pylist() == [{"ts": T0 + timedelta(seconds=i), "input_tokens": 10 + i} for i in (1, 2, 3)]
+
+
+def test_dictionary_columns_come_as_arrow_dictionaries(log_dir):
+    folder = log_dir / "date=2026-03-13"
+    folder.mkdir()
+    pq.write_table(pa.table({  # an old file without the project column
+        "call_id": ["old-1"], "ts": pa.array([datetime(2026, 3, 13, 1)], pa.timestamp("us", tz="UTC")),
+        "model": ["old-model"], "status": ["ok"]}), folder / "part-old.parquet")
+    write(log_dir, [rec(1, project="p"), rec(2, model="other")])
+    write(log_dir, [rec(3, project="q")], roll=False)
+    columns = ["ts", "model", "project", "input_tokens"]
+    table = read_table(log_dir, columns=columns, dictionary_columns=["model", "project", "input_tokens"])
+    assert pa.types.is_dictionary(table.schema.field("model").type)
+    assert pa.types.is_dictionary(table.schema.field("project").type)
+    assert table.schema.field("input_tokens").type == pa.int64()  # not a string column: unaffected
+    assert table.to_pylist() == read_table(log_dir, columns=columns).to_pylist()
+    assert table["project"].to_pylist() == [None, "p", None, "q"]
+    with pytest.raises(ConfigError, match="dictionary_columns"):
+        read_table(log_dir, dictionary_columns=["no_such_column"])
+
+
+# -- scan_days: read_table one UTC day at a time ------------------------------------------------
+
+
+@pytest.mark.parametrize("scenario", _SCENARIOS)
+def test_scan_days_yields_read_table_day_by_day(log_dir, scenario):
+    scenario(log_dir)
+    for columns in (None, ["ts", "model"], ["cost_usd", "ts"]):
+        days = list(scan_days(log_dir, columns=columns, dictionary_columns=["model"]))
+        whole = read_table(log_dir, columns=columns, dictionary_columns=["model"])
+        assert pa.concat_tables(days).to_pylist() == whole.to_pylist(), columns
+    days = [{ts.date() for ts in t["ts"].to_pylist()} for t in scan_days(log_dir, columns=["ts"])]
+    assert all(len(day) == 1 for day in days)  # one UTC day per table, each day once, in order
+    assert [d for (d,) in days] == sorted({ts.date() for ts in read_table(log_dir)["ts"].to_pylist()})
+    bounded = dict(start=T0 + timedelta(seconds=2), end=T0 + timedelta(days=1, seconds=1))
+    assert pa.concat_tables(list(scan_days(log_dir, columns=["ts", "model"], **bounded))).to_pylist() \
+        == read_table(log_dir, columns=["ts", "model"], **bounded).to_pylist()
+
+
+@pytest.mark.parametrize("when", ["before_its_files_are_read", "before_call_ids_are_looked_up"])
+def test_scan_days_reads_a_day_again_when_its_files_are_compacted_under_it(log_dir, monkeypatch, when):
+    write(log_dir, [rec(1), rec(2)])
+    write(log_dir, [rec(2), rec(3)])  # the same day, call 2 twice: its copies need their ids
+    write(log_dir, [rec(4, ts=T0 + timedelta(days=1))])
+    want = read_table(log_dir, columns=["ts", "input_tokens"]).to_pylist()
+    parts = sorted(log_dir.glob("date=2026-03-14/*.parquet"))
+
+    def compact_first(original):
+        def run(first, *args, **kwargs):
+            path = first if isinstance(first, Path) else first.path
+            if path in parts and path.exists():
+                compact(log_dir)  # the scan listed these files; now they are merged into a new one
+            return original(first, *args, **kwargs)
+        return run
+
+    if when == "before_its_files_are_read":
+        monkeypatch.setattr(reader_mod, "_read_part", compact_first(reader_mod._read_part))
+    else:
+        monkeypatch.setattr(reader_mod._Ids, "load", compact_first(reader_mod._Ids.load))
+    got = pa.concat_tables(list(scan_days(log_dir, columns=["ts", "input_tokens"]))).to_pylist()
+    assert not any(p.exists() for p in parts), "the race did not happen"
+    assert got == want
+
+
+def test_scan_days_missing_folder_is_a_log_error(tmp_path):
+    with pytest.raises(LogError, match="No call log"):
+        scan_days(tmp_path / "missing")

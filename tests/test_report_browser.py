@@ -19,7 +19,8 @@ EVIL = '<img src=x onerror="console.error(1)">'
 def _log() -> pd.DataFrame:
     rng = np.random.default_rng(1)
     n = 2500
-    ts = pd.Timestamp(datetime(2026, 9, 1, tzinfo=UTC)) + pd.to_timedelta(np.sort(rng.uniform(0, 70 * 86400, n)), unit="s")
+    ts = pd.Timestamp(datetime(2026, 9, 1, tzinfo=UTC)) + pd.to_timedelta(
+        np.sort(rng.uniform(0, 70 * 86400, n)), unit="s")
     status = rng.choice(["ok"] * 9 + ["error"], n)
     tin = rng.integers(100, 4000, n)
     conv = np.array([None] * n, dtype=object)

@@ -1,4 +1,9 @@
-"""Spend analytics for call logs: pure functions, the `df.hs` accessor, forecast, charts, report.
+"""Spend analytics for call logs: pure functions, the `df.hs` accessor, forecast, charts.
+
+Modules: `frames` (the call-log column conventions every analysis shares), `spend` (sums and
+per-call statistics), `forecast` (the daily spend model and its backtest), `budgets` (budget
+status from a log, with projection), `charts` (altair), `accessor` (``df.hs``). The spend
+report (`report`, `Report`) lives in `holysheep_lab.reports.html` and is re-exported here.
 
 Importing this package imports pandas and registers the `df.hs` accessor. Charts and the
 report import altair only when they are built.
@@ -7,9 +12,9 @@ report import altair only when they are built.
 from __future__ import annotations
 
 from holysheep_lab.analysis import accessor as _accessor  # noqa: F401  (registers df.hs)
+from holysheep_lab.analysis.budgets import budget_status
 from holysheep_lab.analysis.forecast import backtest, backtest_series, forecast, forecast_series
 from holysheep_lab.analysis.spend import (
-    budget_status,
     burn_rate,
     by,
     by_model,

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from holysheep_lab.analysis import spend as _sp
+from holysheep_lab.analysis.budgets import budget_status as _budget_status
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
 from holysheep_lab.core.budget import Budget
@@ -81,8 +82,9 @@ class HolySheepAccessor:
         return _sp.burn_rate(self._df, now=now, tz=tz)
 
     def budget_status(self, budget: Budget, now: datetime | None = None) -> pd.DataFrame:
-        """Spent, remaining, flags, projection and run-out date per budget line."""
-        return _sp.budget_status(self._df, budget, now=now)
+        """Spent, remaining, flags, projection and run-out date per budget line: see
+        `budgets.budget_status` (the same columns as ``client.budget_status()``)."""
+        return _budget_status(self._df, budget, now=now)
 
     def context_growth(
         self, min_calls: int = 5, min_growth: float = 2.0, min_increasing: float = 0.8, min_tokens: int = 10_000
@@ -111,7 +113,7 @@ class HolySheepAccessor:
 
     def report(self, budget: Budget | None = None, title: str | None = None,
                tz: str | tzinfo | None = None) -> Any:
-        """A self-contained HTML report: see `report.report`."""
+        """The spend report, a self-contained HTML page: see `holysheep_lab.reports.html.report`."""
         from holysheep_lab.reports.html import report
 
         return report(self._df, budget=budget, title=title, tz=tz)

@@ -8,11 +8,12 @@ as UTC by Vega, so a day never shifts by the viewer's browser time zone.
 from __future__ import annotations
 
 from datetime import tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from holysheep_lab.analysis import spend as _sp
+from holysheep_lab.analysis.frames import group_codes, require_columns
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import MissingExtraError
 
@@ -32,12 +33,12 @@ _WIDTH = 640
 _MAX_DAYS = 400  # beyond this, bars are weekly so a multi-year log stays small
 
 
-def _alt() -> Any:
+def _require_altair() -> None:
+    """MissingExtraError, not ImportError, where altair is missing (it is imported on first use)."""
     try:
-        import altair as alt
+        import altair  # noqa: F401
     except ImportError as exc:  # pragma: no cover - altair is in the lock
         raise MissingExtraError("altair", "Charts") from exc
-    return alt
 
 
 def _iso(dates: pd.Series) -> list[str]:
@@ -50,7 +51,9 @@ def daily_spend_chart(
     """Daily spend as bars stacked by `by` (the `top` costliest labels, the rest as 'other')."""
     import pandas as pd
 
-    alt = _alt()
+    _require_altair()
+    import altair as alt
+
     d = _sp.daily(df, by=by, tz=tz)
     keep = set(_sp.by(df, by)[by].head(top)) if len(df) else set()
     d[by] = d[by].where(d[by].isin(keep), "other")
@@ -58,9 +61,9 @@ def daily_spend_chart(
     if len(d) and (d["date"].max() - d["date"].min()).days > _MAX_DAYS:
         d["date"] = d["date"].dt.to_period("W-SUN").dt.start_time
         unit = "week"
-    d = d.groupby(["date", by], as_index=False, sort=True)["cost_usd"].sum()
+    d = d[["date", by, "cost_usd"]].groupby(["date", by], as_index=False, sort=True).sum()
     data = pd.DataFrame({"date": _iso(d["date"]), by: d[by].astype(str), "cost_usd": d["cost_usd"].round(4)})
-    return (
+    chart: alt.Chart = (
         alt.Chart(data, title=f"Spend per {unit} by {by}")
         .mark_bar()
         .encode(
@@ -72,6 +75,7 @@ def daily_spend_chart(
         )
         .properties(width=_WIDTH, height=260)
     )
+    return chart
 
 
 def cumulative_chart(
@@ -84,7 +88,9 @@ def cumulative_chart(
     (line + band) to the month's end, against the monthly budget and its block threshold."""
     import pandas as pd
 
-    alt = _alt()
+    _require_altair()
+    import altair as alt
+
     d = _sp.daily(df, tz=tz)
     if d.empty:
         return alt.LayerChart(layer=[alt.Chart(pd.DataFrame({"x": []})).mark_point()])
@@ -129,18 +135,22 @@ def cumulative_chart(
                               "line": ["monthly limit", f"block at {budget.block_at:.0%}"]})
         layers.append(
             alt.Chart(rules).mark_rule(strokeDash=[2, 2]).encode(
-                y="usd:Q", color=alt.Color("line:N", title=None), tooltip=["line:N", alt.Tooltip("usd:Q", format="$.2f")])
+                y="usd:Q", color=alt.Color("line:N", title=None),
+                tooltip=["line:N", alt.Tooltip("usd:Q", format="$.2f")])
         )
-    return alt.layer(*layers).properties(
+    layered = alt.layer(*layers).properties(
         width=_WIDTH, height=260, title=f"Cumulative spend, {mstart:%B %Y}, with forecast"
     )
+    return cast("alt.LayerChart", layered)  # alt.layer of charts is a LayerChart
 
 
 def model_share_chart(df: pd.DataFrame, tz: str | tzinfo | None = None, top: int = 6) -> alt.Chart:
     """Each model's share of spend per week (normalised stacked bars): how the mix shifts."""
     import pandas as pd
 
-    alt = _alt()
+    _require_altair()
+    import altair as alt
+
     d = _sp.daily(df, by="model", tz=tz)
     keep = set(_sp.by(df, "model")["model"].head(top)) if len(df) else set()
     d["model"] = d["model"].where(d["model"].isin(keep), "other")
@@ -148,7 +158,7 @@ def model_share_chart(df: pd.DataFrame, tz: str | tzinfo | None = None, top: int
         d["date"] = d["date"].dt.to_period("W-SUN").dt.start_time
     w = d.groupby(["date", "model"], as_index=False, sort=True)["cost_usd"].sum()
     data = pd.DataFrame({"week": _iso(w["date"]), "model": w["model"].astype(str), "cost_usd": w["cost_usd"].round(4)})
-    return (
+    chart: alt.Chart = (
         alt.Chart(data, title="Share of spend by model, per week")
         .mark_bar()
         .encode(
@@ -161,21 +171,24 @@ def model_share_chart(df: pd.DataFrame, tz: str | tzinfo | None = None, top: int
         )
         .properties(width=_WIDTH, height=220)
     )
+    return chart
 
 
 def latency_chart(df: pd.DataFrame, bins: int = 40) -> alt.Chart:
     """Latency distribution per model: share of calls per log-spaced latency bin (lines)."""
     import pandas as pd
 
-    alt = _alt()
-    _sp.require_columns(df, ["latency_ms", "status", "model"], "latency_chart()")
+    _require_altair()
+    import altair as alt
+
+    require_columns(df, ["latency_ms", "status", "model"], "latency_chart()")
     lat = df["latency_ms"].to_numpy(dtype="float64", na_value=np.nan)
     ok = (np.asarray(df["status"].astype("object")) != "blocked") & (lat > 0)
     rows: list[dict[str, Any]] = []
     if ok.any():
         lat_ok = lat[ok]
         edges = np.logspace(np.log10(max(lat_ok.min(), 1.0)), np.log10(lat_ok.max() * 1.0001), bins + 1)
-        codes, labels = _sp._codes(df.loc[ok, "model"])
+        codes, labels = group_codes(df.loc[ok, "model"])
         for i, label in enumerate(labels):
             h, _ = np.histogram(lat_ok[codes == i], bins=edges)
             if h.sum() == 0:
@@ -184,7 +197,7 @@ def latency_chart(df: pd.DataFrame, bins: int = 40) -> alt.Chart:
             rows += [{"model": label, "latency_ms": round(float(m), 1), "share": float(c) / h.sum()}
                      for m, c in zip(mids, h, strict=True)]
     data = pd.DataFrame(rows, columns=["model", "latency_ms", "share"])
-    return (
+    chart: alt.Chart = (
         alt.Chart(data, title="Latency distribution (calls sent)")
         .mark_line(interpolate="monotone")
         .encode(
@@ -195,6 +208,7 @@ def latency_chart(df: pd.DataFrame, bins: int = 40) -> alt.Chart:
         )
         .properties(width=_WIDTH, height=220)
     )
+    return chart
 
 
 def context_growth_chart(df: pd.DataFrame, top: int = 5, min_calls: int = 5,
@@ -202,7 +216,9 @@ def context_growth_chart(df: pd.DataFrame, top: int = 5, min_calls: int = 5,
     """Prompt tokens per call along the costliest growing conversations (see `context_growth`)."""
     import pandas as pd
 
-    alt = _alt()
+    _require_altair()
+    import altair as alt
+
     chains = _sp.context_growth(df, min_calls=min_calls, min_growth=min_growth).head(top)
     frames = []
     for cid in chains["conversation_id"]:
@@ -213,7 +229,7 @@ def context_growth_chart(df: pd.DataFrame, top: int = 5, min_calls: int = 5,
                                     "cum_cost_usd": c["cum_cost_usd"].round(4).to_numpy()}))
     data = (pd.concat(frames, ignore_index=True) if frames
             else pd.DataFrame(columns=["conversation", "call", "input_tokens", "cum_cost_usd"]))
-    return (
+    chart: alt.Chart = (
         alt.Chart(data, title="Context growth: prompt tokens per call in growing conversations")
         .mark_line(point=True)
         .encode(
@@ -225,3 +241,4 @@ def context_growth_chart(df: pd.DataFrame, top: int = 5, min_calls: int = 5,
         )
         .properties(width=_WIDTH, height=220)
     )
+    return chart

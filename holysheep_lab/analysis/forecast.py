@@ -20,13 +20,16 @@ All functions are pure: numpy arrays and DataFrames in, DataFrames out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from holysheep_lab.analysis.spend import _now_us, _us_to_dt, _valid_ts, daily, require_columns
+from holysheep_lab.analysis.frames import as_of_micros, require_columns, valid_micros
+from holysheep_lab.analysis.spend import daily
 from holysheep_lab.core.budget import Budget, Window, resolve_tz, window_bounds
+from holysheep_lab.core.clock import micros_to_datetime
 from holysheep_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -41,7 +44,6 @@ __all__ = [
     "baseline_mtd",
     "forecast",
     "forecast_series",
-    "synthetic_series",
 ]
 
 MODEL_NAME = "trend_weekday"
@@ -82,7 +84,8 @@ def _weekday_factors(y: np.ndarray, dows: np.ndarray) -> np.ndarray:
     keep = max(0.0, 1.0 - float(noise.mean()) / spread) if spread > 0 else 0.0
     f = 1.0 + keep * (f - f.mean())
     f = np.clip(f, 0.05, None)
-    return f / f.mean()
+    factors: np.ndarray = f / f.mean()
+    return factors
 
 
 def _huber_line(t: np.ndarray, d: np.ndarray, w0: np.ndarray) -> tuple[float, float, np.ndarray]:
@@ -132,8 +135,8 @@ def _model_point(y: np.ndarray, first_dow: int, h: int, window: int = _WINDOW) -
     d = y[-W:] / f[dows[-W:]]
     w0 = 0.5 ** ((n - 1 - t) / _HALF_LIFE)
     if W < 21:  # too short to trust a slope: level only
-        level = float(np.average(d, weights=w0))
-        a, b, resid = level, 0.0, d - level
+        mean_level = float(np.average(d, weights=w0))
+        a, b, resid = mean_level, 0.0, d - mean_level
     else:
         a, b, resid = _huber_line(t, d, w0)
         a, b = _shrink_slope(a, b, t, resid, w0)
@@ -376,68 +379,94 @@ def forecast(
     if budget is not None and not isinstance(budget, Budget):
         raise ConfigError(f"budget must be a holysheep_lab.budget.Budget, not {type(budget).__name__}.")
     zone = resolve_tz(tz if tz is not None else (budget.zone if budget is not None else None))
-    us, ok = _valid_ts(df)
-    if ok is not None:
-        df, us = df.loc[ok], us[ok]
-    cols = ["date", "yhat", "lo", "hi"]
-    if len(df) == 0:
-        raise ConfigError("forecast() needs a log with at least one priced call; this one is empty.")
-    d = daily(df, tz=zone)
-    first = d["date"].iloc[0].date()
-    y = d["cost_usd"].to_numpy()
-    today_spent = 0.0
-    frac_left = 1.0
-    if now is not None:
-        now_dt = _us_to_dt(_now_us(us, now))
-        today = now_dt.astimezone(zone).date()
-        k = (today - first).days
-        if k < 0:
-            raise ConfigError(f"now ({now}) is before the first call in the log.")
-        today_spent = float(y[k]) if k < len(y) else 0.0
-        y = y[: min(k, len(y))]
-        if len(y) < k:  # idle days between the last call and today
-            y = np.r_[y, np.zeros(k - len(y))]
-        ds_, de_ = window_bounds(Window.DAY, now_dt, zone)
-        frac_left = max(0.0, (de_ - now_dt) / (de_ - ds_))
-    start = first + timedelta(days=len(y))
+    hist = _history(df, zone, now)
+    start = hist.first + timedelta(days=len(hist.y))
     month_end = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    horizon = max(days, (month_end - start).days + 1)
-    if len(y) == 0:  # only today so far: extrapolate today's pace
-        pace = today_spent / max(1e-9, 1 - frac_left) if frac_left < 1 else today_spent
-        fc = {"yhat": np.full(horizon, pace), "lo": np.full(horizon, 0.0), "hi": np.full(horizon, 2 * pace),
-              "date": np.array([start + timedelta(days=i) for i in range(horizon)], dtype=object)}
-    else:
-        fc = forecast_series(y, first, horizon, interval)
-    for key in ("yhat", "lo", "hi"):
-        fc[key] = np.asarray(fc[key], dtype=np.float64).copy()
-        fc[key][0] = today_spent + fc[key][0] * frac_left
+    fc = _daily_path(hist, start, max(days, (month_end - start).days + 1), interval)
     dates = pd.to_datetime(pd.Series(fc["date"])).astype("datetime64[s]")
-    out = pd.DataFrame({"date": dates, "yhat": fc["yhat"], "lo": fc["lo"], "hi": fc["hi"]}, columns=cols)
-    # Month-end projection: this month's history + the forecast through the month's last day.
-    mstart = start.replace(day=1)
-    hist_dates = [first + timedelta(days=i) for i in range(len(y))]
-    spent_m = float(sum(v for dd, v in zip(hist_dates, y, strict=True) if dd >= mstart))
-    n_m = (month_end - start).days + 1
-    proj = {
-        "month": f"{start.year:04d}-{start.month:02d}",
-        "spent": spent_m,
-        "projected": spent_m + float(out["yhat"].iloc[:n_m].sum()),
-        "lo": spent_m + float(out["lo"].iloc[:n_m].sum()),
-        "hi": spent_m + float(out["hi"].iloc[:n_m].sum()),
-    }
+    out = pd.DataFrame({"date": dates, "yhat": fc["yhat"], "lo": fc["lo"], "hi": fc["hi"]},
+                       columns=["date", "yhat", "lo", "hi"])
+    proj = _month_end_projection(hist, out, start, month_end)
     out = out.iloc[:days].reset_index(drop=True)
-    exhaustion = _exhaustion(out, budget, spent_m, mstart) if budget is not None else {"daily": None, "monthly": None}
+    exhaustion = (_exhaustion(out, budget, proj["spent"], start.replace(day=1)) if budget is not None
+                  else {"daily": None, "monthly": None})
     dates_hit = [v for v in exhaustion.values() if v is not None]
     out.attrs = {
         "month_end": proj,
         "exhaustion_date": min(dates_hit) if dates_hit else None,
         "exhaustion": exhaustion,
-        "method": MODEL_NAME if len(y) else "today_pace",
+        "method": MODEL_NAME if len(hist.y) else "today_pace",
         "interval": interval,
-        "history_days": len(y),
+        "history_days": len(hist.y),
         "tz": getattr(zone, "key", str(zone)),
     }
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class _History:
+    """The complete days a forecast starts from, and the day in progress (if `now` was given)."""
+
+    first: date  # the day of y[0]
+    y: np.ndarray  # spend per complete local day, idle days as 0
+    today_spent: float = 0.0  # spent so far on the day in progress
+    frac_left: float = 1.0  # the share of that day still to come (1: no day in progress)
+
+
+def _history(df: pd.DataFrame, zone: tzinfo, now: datetime | None) -> _History:
+    """The log's daily spend in `zone` through the last day with calls, or, with `now`, through
+    the day before it (today's spend so far is kept apart, with the share of the day left)."""
+    us, ok = valid_micros(df)
+    if ok is not None:
+        df, us = df.loc[ok], us[ok]
+    if len(df) == 0:
+        raise ConfigError("forecast() needs a log with at least one priced call; this one is empty.")
+    d = daily(df, tz=zone)
+    first = d["date"].iloc[0].date()
+    y = d["cost_usd"].to_numpy()
+    if now is None:
+        return _History(first, y)
+    now_dt = micros_to_datetime(as_of_micros(us, now))
+    k = (now_dt.astimezone(zone).date() - first).days
+    if k < 0:
+        raise ConfigError(f"now ({now}) is before the first call in the log.")
+    today_spent = float(y[k]) if k < len(y) else 0.0
+    y = y[: min(k, len(y))]
+    if len(y) < k:  # idle days between the last call and today
+        y = np.r_[y, np.zeros(k - len(y))]
+    day_start, day_end = window_bounds(Window.DAY, now_dt, zone)
+    return _History(first, y, today_spent, max(0.0, (day_end - now_dt) / (day_end - day_start)))
+
+
+def _daily_path(hist: _History, start: date, horizon: int, interval: float) -> dict[str, Any]:
+    """Forecast arrays (date, yhat, lo, hi) for `horizon` days from `start`; the first day
+    holds what was spent of it so far plus the forecast of the rest."""
+    if len(hist.y) == 0:  # only today so far: extrapolate today's pace
+        spent, left = hist.today_spent, hist.frac_left
+        pace = spent / max(1e-9, 1 - left) if left < 1 else spent
+        fc = {"yhat": np.full(horizon, pace), "lo": np.full(horizon, 0.0), "hi": np.full(horizon, 2 * pace),
+              "date": np.array([start + timedelta(days=i) for i in range(horizon)], dtype=object)}
+    else:
+        fc = forecast_series(hist.y, hist.first, horizon, interval)
+    for key in ("yhat", "lo", "hi"):
+        fc[key] = np.asarray(fc[key], dtype=np.float64).copy()
+        fc[key][0] = hist.today_spent + fc[key][0] * hist.frac_left
+    return fc
+
+
+def _month_end_projection(hist: _History, fc: pd.DataFrame, start: date, month_end: date) -> dict[str, Any]:
+    """This month's history + the forecast through the month's last day: spent, projected, lo, hi."""
+    mstart = start.replace(day=1)
+    hist_dates = [hist.first + timedelta(days=i) for i in range(len(hist.y))]
+    spent_m = float(sum(v for dd, v in zip(hist_dates, hist.y, strict=True) if dd >= mstart))
+    n_m = (month_end - start).days + 1
+    return {
+        "month": f"{start.year:04d}-{start.month:02d}",
+        "spent": spent_m,
+        "projected": spent_m + float(fc["yhat"].iloc[:n_m].sum()),
+        "lo": spent_m + float(fc["lo"].iloc[:n_m].sum()),
+        "hi": spent_m + float(fc["hi"].iloc[:n_m].sum()),
+    }
 
 
 def _exhaustion(fc: pd.DataFrame, budget: Budget, spent_month: float, mstart: date) -> dict[str, date | None]:
@@ -460,37 +489,3 @@ def _exhaustion(fc: pd.DataFrame, budget: Budget, spent_month: float, mstart: da
                 res["monthly"] = dd
                 break
     return res
-
-
-# --------------------------------------------------------------------------- synthetic data
-
-
-def synthetic_series(
-    days: int = 180,
-    level: float = 50.0,
-    trend: float = 0.0,
-    growth: str = "linear",
-    weekend: float = 0.5,
-    noise: float = 0.15,
-    seed: int = 0,
-    start: date = date(2026, 1, 5),
-    spikes: float = 0.0,
-) -> tuple[np.ndarray, date]:
-    """A daily spend history for tests and benchmarks: (values, first day).
-
-    `trend` is the relative change per 30 days (0.2 = +20 %/month; linear or "exp"
-    compounding), `weekend` the Saturday/Sunday level relative to weekdays, `noise` the
-    lognormal sigma, `spikes` the daily probability of a 2-5x spike.
-    """
-    if growth not in ("linear", "exp"):
-        raise ConfigError("growth must be 'linear' or 'exp'.")
-    rng = np.random.default_rng(seed)
-    t = np.arange(days, dtype=np.float64)
-    base = level * (1 + trend * t / 30) if growth == "linear" else level * (1 + trend) ** (t / 30)
-    dows = (start.weekday() + np.arange(days)) % 7
-    season = np.where(dows >= 5, weekend, 1.0)
-    y = np.maximum(base, 0) * season * rng.lognormal(-noise**2 / 2, noise, days)
-    if spikes:
-        hit = rng.random(days) < spikes
-        y = np.where(hit, y * rng.uniform(2, 5, days), y)
-    return y, start

@@ -290,10 +290,11 @@ class Client:
         return usage_report(self.metering, days)
 
     def budget_status(self) -> list[dict[str, Any]]:
-        """Spent, in flight, limit and reset time of every budget line, from the ledger."""
-        from holysheep_lab.reports.usage import budget_lines
+        """Every budget line now, from the ledger: spent, in flight, limit, remaining, flags, reset
+        time (the columns of df.hs.budget_status(); see holysheep_lab.reports.budget)."""
+        from holysheep_lab.reports.budget import ledger_status
 
-        return budget_lines(self.metering)
+        return ledger_status(self.metering)
 
     def meter(self) -> Any:
         """A live ipywidgets budget meter (hs.BudgetMeter) that moves while calls run."""

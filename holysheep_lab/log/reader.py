@@ -17,16 +17,18 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from holysheep_lab.core.clock import to_micros
 from holysheep_lab.errors import ConfigError, LogError
 from holysheep_lab.log.schema import CALL_SCHEMA
 from holysheep_lab.log.writer import JOURNAL_DIR, JOURNAL_FORMAT, JOURNAL_SUFFIX, rows_to_table
@@ -44,6 +46,7 @@ __all__ = [
     "partition_date",
     "read_log",
     "read_table",
+    "scan_days",
     "table_to_frame",
     "time_range",
 ]
@@ -53,6 +56,8 @@ CATEGORICAL_COLUMNS = ("model", "status", "project", "price_version", "endpoint"
 
 _UTC = UTC
 _DAY = timedelta(days=1)
+_EPOCH_DAY = date(1970, 1, 1)
+_US_PER_DAY = 86_400_000_000
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 
 
@@ -201,8 +206,7 @@ def _ts_scalar(moment: datetime, ts_type: pa.DataType) -> pa.Scalar:
     import numpy as np
 
     units = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[ts_type.unit]
-    micros = (moment - datetime(1970, 1, 1, tzinfo=_UTC)) // timedelta(microseconds=1)
-    value = micros * units // 1_000_000
+    value = to_micros(moment) * units // 1_000_000
     buffer = pa.py_buffer(np.array([value], dtype=np.int64))
     return pa.Array.from_buffers(ts_type, 1, [None, buffer])[0]
 
@@ -230,6 +234,42 @@ class _Part:
     table: pa.Table | None = None
     problem: str | None = None
     vanished: bool = False
+    groups: list[int] = field(default_factory=list)  # the row groups read
+
+
+class _IdsVanished(Exception):
+    """A part file read without its call_ids was compacted away before they were needed."""
+
+
+#: What `_Ids` re-reads to find a part's call_ids.
+_ID_SCHEMA = pa.schema([CALL_SCHEMA.field("call_id"), CALL_SCHEMA.field("ts")])
+
+
+@dataclass(frozen=True, slots=True)
+class _Ids:
+    """Where the call_ids of a piece read without them are: kept (a journal's), or in its part
+    file, re-read only if the piece holds rows that may be copies (usually never)."""
+
+    column: pa.ChunkedArray | None = None
+    path: Path | None = None
+    groups: tuple[int, ...] = ()
+    lo: datetime | None = None
+    hi: datetime | None = None
+
+    def load(self) -> pa.ChunkedArray:
+        """The piece's call_ids, row for row (before any sort of the piece)."""
+        import pyarrow.parquet as pq
+
+        if self.column is not None:
+            return self.column
+        if self.path is None:
+            raise LogError("A piece of the log has neither call_ids nor a file to read them from.")
+        try:
+            with pq.ParquetFile(self.path) as pf:
+                table = pf.read_row_groups(list(self.groups), columns=list(_ID_SCHEMA.names))
+        except FileNotFoundError:
+            raise _IdsVanished(str(self.path)) from None
+        return _ts_filter(conform(table, _ID_SCHEMA), self.lo, self.hi)["call_id"]
 
 
 def _row_groups(pf: Any, lo: datetime | None, hi: datetime | None) -> list[int]:
@@ -275,16 +315,30 @@ def _file_format(as_dict: tuple[str, ...]) -> Any:
     return ds.ParquetFileFormat(read_options=options), pafs.LocalFileSystem()
 
 
+def _open_part(path: Path, as_dict: tuple[str, ...]) -> Any:
+    """A part file to read `as_dict` columns from as dictionaries (those it has: naming one it
+    lacks, as an old file may, fails)."""
+    import pyarrow.parquet as pq
+
+    if not as_dict:
+        return pq.ParquetFile(path)
+    try:
+        return pq.ParquetFile(path, read_dictionary=as_dict)
+    except KeyError:
+        with pq.ParquetFile(path) as pf:
+            names, metadata = pf.schema_arrow.names, pf.metadata
+        return pq.ParquetFile(path, metadata=metadata, read_dictionary=[c for c in as_dict if c in names] or None)
+
+
 def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime | None,
                for_pandas: bool = False) -> _Part:
     """One part file's rows in [lo, hi) with `schema`. `for_pandas` reads through
     pyarrow.dataset, which lets the reader choose the memory pool but imports pandas."""
-    import pyarrow.parquet as pq
 
     # Columns wanted as dictionaries are decoded as such (never materialised as strings).
     as_dict = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
     try:
-        with pq.ParquetFile(path) as pf:  # the footer: columns and row-group statistics
+        with _open_part(path, () if for_pandas else as_dict) as pf:  # the footer: columns, statistics
             names = pf.schema_arrow.names
             if "call_id" not in names or "ts" not in names:
                 return _Part(problem="not a call-log file (no call_id/ts columns)")
@@ -294,12 +348,12 @@ def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime 
         if not groups:
             return _Part(table=pa.Table.from_batches([], schema=schema))
         if not for_pandas:
-            return _Part(table=_ts_filter(conform(table, schema), lo, hi))
+            return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
         file_format, filesystem = _file_format(as_dict)
         fragment = file_format.make_fragment(str(path), filesystem=filesystem, row_groups=groups)
         table = fragment.to_table(columns=[c for c in schema.names if c in names],
                                   batch_size=1 << 22, memory_pool=_pool())
-        return _Part(table=_ts_filter(conform(table, schema), lo, hi))
+        return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
     except FileNotFoundError:
         return _Part(vanished=True)
     except (pa.ArrowException, OSError) as exc:  # corrupt, truncated or foreign: skip it
@@ -331,11 +385,14 @@ def _list_parts(root: Path, lo: datetime | None, hi: datetime | None) -> tuple[l
 
 
 def _read_journals(root: Path, lo: datetime | None, hi: datetime | None,
-                   schema: pa.Schema) -> tuple[list[pa.Table], list[str]]:
+                   schema: pa.Schema) -> tuple[list[pa.Table], list[_Ids], list[str]]:
+    """The journals' rows in [lo, hi) with `schema`, and their call_ids (kept aside when
+    `schema` has none: a journal is small, and its ids cannot be re-read once it is rolled)."""
     folder = root / JOURNAL_DIR
     if not folder.is_dir():
-        return [], []
-    tables, problems = [], []
+        return [], [], []
+    with_ids = schema if "call_id" in schema.names else pa.schema([CALL_SCHEMA.field("call_id"), *schema])
+    tables, ids, problems = [], [], []
     for path in sorted(folder.glob(f"*{JOURNAL_SUFFIX}")):
         try:
             data = path.read_bytes()
@@ -350,8 +407,10 @@ def _read_journals(root: Path, lo: datetime | None, hi: datetime | None,
             continue
         table, found = rows_to_table(header["columns"], rows)
         problems += [f"{path}: {p}" for p in found]
-        tables.append(_ts_filter(conform(table.select(schema.names), schema), lo, hi))
-    return tables, problems
+        rows = _ts_filter(conform(table.select(with_ids.names), with_ids), lo, hi)
+        tables.append(rows if with_ids is schema else rows.select(schema.names))
+        ids.append(_Ids(column=rows["call_id"]))
+    return tables, ids, problems
 
 
 def existing_root(path: str | os.PathLike[str]) -> Path:
@@ -413,37 +472,53 @@ def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
     indices = _indices(selection)
     del selection
     for i, column in enumerate(columns):
-        columns[i] = None  # type: ignore[call-overload]  # drop our reference first
+        columns[i] = None  # drop our reference first
         columns[i] = pc.take(column, indices, memory_pool=_pool())
         del column
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema) -> pa.Table:
+def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids] | None = None) -> pa.Table:
     """The pieces as one table sorted by ts, one row per (call_id, ts): the same rows and order
     as concatenating them, keeping each row's first copy and stable-sorting by ts, but without
     a copy of the table when the pieces are already in order (the usual case: each part file
-    is sorted and the days do not overlap). The list is emptied as pieces are consumed."""
+    is sorted and the days do not overlap). The list is emptied as pieces are consumed.
+
+    Pieces without a call_id column come with `ids` (one per piece): the ids of the few rows
+    that share a ts with another are loaded from there."""
     import numpy as np
 
     # Each piece sorted on its own (small), then ordered by its first ts; when the pieces
     # follow each other, their concatenation is the stable sort of the whole.
     spans = []
+    sorts: list[Any] = [None] * len(pieces)  # the order each piece was sorted in (None: as read)
+    repeats: list[Any] = []  # per piece: rows whose ts equals the next row's
     for index, piece in enumerate(pieces):
         ts = _ts_values(piece["ts"])
-        if len(ts) > 1 and not bool((ts[1:] >= ts[:-1]).all()):
+        # One pass finds both: a row not before the next is a repeat, or the piece is unsorted.
+        steps = np.flatnonzero(ts[1:] <= ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
+        if len(steps) and bool((ts[steps + 1] < ts[steps]).any()):
             order = np.argsort(ts, kind="stable")
-            piece = pieces[index] = piece.take(_indices(order))
-            ts = ts[order]
+            pieces[index] = piece.take(_indices(order))
+            sorts[index], ts = order, ts[order]
+            steps = np.flatnonzero(ts[1:] == ts[:-1])
+        repeats.append(steps)
         if len(ts):
             spans.append((int(ts[0]), index, int(ts[-1])))
     spans.sort()
     chained = all(prev_hi < lo or (prev_hi == lo and prev_i < i)
-                  for (_, prev_i, prev_hi), (lo, i, _) in zip(spans, spans[1:]))
-    if chained:
-        ordered = [pieces[i] for _, i, _ in spans]
-    else:
-        ordered = list(pieces)
+                  for (_, prev_i, prev_hi), (lo, i, _) in pairwise(spans))
+    sequence = [i for _, i, _ in spans] if chained else list(range(len(pieces)))
+    merged = _Merged(sequence, [pieces[i].num_rows for i in sequence], sorts)
+    same = None
+    if chained:  # runs of equal ts in the concatenation: each piece's, and across the seams
+        offsets = np.cumsum([0, *merged.sizes])
+        seams = [offsets[k + 1] - 1 for k, ((_, _, hi), (lo, _, _)) in enumerate(pairwise(spans)) if hi == lo]
+        same = np.concatenate([*(repeats[i] + offsets[k] for k, i in enumerate(sequence)),
+                               np.asarray(seams, dtype=np.int64)]) if sequence else np.empty(0, np.int64)
+        same.sort()
+    del repeats
+    ordered = [pieces[i] for i in sequence]
     pieces.clear()
     table = pa.concat_tables(ordered) if ordered else pa.Table.from_batches([], schema=schema)
     del ordered
@@ -452,23 +527,23 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema) -> pa.Table:
     if not chained:
         order = np.argsort(_ts_values(holder[0]["ts"]), kind="stable")
         holder.append(_take_columns(holder, order))
+        merged.resorted = order if ids is not None else None
         del order
     # Copies of a row (a crash mid-roll, a read racing a roll or a compaction, a record appended
     # twice) share call_id and ts, so they sit in the same run of equal ts values, in their
     # original order: only rows of such runs are candidates, usually none.
-    ts = _ts_values(holder[0]["ts"])
-    same = np.flatnonzero(ts[1:] == ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
-    del ts
+    if same is None:
+        ts = _ts_values(holder[0]["ts"])
+        same = np.flatnonzero(ts[1:] == ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
+        del ts
     if len(same):
         candidates = np.union1d(same, same + 1)
-        picked = _indices(candidates)
-        ids = holder[0]["call_id"].take(picked)
-        if pa.types.is_dictionary(ids.type):
-            ids = ids.cast(ids.type.value_type)
-        stamps = _ts_values(holder[0]["ts"].take(picked)).tolist()
+        stamps = _ts_values(_take_rows(holder[0]["ts"], candidates)).tolist()
+        found = (_plain(_take_rows(holder[0]["call_id"], candidates)) if ids is None
+                 else merged.call_ids(candidates, ids))
         seen: set[tuple[int, str]] = set()
         drop = []
-        for row, key in zip(candidates.tolist(), zip(stamps, ids.to_pylist(), strict=True), strict=True):
+        for row, key in zip(candidates.tolist(), zip(stamps, found, strict=True), strict=True):
             if key in seen:
                 drop.append(row)
             else:
@@ -480,23 +555,64 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema) -> pa.Table:
     return holder.pop()
 
 
-def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
-          end: date | datetime | str | None, columns: Sequence[str] | None,
-          dictionaries: bool) -> pa.Table:
-    root = existing_root(path)
-    lo, hi = time_range(start, end)
-    wanted = _columns(columns)
-    needed = list(dict.fromkeys(["call_id", "ts", *wanted]))
-    fields = [CALL_SCHEMA.field(c) for c in needed]
-    if dictionaries:
-        fields = [f.with_type(pa.dictionary(pa.int32(), f.type))
-                  if f.name in CATEGORICAL_COLUMNS else f for f in fields]
-    schema = pa.schema(fields)
+def _take_rows(column: pa.ChunkedArray, rows: Any) -> pa.ChunkedArray:
+    """`column.take(rows)` for ascending `rows`, chunk by chunk: a take on the chunked array
+    itself first concatenates every chunk, a copy of the column for a handful of rows."""
+    import numpy as np
+
+    starts = np.cumsum([0, *(len(c) for c in column.chunks)])
+    which = np.searchsorted(starts, rows, side="right") - 1
+    picked = [column.chunk(k).take(_indices(rows[which == k] - starts[k])) for k in np.unique(which).tolist()]
+    return pa.chunked_array(picked, type=column.type)
+
+
+def _plain(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    """A column's values as Python objects (dictionary columns decoded)."""
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    values: list[Any] = column.to_pylist()
+    return values
+
+
+@dataclass(slots=True)
+class _Merged:
+    """Where each row of a merged table came from: which piece, which row of it as read."""
+
+    sequence: list[int]  # the pieces in concatenation order (indices into the piece list)
+    sizes: list[int]  # their row counts
+    sorts: list[Any]  # per piece: the order it was sorted in, or None
+    resorted: Any = None  # the order the concatenation was then sorted in, or None
+
+    def call_ids(self, rows: Any, ids: list[_Ids]) -> list[Any]:
+        """The call_ids of these rows of the merged table, loaded piece by piece."""
+        import numpy as np
+
+        at = rows if self.resorted is None else self.resorted[rows]  # row of the concatenation
+        offsets = np.cumsum([0, *self.sizes])
+        which = np.searchsorted(offsets, at, side="right") - 1
+        out: list[Any] = [None] * len(rows)
+        for k in np.unique(which).tolist():
+            mask = which == k
+            piece = self.sequence[k]
+            local = at[mask] - offsets[k]
+            if self.sorts[piece] is not None:
+                local = self.sorts[piece][local]
+            values = _plain(ids[piece].load().take(_indices(local)))
+            for slot, value in zip(np.flatnonzero(mask).tolist(), values, strict=True):
+                out[slot] = value
+        return out
+
+
+def _merge(root: Path, lo: datetime | None, hi: datetime | None, schema: pa.Schema,
+           for_pandas: bool) -> tuple[pa.Table, list[str]]:
+    """Every row in [lo, hi) with `schema`, de-duplicated and sorted, and the problems met."""
+    lazy_ids = "call_id" not in schema.names
     # Journals first, then Parquet: a roll renames its Parquet file before it unlinks the
     # journal, so a row missed in one listing is always found in the next.
-    tables, problems = _read_journals(root, lo, hi, schema)
+    tables, journal_ids, problems = _read_journals(root, lo, hi, schema)
     seen: set[Path] = set()
     parts: list[pa.Table] = []
+    part_ids: list[_Ids] = []
     for _attempt in range(_RELIST_ATTEMPTS):
         files, foreign = _list_parts(root, lo, hi)
         files = [f for f in files if f not in seen]
@@ -507,38 +623,175 @@ def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
         workers = min(8, os.cpu_count() or 1, len(files))
         if workers > 1:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda f: _read_part(f, schema, lo, hi, dictionaries), files))
+                results = list(pool.map(lambda f: _read_part(f, schema, lo, hi, for_pandas), files))
         else:
-            results = [_read_part(f, schema, lo, hi, dictionaries) for f in files]
+            results = [_read_part(f, schema, lo, hi, for_pandas) for f in files]
         vanished = False
         for file, result in zip(files, results, strict=True):
             seen.add(file)
             if result.table is not None:
                 parts.append(result.table)
+                part_ids.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
             elif result.problem:
                 problems.append(f"{file}: {result.problem}; skipped")
             vanished = vanished or result.vanished
         del results
         if not vanished:
             break
-    for problem in problems:
-        warnings.warn(problem, LogReadWarning, stacklevel=3)
     pieces = parts + tables  # Parquet first: the first copy of a row is kept
     del parts, tables
-    table = _sorted_and_unique(pieces, schema)
+    return _sorted_and_unique(pieces, schema, part_ids + journal_ids if lazy_ids else None), problems
+
+
+def _schemas(columns: Sequence[str] | None, dictionaries: Collection[str]) -> tuple[list[str], pa.Schema, pa.Schema]:
+    """(the columns wanted, the schema to read them without call_id, the same with call_id).
+
+    Without call_id among the columns, its (string) column is not read: copies are found by ts,
+    and only their ids are looked up (`_Ids`)."""
+    wanted = _columns(columns)
+    unknown = [c for c in dictionaries if c not in CALL_SCHEMA.names]
+    if unknown:
+        raise ConfigError(f"Unknown call-log column(s) {unknown} in dictionary_columns; "
+                          f"known: {', '.join(CALL_SCHEMA.names)}.")
+
+    def schema_of(names: Sequence[str]) -> pa.Schema:
+        fields = [CALL_SCHEMA.field(c) for c in dict.fromkeys(names)]
+        return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type))
+                          if f.name in dictionaries and pa.types.is_string(f.type) else f for f in fields])
+
+    return wanted, schema_of(["ts", *wanted]), schema_of(["call_id", "ts", *wanted])
+
+
+def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
+          end: date | datetime | str | None, columns: Sequence[str] | None, *,
+          dictionaries: Collection[str], for_pandas: bool) -> pa.Table:
+    root = existing_root(path)
+    lo, hi = time_range(start, end)
+    wanted, lean, with_ids = _schemas(columns, dictionaries)
+    try:
+        table, problems = _merge(root, lo, hi, lean, for_pandas)
+    except _IdsVanished:  # compacted meanwhile: read again, the ids with the rest
+        table, problems = _merge(root, lo, hi, with_ids, for_pandas)
+    for problem in problems:
+        warnings.warn(problem, LogReadWarning, stacklevel=3)
     return table if table.column_names == wanted else table.select(wanted)
+
+
+def _day_number(day: date) -> int:
+    return (day - _EPOCH_DAY).days
+
+
+def _journal_days(tables: list[pa.Table], ids: list[_Ids]) -> dict[int, list[tuple[pa.Table, _Ids]]]:
+    """The journals' rows split by UTC day of ts, each piece with its call_ids."""
+    import numpy as np
+
+    out: dict[int, list[tuple[pa.Table, _Ids]]] = {}
+    for table, table_ids in zip(tables, ids, strict=True):
+        days = _ts_values(table["ts"]) // _US_PER_DAY
+        column = table_ids.load()
+        for day in np.unique(days).tolist():
+            rows = _indices(days == day)
+            out.setdefault(day, []).append((table.take(rows), _Ids(column=column.take(rows))))
+    return out
+
+
+def scan_days(path: str | os.PathLike[str], start: date | datetime | str | None = None,
+              end: date | datetime | str | None = None, columns: Sequence[str] | None = None, *,
+              dictionary_columns: Sequence[str] = ()) -> Iterator[pa.Table]:
+    """The calls of `read_table` (same arguments), one table per UTC day, in day order.
+
+    For scans that need not hold the whole log at once (sums, counts): while one day is used,
+    the next days' files are read in the background, and memory holds a few days. The same
+    files, journals, pruning, warnings and de-duplication as `read_table` (copies of a call
+    share its ts, so its day, and are dropped within the day), and each table is sorted by ts:
+    for a log written by holysheep-lab, the tables concatenated are `read_table`'s.
+    Raises LogError (at the first `next`) if `path` is not a folder.
+    """
+    root = existing_root(path)
+    lo, hi = time_range(start, end)
+    wanted, lean, with_ids = _schemas(columns, frozenset(dictionary_columns))
+    return _scan(root, lo, hi, wanted, lean, with_ids)
+
+
+def _scan(root: Path, lo: datetime | None, hi: datetime | None, wanted: list[str], lean: pa.Schema,
+          with_ids: pa.Schema) -> Iterator[pa.Table]:
+    from collections import deque
+    from concurrent.futures import Future
+
+    # Journals first, then Parquet (see `_merge`).
+    tables, ids, problems = _read_journals(root, lo, hi, lean)
+    journal = _journal_days(tables, ids)
+    del tables, ids
+    files, foreign = _list_parts(root, lo, hi)
+    for problem in problems + foreign:
+        warnings.warn(problem, LogReadWarning, stacklevel=3)
+    by_day: dict[int, list[Path]] = {}
+    for file in files:
+        folder_day = partition_date(file.parent.name)
+        if folder_day is not None:
+            by_day.setdefault(_day_number(folder_day), []).append(file)
+    queue = iter([f for d in sorted(by_day) for f in by_day[d]])
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[tuple[Path, Future[_Part]]] = deque()
+
+        def fill() -> None:  # a few files ahead of the day in use, so memory stays at a few days
+            while len(pending) < 4 * workers and (file := next(queue, None)) is not None:
+                pending.append((file, pool.submit(_read_part, file, lean, lo, hi)))
+
+        fill()
+        for day in sorted(set(by_day) | set(journal)):
+            pieces: list[pa.Table] = []
+            sources: list[_Ids] = []
+            vanished = False
+            for _ in by_day.get(day, ()):
+                file, future = pending.popleft()
+                fill()
+                result = future.result()
+                if result.table is not None:
+                    pieces.append(result.table)
+                    sources.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
+                elif result.problem:
+                    warnings.warn(f"{file}: {result.problem}; skipped", LogReadWarning, stacklevel=3)
+                vanished = vanished or result.vanished
+            if vanished:  # compacted as we read: the merged file is in the same partition
+                yield _day_again(root, day, lo, hi, wanted, with_ids)
+                continue
+            for piece, piece_ids in journal.pop(day, ()):
+                pieces.append(piece)
+                sources.append(piece_ids)
+            try:
+                table = _sorted_and_unique(pieces, lean, sources)
+            except _IdsVanished:
+                table = _day_again(root, day, lo, hi, wanted, with_ids)
+            yield table if table.column_names == wanted else table.select(wanted)
+
+
+def _day_again(root: Path, day: int, lo: datetime | None, hi: datetime | None, wanted: list[str],
+               schema: pa.Schema) -> pa.Table:
+    """One UTC day read as `read_table` reads (journals, listing, ids and all), for a day whose
+    files changed under the scan."""
+    begin = datetime(1970, 1, 1, tzinfo=_UTC) + day * _DAY
+    table, problems = _merge(root, max(begin, lo) if lo else begin,
+                             min(begin + _DAY, hi) if hi else begin + _DAY, schema, for_pandas=False)
+    for problem in problems:
+        warnings.warn(problem, LogReadWarning, stacklevel=4)
+    return table.select(wanted)
 
 
 def read_table(path: str | os.PathLike[str], start: date | datetime | str | None = None,
                end: date | datetime | str | None = None,
-               columns: Sequence[str] | None = None) -> pa.Table:
+               columns: Sequence[str] | None = None, *,
+               dictionary_columns: Sequence[str] = ()) -> pa.Table:
     """All calls logged under `path` in [start, end), one row per call_id, sorted by ts.
 
     Merges the Parquet partitions and the un-rolled journals of every writer (other processes
     too). Columns missing in old files are null. Raises LogError if `path` is not a folder.
     The table may be chunked (one chunk per file or so); `combine_chunks()` if you need one.
+    String columns named in `dictionary_columns` come as Arrow dictionaries, decoded as such
+    from Parquet (no string per row: fast to read and to group by); others are unaffected.
     """
-    return _read(path, start, end, columns, dictionaries=False)
+    return _read(path, start, end, columns, dictionaries=frozenset(dictionary_columns), for_pandas=False)
 
 
 # -- pandas ------------------------------------------------------------------------------------
@@ -582,7 +835,7 @@ def _frame(holder: list[pa.Table]) -> pd.DataFrame:
     out = {}
     for i, name in enumerate(names):
         column = columns[i]
-        columns[i] = None  # type: ignore[call-overload]
+        columns[i] = None
         out[name] = _to_series(column, name)
         del column
     return pd.DataFrame(out, copy=False)
@@ -603,4 +856,4 @@ def read_log(path: str | os.PathLike[str], start: date | datetime | str | None =
     columns are read from Parquet as dictionaries, and the Arrow table is freed column by column
     as it is converted.
     """
-    return _frame([_read(path, start, end, columns, dictionaries=True)])
+    return _frame([_read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)])

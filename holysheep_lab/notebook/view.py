@@ -113,7 +113,7 @@ def _recent(metering: Metering) -> tuple[int, float]:
 
 def meter_state(metering: Metering) -> MeterState:
     """Read the Metering's in-memory totals (ledger snapshot, recent calls, last alert)."""
-    from holysheep_lab.reports.usage import budget_lines
+    from holysheep_lab.reports.budget import ledger_status
 
     alerts = metering.alerts
     levels: Sequence[Level] = alerts.levels if alerts is not None else DEFAULT_LEVELS
@@ -125,14 +125,14 @@ def meter_state(metering: Metering) -> MeterState:
             soft[(limit.scope, limit.window.value)] = limit.alert_at
             block[(limit.scope, limit.window.value)] = limit.block_nanos / NANOS_PER_USD
     out = []
-    for ln in budget_lines(metering):
+    for ln in ledger_status(metering):
         key = (ln["scope"], ln["window"])
-        ratio = ln["ratio"]
+        ratio = ln["used"]
         limit_block = block.get(key)
         blocking = limit_block is not None and ln["spent_usd"] + ln["reserved_usd"] >= limit_block
         out.append(LineState(ln["scope"], ln["window"], ln["spent_usd"], ln["reserved_usd"], ln["limit_usd"],
                              ln["remaining_usd"], ratio, level_for(ratio, levels, soft.get(key)), blocking,
-                             ln["resets_at"].astimezone(metering.guard.zone)))
+                             ln["window_end"].astimezone(metering.guard.zone)))
     calls, cost = _recent(metering)
     last = alerts.last_alert if alerts is not None else None
     return MeterState(tuple(out), calls, cost, last.title if last is not None else None)

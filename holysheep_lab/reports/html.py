@@ -1,19 +1,25 @@
-"""A shareable spend report: one self-contained HTML file (charts and their JavaScript inlined).
+"""The spend report: ``hs.report(df)`` / ``df.hs.report()`` -> `Report`, one self-contained HTML page.
+
+This is the report for people: charts and tables of a call log (spend, forecast, budget status,
+models, latency, errors, context growth). Not to be confused with the usage report
+(`holysheep_lab.reports.usage`: ``client.usage_report()`` and the server's ``/usage``), a small
+JSON-ready dict of totals.
 
 `report(df, budget=None)` builds the whole page in memory (pure apart from reading the Vega
-JavaScript bundle, which vl-convert-python produces offline and we cache on disk); `.save(path)`
-writes it. The page loads nothing from the network: vega, vega-lite and vega-embed are inlined
-once, each chart's spec sits in a JSON script tag, and every piece of user text (title, model
-names, projects, errors) is HTML-escaped.
+JavaScript bundle, which vl-convert-python produces offline and we cache on disk) from one
+building block per section (`_SECTIONS`); `.save(path)` writes it. The page loads nothing from
+the network: vega, vega-lite and vega-embed are inlined once, each chart's spec sits in a JSON
+script tag, and every piece of user text (title, model names, projects, errors) is HTML-escaped.
 """
 
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
@@ -23,9 +29,12 @@ import numpy as np
 
 from holysheep_lab.analysis import charts as _charts
 from holysheep_lab.analysis import spend as _sp
+from holysheep_lab.analysis.budgets import budget_status
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
+from holysheep_lab.analysis.frames import NAT_MICROS, cost_usd, require_columns, valid_micros
 from holysheep_lab.core.budget import Budget, resolve_tz
+from holysheep_lab.core.clock import micros_to_datetime
 from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
 
 if TYPE_CHECKING:
@@ -74,8 +83,8 @@ def vega_bundle() -> str:
     vl-convert builds it offline (several seconds), so it is cached per process and on disk
     under $XDG_CACHE_HOME/holysheep-lab (or ~/.cache), keyed by the vl-convert version.
     """
-    try:
-        import vl_convert as vlc
+    try:  # as Any: its stubs mark the optional `snippet` of javascript_bundle as required
+        vlc: Any = importlib.import_module("vl_convert")
     except ImportError as exc:  # pragma: no cover - in the lock
         raise MissingExtraError("vl-convert-python", "Self-contained HTML reports") from exc
     cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "holysheep-lab"
@@ -84,7 +93,7 @@ def vega_bundle() -> str:
         return cached.read_text(encoding="utf-8")
     except OSError:
         pass
-    js = vlc.javascript_bundle()
+    js: str = vlc.javascript_bundle()
     try:  # the cache is only an optimisation: any failure just means rebuilding next time
         cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
@@ -104,12 +113,14 @@ document.querySelectorAll('script[type="application/json"][data-chart]').forEach
 """
 
 _CSS = """
-body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222;padding:0 16px}
+body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;max-width:1000px;color:#222;
+padding:0 16px}
 h1{font-size:24px;margin-bottom:4px} h2{font-size:18px;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 .sub{color:#666;margin-top:0} .kpis{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
 .kpi{border:1px solid #ddd;border-radius:6px;padding:8px 12px;min-width:140px}
 .kpi b{display:block;font-size:20px} .kpi span{color:#666;font-size:12px}
-table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
+table{border-collapse:collapse;margin:8px 0;font-size:13px}
+th,td{padding:3px 10px;border-bottom:1px solid #eee;text-align:right}
 th{background:#f6f6f6} td:first-child,th:first-child{text-align:left} .warn{color:#b00020;font-weight:600}
 .chart{margin:12px 0;min-height:60px} .note{color:#666;font-size:12px}
 """
@@ -179,6 +190,211 @@ def _spec_json(chart: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
+# --------------------------------------------------------------------------- building blocks
+
+#: Table columns of each section: {column: (header, format kind)}.
+_BUDGET_COLS = {
+    "scope": ("scope", "s"), "window": ("window", "s"), "limit_usd": ("limit", "usd"),
+    "spent_usd": ("spent", "usd"), "remaining_usd": ("remaining", "usd"), "used": ("used", "pct"),
+    "alert": ("alert", "bool"), "blocked": ("blocking", "bool"),
+    "projected_usd": ("projected at window end", "usd"), "runs_out": ("runs out", "date"),
+}
+_FORECAST_COLS = {"date": ("day", "date"), "yhat": ("expected", "usd"), "lo": ("low", "usd"), "hi": ("high", "usd")}
+_MODEL_COLS = {
+    "model": ("model", "s"), "calls": ("calls", "int"), "cost_usd": ("spend", "usd"),
+    "share": ("share", "pct"), "cost_per_call": ("per call", "usd4"),
+    "usd_per_1k_tokens": ("per 1k tokens", "usd4"), "unpriced_calls": ("unpriced", "int"),
+}
+_PROJECT_COLS = {
+    "project": ("project", "s"), "calls": ("calls", "int"), "cost_usd": ("spend", "usd"),
+    "share": ("share", "pct"), "cost_per_call": ("per call", "usd4"),
+}
+_LATENCY_COLS = {
+    "model": ("model", "s"), "calls": ("calls", "int"), "p50_ms": ("p50 ms", "ms"),
+    "p95_ms": ("p95 ms", "ms"), "p99_ms": ("p99 ms", "ms"), "ttft_p50_ms": ("TTFT p50 ms", "ms"),
+}
+_ERROR_COLS = {
+    "model": ("model", "s"), "calls": ("calls", "int"), "error": ("errors", "int"),
+    "blocked": ("blocked", "int"), "error_rate": ("error rate", "pct"),
+    "retry_rate": ("retried", "pct"), "mean_attempts": ("mean attempts", "f1"),
+}
+_CONTEXT_COLS = {
+    "conversation_id": ("conversation", "s"), "project": ("project", "s"), "model": ("model", "s"),
+    "calls": ("calls", "int"), "first_input_tokens": ("first prompt", "int"),
+    "last_input_tokens": ("last prompt", "int"), "growth": ("growth x", "f1"),
+    "cost_usd": ("cost", "usd"), "first_ts": ("started", "ts"),
+}
+_BACKTEST_COLS = {"method": ("method", "s"), "origins": ("origins", "int"), "mae": ("MAE", "usd"),
+                  "mape": ("MAPE %", "f1"), "total_ape": ("14-day total error %", "f1")}
+
+
+@dataclass(slots=True)
+class _Page:
+    """The report being built: its HTML blocks and its charts (embedded at the end)."""
+
+    title: str
+    body: list[str] = field(default_factory=list)
+    charts: list[tuple[str, Any]] = field(default_factory=list)
+
+    def add(self, *blocks: str) -> None:
+        self.body.extend(blocks)
+
+    def chart(self, name: str, build: Callable[[], Any]) -> None:
+        """A chart's placeholder; a chart that cannot be built says so instead of sinking the report."""
+        cid = f"chart-{len(self.charts) + 1}"
+        try:
+            self.charts.append((cid, build()))
+        except (HolySheepError, ValueError, KeyError) as exc:
+            self.body.append(f'<p class="note">Chart "{_e(name)}" unavailable: {_e(exc)}</p>')
+            return
+        self.body.append(f'<div class="chart" id="{cid}" aria-label="{_e(name)}"></div>')
+
+    def html(self) -> str:
+        """The whole page: every block, each chart's spec as JSON, then the inlined Vega bundle."""
+        scripts = "".join(
+            f'<script type="application/json" data-chart="{cid}">{_spec_json(c)}</script>' for cid, c in self.charts
+        )
+        js = vega_bundle().replace("</script", "<\\/script") if self.charts else ""
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(self.title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(self.body)
+            + scripts
+            + (f"<script>{js}</script><script>{_EMBED}</script>" if self.charts else "")
+            + "</body></html>\n"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Log:
+    """What every section reads: the log, its options, and what is computed once for all."""
+
+    df: pd.DataFrame
+    budget: Budget | None
+    zone: tzinfo
+    now: datetime | None
+    forecast_days: int
+    status: np.ndarray  # the status column as objects
+    fc: pd.DataFrame | None  # the forecast; None for an empty log or one too odd to forecast
+
+    @property
+    def calls(self) -> int:
+        return len(self.df)
+
+
+def _heading(page: _Page, log: _Log) -> None:
+    zone = log.zone
+    n = log.calls
+    if n:
+        us, _ = valid_micros(log.df)
+        first = micros_to_datetime(int(us[us > NAT_MICROS].min())).astimezone(zone)
+        last = micros_to_datetime(int(us.max())).astimezone(zone)
+        span = f"{first:%Y-%m-%d} to {last:%Y-%m-%d} ({getattr(zone, 'key', str(zone))})"
+    else:
+        span = "empty log"
+    page.add(f"<h1>{_e(page.title)}</h1><p class=\"sub\">{_e(f'{n:,} calls, {span}')}</p>")
+
+
+def _headline(page: _Page, log: _Log) -> None:
+    """The headline figures: spend, calls, burn rate, month-end projection, errors."""
+    df, n, fc = log.df, log.calls, log.fc
+    total = float(cost_usd(df)[0].sum()) if n else 0.0
+    kpis = [("total spend", _money(total)), ("calls", f"{n:,}")]
+    burn = _sp.burn_rate(df, now=log.now, tz=log.zone) if n else None
+    if burn is not None and len(burn):  # empty when no call has a timestamp
+        b = burn.set_index("period")
+        kpis.append(("last 7 days, per day", _money(b.loc["last_7d", "usd_per_day"])))
+        kpis.append(("month to date", _money(b.loc["month_to_date", "cost_usd"])))
+    if fc is not None:
+        me = fc.attrs["month_end"]
+        kpis.append((f"projected {me['month']}", f"{_money(me['projected'])} ({_money(me['lo'])}–{_money(me['hi'])})"))
+        if log.budget is not None:
+            ex = fc.attrs["exhaustion_date"]
+            kpis.append(("budget runs out", f"{ex:%Y-%m-%d}" if ex else f"not within {log.forecast_days} days"))
+    if n:
+        status = log.status
+        sent = int((status != "blocked").sum())
+        kpis.append(("error rate", f"{(status == 'error').sum() / max(sent, 1):.1%}"))
+        kpis.append(("blocked calls", f"{int((status == 'blocked').sum()):,}"))
+    page.add('<div class="kpis">' + "".join(
+        f'<div class="kpi"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in kpis) + "</div>")
+
+
+def _budget_section(page: _Page, log: _Log) -> None:
+    if log.budget is not None:
+        page.add("<h2>Budget</h2>", _table(budget_status(log.df, log.budget, now=log.now), _BUDGET_COLS))
+
+
+def _forecast_section(page: _Page, log: _Log) -> None:
+    page.add("<h2>Forecast</h2>")
+    fc = log.fc
+    if fc is None:
+        page.add('<p class="note">No forecast: the log has no calls.</p>')
+        return
+    page.chart("cumulative spend", lambda: _charts.cumulative_chart(log.df, log.budget, fc, log.zone))
+    page.add(f'<p class="note">Model: {_e(fc.attrs["method"])}, {fc.attrs["interval"]:.0%} '
+             f'prediction band, {fc.attrs["history_days"]} days of history.</p>',
+             _table(fc.head(14), _FORECAST_COLS))
+
+
+def _spend_sections(page: _Page, log: _Log) -> None:
+    """Daily spend and model share charts, then the per-model and per-project tables."""
+    df = log.df
+    page.add("<h2>Daily spend</h2>")
+    page.chart("daily spend by model", lambda: _charts.daily_spend_chart(df, tz=log.zone))
+    page.chart("model share", lambda: _charts.model_share_chart(df, tz=log.zone))
+    page.add("<h2>By model</h2>", _table(_sp.by_model(df), _MODEL_COLS))
+    if "project" in df.columns:
+        page.add("<h2>By project</h2>", _table(_sp.by(df, "project"), _PROJECT_COLS))
+
+
+def _latency_section(page: _Page, log: _Log) -> None:
+    if "latency_ms" in log.df.columns:
+        page.add("<h2>Latency</h2>")
+        page.chart("latency distribution", lambda: _charts.latency_chart(log.df))
+        page.add(_table(_sp.latency(log.df), _LATENCY_COLS))
+
+
+def _errors_section(page: _Page, log: _Log) -> None:
+    df = log.df
+    page.add("<h2>Errors, retries and blocked calls</h2>", _table(_sp.error_rates(df), _ERROR_COLS))
+    if "error" in df.columns and log.calls:
+        errs = df.loc[log.status == "error", "error"].astype("object").fillna("(no message)")
+        top = errs.value_counts().head(10).rename_axis("error").reset_index(name="calls")
+        page.add(_table(top, {"error": ("error", "s"), "calls": ("calls", "int")}))
+
+
+def _context_section(page: _Page, log: _Log) -> None:
+    df = log.df
+    if "conversation_id" in df.columns and "input_tokens" in df.columns:
+        page.add("<h2>Context growth</h2>")
+        cg = _sp.context_growth(df)
+        if len(cg):
+            page.chart("context growth", lambda: _charts.context_growth_chart(df))
+        page.add(_table(cg, _CONTEXT_COLS, max_rows=10))
+
+
+def _accuracy_section(page: _Page, log: _Log) -> None:
+    page.add("<h2>Forecast accuracy</h2>")
+    if not log.calls:
+        return
+    try:
+        bt = _backtest(log.df, tz=log.zone)
+    except HolySheepError as exc:
+        page.add(f'<p class="note">{_e(exc)}</p>')
+        return
+    page.add('<p class="note">Rolling-origin backtest, 14-day horizon, against two naive baselines.</p>',
+             _table(bt, _BACKTEST_COLS))
+
+
+#: The report's sections, in page order.
+_SECTIONS: tuple[Callable[[_Page, _Log], None], ...] = (
+    _heading, _headline, _budget_section, _forecast_section, _spend_sections, _latency_section,
+    _errors_section, _context_section, _accuracy_section,
+)
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -203,151 +419,18 @@ def report(
 
     if not isinstance(df, pd.DataFrame):
         raise ConfigError(f"report() needs a call-log DataFrame, not {type(df).__name__}.")
-    _sp.require_columns(df, ["ts", "model", "status", "cost_usd"], "report()")
+    require_columns(df, ["ts", "model", "status", "cost_usd"], "report()")
     if budget is not None and not isinstance(budget, Budget):
         raise ConfigError(f"budget must be a holysheep_lab.budget.Budget, not {type(budget).__name__}.")
     zone = resolve_tz(tz) if tz is not None else (budget.zone if budget is not None else resolve_tz(None))
-    zone_name = getattr(zone, "key", str(zone))
-    title = title or "LLM spend report"
-    charts: list[tuple[str, Any]] = []
-    body: list[str] = []
-
-    def chart(name: str, build: Callable[[], Any]) -> str:
-        cid = f"chart-{len(charts) + 1}"
-        try:
-            charts.append((cid, build()))
-        except (HolySheepError, ValueError, KeyError) as exc:  # a chart must not sink the report
-            return f'<p class="note">Chart "{_e(name)}" unavailable: {_e(exc)}</p>'
-        return f'<div class="chart" id="{cid}" aria-label="{_e(name)}"></div>'
-
-    us, _ = _sp._valid_ts(df)
-    n = len(df)
-    if n:
-        first = pd.Timestamp(int(us[us > np.iinfo(np.int64).min].min()), unit="us", tz="UTC")
-        last = pd.Timestamp(int(us.max()), unit="us", tz="UTC")
-        span = f"{first.tz_convert(zone):%Y-%m-%d} to {last.tz_convert(zone):%Y-%m-%d} ({zone_name})"
-    else:
-        span = "empty log"
-    body.append(f"<h1>{_e(title)}</h1><p class=\"sub\">{_e(f'{n:,} calls, {span}')}</p>")
-
     fc = None
-    if n:
+    if len(df):
         try:
             fc = _forecast(df, days=forecast_days, tz=zone, budget=budget, now=now)
         except HolySheepError:
             fc = None
-    # Headline figures.
-    total = float(_sp._cost(df)[0].sum()) if n else 0.0
-    burn = _sp.burn_rate(df, now=now, tz=zone) if n else None
-    kpis = [("total spend", _money(total)), ("calls", f"{n:,}")]
-    if burn is not None and len(burn):
-        b = burn.set_index("period")
-        kpis.append(("last 7 days, per day", _money(b.loc["last_7d", "usd_per_day"])))
-        kpis.append(("month to date", _money(b.loc["month_to_date", "cost_usd"])))
-    if fc is not None:
-        me = fc.attrs["month_end"]
-        kpis.append((f"projected {me['month']}", f"{_money(me['projected'])} ({_money(me['lo'])}–{_money(me['hi'])})"))
-        if budget is not None:
-            ex = fc.attrs["exhaustion_date"]
-            kpis.append(("budget runs out", f"{ex:%Y-%m-%d}" if ex else f"not within {forecast_days} days"))
-    status = np.asarray(df["status"].astype("object")) if n else np.array([])
-    sent = int((status != "blocked").sum())
-    if n:
-        kpis.append(("error rate", f"{(status == 'error').sum() / max(sent, 1):.1%}"))
-        kpis.append(("blocked calls", f"{int((status == 'blocked').sum()):,}"))
-    body.append('<div class="kpis">' + "".join(
-        f'<div class="kpi"><b>{_e(v)}</b><span>{_e(k)}</span></div>' for k, v in kpis) + "</div>")
-
-    if budget is not None:
-        body.append("<h2>Budget</h2>")
-        bs = _sp.budget_status(df, budget, now=now)
-        body.append(_table(bs, {
-            "scope": ("scope", "s"), "window": ("window", "s"), "limit_usd": ("limit", "usd"),
-            "spent_usd": ("spent", "usd"), "remaining_usd": ("remaining", "usd"), "used": ("used", "pct"),
-            "alert": ("alert", "bool"), "blocked": ("blocking", "bool"),
-            "projected_usd": ("projected at window end", "usd"), "runs_out": ("runs out", "date"),
-        }))
-
-    body.append("<h2>Forecast</h2>")
-    if fc is not None:
-        body.append(chart("cumulative spend", lambda: _charts.cumulative_chart(df, budget, fc, zone)))
-        body.append(f'<p class="note">Model: {_e(fc.attrs["method"])}, {fc.attrs["interval"]:.0%} '
-                    f'prediction band, {fc.attrs["history_days"]} days of history.</p>')
-        body.append(_table(fc.head(14), {"date": ("day", "date"), "yhat": ("expected", "usd"),
-                                         "lo": ("low", "usd"), "hi": ("high", "usd")}))
-    else:
-        body.append('<p class="note">No forecast: the log has no calls.</p>')
-
-    body.append("<h2>Daily spend</h2>")
-    body.append(chart("daily spend by model", lambda: _charts.daily_spend_chart(df, tz=zone)))
-    body.append(chart("model share", lambda: _charts.model_share_chart(df, tz=zone)))
-
-    body.append("<h2>By model</h2>")
-    body.append(_table(_sp.by_model(df), {
-        "model": ("model", "s"), "calls": ("calls", "int"), "cost_usd": ("spend", "usd"),
-        "share": ("share", "pct"), "cost_per_call": ("per call", "usd4"),
-        "usd_per_1k_tokens": ("per 1k tokens", "usd4"), "unpriced_calls": ("unpriced", "int"),
-    }))
-    if "project" in df.columns:
-        body.append("<h2>By project</h2>")
-        body.append(_table(_sp.by(df, "project"), {
-            "project": ("project", "s"), "calls": ("calls", "int"), "cost_usd": ("spend", "usd"),
-            "share": ("share", "pct"), "cost_per_call": ("per call", "usd4"),
-        }))
-
-    if "latency_ms" in df.columns:
-        body.append("<h2>Latency</h2>")
-        body.append(chart("latency distribution", lambda: _charts.latency_chart(df)))
-        body.append(_table(_sp.latency(df), {
-            "model": ("model", "s"), "calls": ("calls", "int"), "p50_ms": ("p50 ms", "ms"),
-            "p95_ms": ("p95 ms", "ms"), "p99_ms": ("p99 ms", "ms"), "ttft_p50_ms": ("TTFT p50 ms", "ms"),
-        }))
-
-    body.append("<h2>Errors, retries and blocked calls</h2>")
-    body.append(_table(_sp.error_rates(df), {
-        "model": ("model", "s"), "calls": ("calls", "int"), "error": ("errors", "int"),
-        "blocked": ("blocked", "int"), "error_rate": ("error rate", "pct"),
-        "retry_rate": ("retried", "pct"), "mean_attempts": ("mean attempts", "f1"),
-    }))
-    if "error" in df.columns and n:
-        errs = df.loc[status == "error", "error"].astype("object").fillna("(no message)")
-        top = errs.value_counts().head(10).rename_axis("error").reset_index(name="calls")
-        body.append(_table(top, {"error": ("error", "s"), "calls": ("calls", "int")}))
-
-    if "conversation_id" in df.columns and "input_tokens" in df.columns:
-        body.append("<h2>Context growth</h2>")
-        cg = _sp.context_growth(df)
-        if len(cg):
-            body.append(chart("context growth", lambda: _charts.context_growth_chart(df)))
-        body.append(_table(cg, {
-            "conversation_id": ("conversation", "s"), "project": ("project", "s"), "model": ("model", "s"),
-            "calls": ("calls", "int"), "first_input_tokens": ("first prompt", "int"),
-            "last_input_tokens": ("last prompt", "int"), "growth": ("growth x", "f1"),
-            "cost_usd": ("cost", "usd"), "first_ts": ("started", "ts"),
-        }, max_rows=10))
-
-    body.append("<h2>Forecast accuracy</h2>")
-    try:
-        bt = _backtest(df, tz=zone) if n else None
-    except HolySheepError as exc:
-        bt = None
-        body.append(f'<p class="note">{_e(exc)}</p>')
-    if bt is not None:
-        body.append('<p class="note">Rolling-origin backtest, 14-day horizon, against two naive baselines.</p>')
-        body.append(_table(bt, {"method": ("method", "s"), "origins": ("origins", "int"), "mae": ("MAE", "usd"),
-                                "mape": ("MAPE %", "f1"), "total_ape": ("14-day total error %", "f1")}))
-
-    scripts = "".join(
-        f'<script type="application/json" data-chart="{cid}">{_spec_json(c)}</script>' for cid, c in charts
-    )
-    js = vega_bundle().replace("</script", "<\\/script") if charts else ""
-    page = (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
-        + "\n".join(body)
-        + scripts
-        + (f"<script>{js}</script><script>{_EMBED}</script>" if charts else "")
-        + "</body></html>\n"
-    )
-    return Report(html=page, title=title)
+    log = _Log(df, budget, zone, now, forecast_days, np.asarray(df["status"].astype("object")), fc)
+    page = _Page(title or "LLM spend report")
+    for section in _SECTIONS:
+        section(page, log)
+    return Report(html=page.html(), title=page.title)

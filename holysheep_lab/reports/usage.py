@@ -1,4 +1,12 @@
-"""The usage report and budget lines a client shows (the seed's report keys, and more)."""
+"""The usage report: a small JSON-ready dict of totals over the last N days (the seed's keys).
+
+Not to be confused with the spend report (`holysheep_lab.reports.html`: ``hs.report(df)`` ->
+a self-contained HTML page of charts and tables). The usage report is what
+``client.usage_report(days)`` (`usage_report`: totals from the log, budget remainders from the
+ledger) and the server's ``/usage`` endpoint (`usage_from_log`: the log alone) return; both
+are built by `summarize_usage`. Pandas-free. Budget lines themselves are
+`holysheep_lab.reports.budget`.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +16,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.core.budget import Budget, Window, local_zone, window_bounds
-from holysheep_lab.core.money import NANOS_PER_USD
-from holysheep_lab.ledger.base import bucket_name
+from holysheep_lab.reports.budget import ledger_status
 
 if TYPE_CHECKING:
     from holysheep_lab.core.metering import Metering
 
-__all__ = ["USAGE_COLUMNS", "UsageReport", "budget_lines", "summarize", "usage_from_log", "usage_report"]
+__all__ = ["USAGE_COLUMNS", "UsageReport", "summarize_usage", "usage_from_log", "usage_report"]
 
 
 class UsageReport(dict[str, Any]):
@@ -37,46 +44,11 @@ def _fmt(v: Any) -> str:
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
-def budget_lines(meter: Metering) -> list[dict[str, Any]]:
-    """Every budget line now: spent, reserved, limit, block limit, remaining, resets_at."""
-    budget = meter.budget
-    now = meter.clock()
-    zone = meter.guard.zone
-    lines = budget.all_lines() if budget else []
-    keys = {(ln.scope, ln.window): bucket_name(ln.scope, _key(ln.window, now, zone)) for ln in lines}
-    for w in Window:
-        keys.setdefault(("global", w), bucket_name("global", _key(w, now, zone)))
-    states = meter.ledger.snapshot(list(keys.values()))
-    limits = {(ln.scope, ln.window): ln for ln in lines}
-    out = []
-    for (scope, window), bucket in keys.items():
-        st = states[bucket]
-        ln = limits.get((scope, window))
-        spent = st.spent / NANOS_PER_USD
-        reserved = st.reserved / NANOS_PER_USD
-        limit = float(ln.limit) if ln else None
-        out.append({
-            "scope": scope, "window": window.value, "spent_usd": spent, "reserved_usd": reserved,
-            "limit_usd": limit, "block_usd": ln.block_nanos / NANOS_PER_USD if ln else None,
-            "alert_usd": limit * ln.alert_at if ln and limit else None,
-            "remaining_usd": max(0.0, limit - spent) if limit is not None else None,
-            "ratio": spent / limit if limit else None,
-            "resets_at": window_bounds(window, now, zone)[1],
-        })
-    return out
-
-
-def _key(window: Window, now: Any, zone: Any) -> str:
-    from holysheep_lab.core.budget import window_key
-
-    return window_key(window, now, zone)
-
-
 USAGE_COLUMNS = ("ts", "model", "status", "cost_usd", "input_tokens", "output_tokens", "latency_ms")
 
 
-def summarize(table: Any, days: int, *, daily_remaining: float | None = None,
-              monthly_remaining: float | None = None) -> UsageReport:
+def summarize_usage(table: Any, days: int, *, daily_remaining: float | None = None,
+                    monthly_remaining: float | None = None) -> UsageReport:
     """The seed's report keys from an Arrow table of calls (USAGE_COLUMNS) already cut to the
     period. Pure: the client (ledger remainders) and the server (log remainders) share it."""
     import pyarrow.compute as pc
@@ -121,7 +93,7 @@ def _check_days(days: Any) -> int:
     return days
 
 
-def _read(log_dir: Path, start: datetime) -> Any:
+def _usage_table(log_dir: Path, start: datetime) -> Any:
     import pyarrow as pa
 
     from holysheep_lab.log import read_table
@@ -132,15 +104,16 @@ def _read(log_dir: Path, start: datetime) -> Any:
 
 
 def usage_report(meter: Metering, days: int = 7) -> UsageReport:
-    """The seed's report over the last `days` local days, read from the log (every process);
-    budget remainders from the ledger."""
+    """What ``client.usage_report(days)`` returns: the last `days` local days, read from the log
+    (every process's calls); budget remainders (``remaining_usd`` of the global lines, see
+    `holysheep_lab.reports.budget`) from the ledger."""
     days = _check_days(days)
     start = window_bounds(Window.DAY, meter.clock() - timedelta(days=days - 1), meter.guard.zone)[0]
-    lines = {(ln["scope"], ln["window"]): ln for ln in budget_lines(meter)}
+    lines = {(ln["scope"], ln["window"]): ln for ln in ledger_status(meter)}
     day, month = lines.get(("global", "daily")), lines.get(("global", "monthly"))
-    return summarize(_read(meter.log_dir, start), days,
-                     daily_remaining=day["remaining_usd"] if day else None,
-                     monthly_remaining=month["remaining_usd"] if month else None)
+    return summarize_usage(_usage_table(meter.log_dir, start), days,
+                           daily_remaining=day["remaining_usd"] if day else None,
+                           monthly_remaining=month["remaining_usd"] if month else None)
 
 
 def usage_from_log(log_dir: str | Path, days: int = 7, *, budget: Budget | None = None,
@@ -155,7 +128,7 @@ def usage_from_log(log_dir: str | Path, days: int = 7, *, budget: Budget | None 
     start = window_bounds(Window.DAY, now - timedelta(days=days - 1), zone)[0]
     month_start = window_bounds(Window.MONTH, now, zone)[0]
     day_start = window_bounds(Window.DAY, now, zone)[0]
-    table = _read(Path(log_dir), min(start, month_start) if budget is not None else start)
+    table = _usage_table(Path(log_dir), min(start, month_start) if budget is not None else start)
 
     def since(moment: datetime) -> Any:
         return table.filter(pc.field("ts") >= pc.scalar(moment)) if table.num_rows else table
@@ -168,6 +141,6 @@ def usage_from_log(log_dir: str | Path, days: int = 7, *, budget: Budget | None 
         spent = (pc.sum(t["cost_usd"]).as_py() or 0.0) if t.num_rows else 0.0
         return max(0.0, float(limit) - spent)
 
-    return summarize(since(start), days,
-                     daily_remaining=remaining(budget.daily, day_start) if budget is not None else None,
-                     monthly_remaining=remaining(budget.monthly, month_start) if budget is not None else None)
+    return summarize_usage(since(start), days,
+                           daily_remaining=remaining(budget.daily, day_start) if budget is not None else None,
+                           monthly_remaining=remaining(budget.monthly, month_start) if budget is not None else None)
