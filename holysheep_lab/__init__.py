@@ -67,7 +67,7 @@ _LAZY: dict[str, str] = {
     "WebhookChannel": "holysheep_lab.alerts",
     "dashboard": "holysheep_lab.notebook",
     "read_log": "holysheep_lab.log",
-    "report": "holysheep_lab.analysis",
+    "report": "holysheep_lab.reports.html",
 }
 
 __all__ = [
@@ -162,7 +162,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
         TeamsChannel,
         WebhookChannel,
     )
-    from holysheep_lab.analysis import report
     from holysheep_lab.client.client import ChatStream, Client
     from holysheep_lab.client.results import ChatResult, Estimate
     from holysheep_lab.core.budget import Budget
@@ -172,6 +171,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from holysheep_lab.log import read_log
     from holysheep_lab.log.schema import CallRecord
     from holysheep_lab.notebook import BudgetMeter, dashboard
+    from holysheep_lab.reports.html import report
     from holysheep_lab.sim.server import Simulator
     from holysheep_lab.transports.legacy import AsyncHttpxMeteredTransport, HttpxMeteredTransport
     from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport

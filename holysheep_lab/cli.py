@@ -73,8 +73,9 @@ def _sim(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from holysheep_lab.analysis import by_model, report
+    from holysheep_lab.analysis import by_model
     from holysheep_lab.log.reader import read_log
+    from holysheep_lab.reports.html import report
 
     df = read_log(args.log_dir)
     rep = report(df, title=args.title)

@@ -158,8 +158,8 @@ class ReportPage:
 
     def build(self) -> str:
         """The report page of the whole log (blocking)."""
-        from holysheep_lab.analysis import report
         from holysheep_lab.log.reader import read_log
+        from holysheep_lab.reports.html import report
 
         df = read_log(self.log_dir)
         return report(df, budget=self.budget, title=f"LLM spend: {self.log_dir.name}").html

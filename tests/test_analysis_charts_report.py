@@ -14,6 +14,7 @@ import holysheep_lab.analysis as A
 from holysheep_lab.analysis import charts
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError
+from holysheep_lab.reports.html import Report, report
 
 EVIL = '<script>alert("x")</script>&<b>'
 
@@ -85,7 +86,7 @@ def test_charts_on_empty_log():
 
 def test_report_is_self_contained_and_escaped(tmp_path):
     df = make_log()
-    rep = A.report(df, budget=Budget(daily=5, monthly=80, tz="UTC", projects={EVIL: Budget(daily=1)}),
+    rep = report(df, budget=Budget(daily=5, monthly=80, tz="UTC", projects={EVIL: Budget(daily=1)}),
                    title=f"Spend {EVIL}", tz="UTC")
     page = rep.html
     assert page.startswith("<!DOCTYPE html>")
@@ -106,16 +107,16 @@ def test_report_is_self_contained_and_escaped(tmp_path):
 
 def test_report_sections_and_short_logs():
     df = make_log(days=3)
-    page = A.report(df, tz="UTC").html
+    page = report(df, tz="UTC").html
     assert "Forecast accuracy" in page and "at least" in page  # too short for a backtest: said, not raised
-    empty = A.report(make_log().iloc[:0], tz="UTC").html
+    empty = report(make_log().iloc[:0], tz="UTC").html
     assert "0 calls" in empty and "No data." in empty
     with pytest.raises(ConfigError, match="cost_usd"):
-        A.report(df.drop(columns="cost_usd"))
+        report(df.drop(columns="cost_usd"))
     with pytest.raises(ConfigError, match="Budget"):
-        A.report(df, budget={"monthly": 5})
+        report(df, budget={"monthly": 5})
 
 
 def test_accessor_report():
     rep = make_log(days=10).hs.report(title="t", tz="UTC")
-    assert isinstance(rep, A.Report) and "<title>t</title>" in rep.html
+    assert isinstance(rep, Report) and "<title>t</title>" in rep.html

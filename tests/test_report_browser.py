@@ -10,8 +10,8 @@ import pandas as pd
 from _support.browser import dump_dom
 from conftest import require_ci_tool
 
-import holysheep_lab.analysis as A
 from holysheep_lab.core.budget import Budget
+from holysheep_lab.reports.html import report
 
 EVIL = '<img src=x onerror="console.error(1)">'
 
@@ -40,7 +40,7 @@ def _log() -> pd.DataFrame:
 
 def test_report_renders_in_chromium(tmp_path):
     require_ci_tool("chromium")
-    rep = A.report(_log(), budget=Budget(daily=10, monthly=200, tz="UTC"), title=f"Report {EVIL}", tz="UTC")
+    rep = report(_log(), budget=Budget(daily=10, monthly=200, tz="UTC"), title=f"Report {EVIL}", tz="UTC")
     path = rep.save(tmp_path / "report.html")
     dom, log = dump_dom(tmp_path, path.as_uri())
     # Chromium prints every console message (log, warning, error, uncaught exception) as

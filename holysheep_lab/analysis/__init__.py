@@ -3,7 +3,7 @@
 Modules: `frames` (the call-log column conventions every analysis shares), `spend` (sums and
 per-call statistics), `forecast` (the daily spend model and its backtest), `budgets` (budget
 status from a log, with projection), `charts` (altair), `accessor` (``df.hs``). The spend
-report (`report`, `Report`) lives in `holysheep_lab.reports.html` and is re-exported here.
+report (`hs.report`, `Report`) lives in `holysheep_lab.reports.html`, a floor above.
 
 Importing this package imports pandas and registers the `df.hs` accessor. Charts and the
 report import altair only when they are built.
@@ -27,10 +27,8 @@ from holysheep_lab.analysis.spend import (
     monthly,
     tokens_per_call,
 )
-from holysheep_lab.reports.html import Report, report
 
 __all__ = [
-    "Report",
     "backtest",
     "backtest_series",
     "budget_status",
@@ -46,7 +44,6 @@ __all__ = [
     "forecast_series",
     "latency",
     "monthly",
-    "report",
     "tokens_per_call",
 ]
 

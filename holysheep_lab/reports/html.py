@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from holysheep_lab.analysis import charts as _charts
-from holysheep_lab.analysis import spend as _sp
+import holysheep_lab.analysis.charts as _charts
+import holysheep_lab.analysis.spend as _sp
 from holysheep_lab.analysis.budgets import budget_status
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
