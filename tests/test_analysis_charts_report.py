@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import holysheep_lab.analysis as A
 from holysheep_lab.analysis import charts
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.errors import ConfigError

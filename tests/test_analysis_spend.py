@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import holysheep_lab as hs
 import holysheep_lab.analysis as A
 from holysheep_lab.analysis import frames, spend
 from holysheep_lab.core.budget import Budget
@@ -58,7 +59,11 @@ def test_all_pinned():
     assert spend.__all__ == sorted(spend.__all__)
     assert set(A.__all__) >= {"daily", "monthly", "by_model", "by", "latency", "tokens_per_call",
                               "error_rates", "burn_rate", "budget_status", "context_growth",
-                              "forecast", "backtest", "report", "Report", "daily_from_log"}
+                              "forecast", "backtest", "daily_from_log"}
+    # The HTML report is a floor above the analysis it draws on.
+    from holysheep_lab.reports import html
+
+    assert {"report", "Report"} <= set(html.__all__) and hs.report is html.report
 
 
 def test_import_holysheep_lab_does_not_import_pandas():
