@@ -110,8 +110,9 @@ def test_other_settings_validated():
     for kw in ({"cooldown": -1}, {"max_attempts": 0}, {"attempt_timeout": 0}, {"claim": 42}):
         with pytest.raises(ConfigError):
             AlertManager(**kw)
-    with pytest.raises(ConfigError, match="unique"):
-        AlertManager([CallbackChannel(print, name="x"), CallbackChannel(print, name="x")])
+    same = CallbackChannel(print, name="x")
+    with pytest.raises(ConfigError, match="same channel object twice"):
+        AlertManager([same, same])  # two channels of one name are fine (see test_two_channels_...)
     with pytest.raises(ConfigError):
         AlertManager([object()])
 

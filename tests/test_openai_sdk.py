@@ -4,10 +4,12 @@ The promise: a notebook that keeps its `openai.OpenAI(...)` code and only passes
 `http_client=httpx2.Client(transport=hs.MeteredTransport(...))` gets exactly the rows, costs and
 refusals `hs.Client` would have produced for the same requests; everything else passes through.
 
-What a refused call looks like under the SDK: openai 3.x lets any exception that is not an
-httpx2 transport error through untouched, so `create()` raises `hs.BudgetExceededError` itself
-(no wrapping, no SDK retry, one 'blocked' row). The same holds for our APIConnectionError and
-APITimeoutError, raised after the transport's own retries. HTTP errors: the transport retries
+What a refused call looks like under the SDK: `create()` raises `hs.BudgetExceededError` itself
+(no wrapping, no SDK retry, one 'blocked' row). The transport makes our errors instances of
+`openai.OpenAIError` too, which every openai release passes through untouched: 3.15+ would pass
+any non-transport error, but 3.0-3.14 (like openai < 3) retry every other exception and wrap it in
+their APIConnectionError. The same holds for our APIConnectionError and APITimeoutError, raised
+after the transport's own retries. HTTP errors: the transport retries
 429/5xx itself and marks the answer it gives up on `x-should-retry: false`, which the SDK obeys,
 so `max_retries` does not multiply the attempts (one row, `attempts` = the transport's).
 """
@@ -44,6 +46,12 @@ REQUESTS = [
     ("gemini-2.5-flash", "Say hi.", 5),
 ]
 BUDGET = dict(daily=0.02, monthly=None, block_at=0.95, tz="UTC")
+
+
+def unwrapped_refusal(exc: BaseException) -> bool:
+    """Ours, as raised by the transport: not wrapped, and an OpenAIError (never retried by any 3.x)."""
+    return (isinstance(exc, hs.BudgetExceededError) and isinstance(exc, openai.OpenAIError)
+            and type(exc).__name__ == "BudgetExceededError" and exc.__cause__ is None)
 
 
 def messages(prompt: str) -> list[dict[str, str]]:
@@ -113,7 +121,7 @@ def test_sync_sdk_rows_costs_and_refusals_match_hs_client(sim, tmp_path):
                                                  temperature=0.7)
         except hs.BudgetExceededError as exc:
             # Raised as itself, not wrapped in openai.APIConnectionError, not retried.
-            assert type(exc) is hs.BudgetExceededError and exc.__cause__ is None
+            assert unwrapped_refusal(exc)
             assert exc.window == "daily" and exc.scope == "global"
             assert sim.requests == before_sent  # nothing reached the relay
             assert [r["status"] for r in rows(tmp_path / "sdk")[before_rows:]] == ["blocked"]
@@ -156,7 +164,7 @@ async def test_async_sdk_rows_costs_and_refusals_match_hs_client(sim, tmp_path):
             await client.chat.completions.create(model=model, messages=messages(prompt), max_tokens=max_tokens,
                                                  temperature=0.7)
         except hs.BudgetExceededError as exc:
-            assert type(exc) is hs.BudgetExceededError and exc.__cause__ is None
+            assert unwrapped_refusal(exc)
             refused += 1
     await client.close()
     assert same(rows(tmp_path / "sdk")) == same(expected)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -21,14 +22,17 @@ from holysheep_lab.core.limits import RateLimit, Retry
 from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
-from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
+from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError, safe_url
 from holysheep_lab.ledger.base import Ledger
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
+# A key with whitespace or a line break would split or forge the Authorization header.
+_CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 def _normalise(messages: Messages) -> list[dict[str, Any]]:
     if isinstance(messages, str):
@@ -168,14 +172,28 @@ class Client:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("HOLYSHEEP_API_KEY")
-        url = (base_url or os.environ.get("HOLYSHEEP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        if key is not None and (not isinstance(key, str) or _CONTROL_OR_SPACE.search(key)):
+            raise ConfigError("api_key must be a string without spaces or line breaks (the key alone, "
+                              "without 'Bearer ').")
+        raw_url = base_url or os.environ.get("HOLYSHEEP_BASE_URL") or DEFAULT_BASE_URL
+        if not isinstance(raw_url, str):
+            raise ConfigError(f"base_url must be a string such as 'https://api.holysheep.ai/v1', "
+                              f"not {type(raw_url).__name__}.")
+        url = raw_url.rstrip("/")
         if not key and url == DEFAULT_BASE_URL:
             raise ConfigError(
                 "No API key: set HOLYSHEEP_API_KEY or pass api_key=. To work offline, use "
                 "`with hs.Simulator() as sim: hs.Client(base_url=sim.base_url)`."
             )
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, not {url[:40]!r}.")
+            raise ConfigError(f"base_url must start with http:// or https://, not {safe_url(url, 60)!r}.")
+        try:
+            parsed = httpx2.URL(url)
+        except httpx2.InvalidURL:
+            raise ConfigError(f"base_url {safe_url(url, 60)!r} is not a valid URL.") from None
+        if not parsed.host:
+            raise ConfigError(f"base_url {safe_url(url, 60)!r} has no host: use https://host/v1.")
+        timeout = positive_seconds("Client timeout", timeout)
         options: dict[str, Any] = dict(budget=budget, log_dir=log_dir, ledger=ledger, alerts=alerts,
                                        rate_limit=rate_limit, retry=retry, prices=prices, project=project,
                                        allow_unpriced=allow_unpriced, log_content=log_content,
@@ -353,5 +371,5 @@ class Client:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<hs.Client {self.base_url} budget={self.metering.budget!r} log_dir={str(self.metering.log_dir)!r} {state}>"
+        return f"<hs.Client {safe_url(self.base_url)} budget={self.metering.budget!r} log_dir={str(self.metering.log_dir)!r} {state}>"
 

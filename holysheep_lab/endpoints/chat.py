@@ -113,7 +113,9 @@ class ChatCompletions:
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
             raise ConfigError(f"max_tokens must be a positive integer, not {max_tokens!r}; nothing was sent.")
         n = payload.get("n")
-        answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"n (answers per request) must be a positive integer, not {n!r}; nothing was sent.")
+        answers = n if n is not None and n > 1 else 1
         return RequestFacts(
             model=model,
             size=measure_messages(messages, payload.get("tools") or payload.get("functions")),
