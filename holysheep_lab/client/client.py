@@ -61,6 +61,15 @@ def _result(response: Any) -> ChatResult:
     return ChatResult(text, usage, record.cost_usd, raw.get("model", record.model), record.latency_ms or 0.0, raw, record)
 
 
+def _streaming(response: Any) -> Any:
+    """The response of a stream request, or the meter's error for it: an error answer (HTTP >= 400,
+    already read and logged) must raise like a plain call, not iterate as an empty stream."""
+    outcome = outcome_of(response)
+    if outcome is not None and outcome.error is not None:
+        raise outcome.error
+    return response
+
+
 class ChatStream:
     """Iterate text deltas as they arrive; `.result` is the ChatResult once the stream ends.
 
@@ -193,6 +202,8 @@ class Client:
             raise ConfigError(f"base_url {safe_url(url, 60)!r} is not a valid URL.") from None
         if not parsed.host:
             raise ConfigError(f"base_url {safe_url(url, 60)!r} has no host: use https://host/v1.")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ConfigError(f"base_url {safe_url(url, 60)!r} has port {parsed.port}: ports are 1-65535.")
         timeout = positive_seconds("Client timeout", timeout)
         options: dict[str, Any] = dict(budget=budget, log_dir=log_dir, ledger=ledger, alerts=alerts,
                                        rate_limit=rate_limit, retry=retry, prices=prices, project=project,
@@ -244,7 +255,7 @@ class Client:
         request = self._http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                            extensions={PAYLOAD_EXTENSION: body})
         if stream:
-            return ChatStream(self._http.send(request, stream=True), model)
+            return ChatStream(_streaming(self._http.send(request, stream=True)), model)
         return _result(self._http.send(request))
 
     async def achat(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024,
@@ -257,7 +268,7 @@ class Client:
         request = http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                      extensions={PAYLOAD_EXTENSION: body})
         if stream:
-            return AsyncChatStream(await http.send(request, stream=True), model)
+            return AsyncChatStream(_streaming(await http.send(request, stream=True)), model)
         return _result(await http.send(request))
 
     async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
