@@ -491,7 +491,7 @@ def _check_options(budget: Any, ledger: Any, alerts: Any, rate_limit: Any, retry
         raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
     if isinstance(ledger, (str, Path)):
         raise ConfigError(f"ledger must be a ledger object, not a path: a string is not a ledger; say "
-                          f"ledger=hs.SQLiteLedger({str(ledger)!r}) (or hs.RedisLedger(url)).")
+                          f'ledger=hs.SQLiteLedger("{ledger}") (or hs.RedisLedger(url)).')
     if ledger is not None and not isinstance(ledger, Ledger):
         raise ConfigError(f"ledger must be hs.MemoryLedger(), hs.SQLiteLedger(path) or hs.RedisLedger(url), "
                           f"not {type(ledger).__name__}.")
