@@ -321,9 +321,35 @@ def test_refusal_is_not_retried_and_costs_no_sdk_backoff(sim, tmp_path):
     client, _ = sdk(sim, tmp_path / "sdk", budget=hs.Budget(daily=0.0001, monthly=None))
     client.chat.completions.create  # noqa: B018 - import the resource before timing
     for _ in range(3):
-        with pytest.raises(hs.BudgetExceededError):
+        with pytest.raises(hs.BudgetExceededError) as info:
             client.chat.completions.create(model="gpt-4.1", messages=messages("hi"), max_tokens=500)
+        # An OpenAIError too: the one exception every openai 3.x (and 2.x) retry loop lets through
+        # unretried and unwrapped, including 3.0-3.14, which retry anything else.
+        assert unwrapped_refusal(info.value)
     # one row per create(): an SDK retry would have refused (and logged) the call again
     assert [r["status"] for r in rows(tmp_path / "sdk")] == ["blocked"] * 3
     assert sim.requests == 0
     client.close()
+
+
+async def test_async_refusal_is_the_sdks_own_error_and_not_retried(sim, tmp_path):
+    client, _ = async_sdk(sim, tmp_path / "sdk", budget=hs.Budget(daily=0.0001, monthly=None))
+    t0 = time.perf_counter()
+    with pytest.raises(openai.OpenAIError) as info:  # `except openai.OpenAIError` catches it as well
+        await client.with_options(max_retries=5).chat.completions.create(
+            model="gpt-4.1", messages=messages("hi"), max_tokens=500)
+    await client.close()
+    assert unwrapped_refusal(info.value) and info.value.window == "daily"
+    assert time.perf_counter() - t0 < 0.4  # no SDK back-off (0.5 s and up per retry)
+    assert [r["status"] for r in rows(tmp_path / "sdk")] == ["blocked"]
+    assert sim.requests == 0
+
+
+def test_our_connection_errors_are_the_sdks_own_too(tmp_path):
+    with hs.Simulator(fault="disconnect") as sim:
+        client, _ = sdk(sim, tmp_path / "sdk", retry=fast_retry(max_attempts=1))
+        with pytest.raises(hs.APIConnectionError) as info:
+            client.chat.completions.create(model="gpt-4.1", messages=messages("hi"), max_tokens=20)
+        client.close()
+    assert isinstance(info.value, openai.OpenAIError) and not isinstance(info.value, openai.APIConnectionError)
+    assert sim.requests == 1  # neither we nor the SDK retried
