@@ -12,36 +12,45 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["CREDENTIAL_HEADERS", "AsyncRedactingWire", "RedactingWire", "redact_bytes", "request_secrets"]
+__all__ = ["CREDENTIAL_HEADERS", "AsyncRedactingWire", "RawHeaders", "RedactingWire", "redact_bytes",
+           "request_secrets"]
 
 #: Headers whose whole value is a key (OpenAI-style relays, Azure, Anthropic, Google).
 CREDENTIAL_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
+_NAMES = frozenset({b"authorization", *(name.encode() for name in CREDENTIAL_HEADERS)})
 _MIN_SECRET = 4  # errors.redact ignores shorter ones too: they would blank ordinary words
 # Recomputed from the body we hand on: the relay's no longer describe it.
 _BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-def request_secrets(headers: Mapping[str, str]) -> tuple[str, ...]:
+class RawHeaders(Protocol):
+    """httpx2's and httpx's Headers: the raw (name, value) byte pairs, as sent."""
+
+    @property
+    def raw(self) -> list[tuple[bytes, bytes]]: ...
+
+
+def request_secrets(headers: RawHeaders) -> tuple[str, ...]:
     """The credentials in a request's headers: the `Authorization` value after its scheme
     (Bearer, or Basic with its decoded password), and every `CREDENTIAL_HEADERS` value."""
     found: list[str] = []
-    auth = headers.get("authorization")
-    if auth:
-        scheme, _, value = auth.strip().partition(" ")
-        value = value.strip()
+    # One pass over the raw pairs: this runs on every call (Headers.get decodes and scans per name).
+    for raw_name, raw_value in headers.raw:
+        name = raw_name.lower()
+        if name not in _NAMES:
+            continue
+        value = raw_value.decode("latin-1").strip()
+        if name == b"authorization":
+            scheme, _, value = value.partition(" ")
+            value = value.strip()
+            if value and scheme.lower() == "basic":
+                found.extend(_basic_parts(value))
         if value:
             found.append(value)
-            if scheme.lower() == "basic":
-                found.extend(_basic_parts(value))
-    for name in CREDENTIAL_HEADERS:
-        key = headers.get(name)
-        if key and key.strip():
-            found.append(key.strip())
-    return tuple(s for s in dict.fromkeys(found) if len(s) >= _MIN_SECRET)
+    return tuple(s for s in dict.fromkeys(found) if len(s) >= _MIN_SECRET) if found else ()
 
 
 def _basic_parts(value: str) -> list[str]:
