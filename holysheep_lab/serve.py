@@ -278,6 +278,8 @@ def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 
           budget: Budget | None = None, *, token_file: str | os.PathLike[str] | None = None) -> None:
     """Serve the API in the foreground until Ctrl-C. The token comes from `token`, `token_file` or
     $HOLYSHEEP_SERVE_TOKEN (see `resolve_token`); a non-loopback `host` needs one."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0..65535 (0: any free port), not {port!r}.")
     token = resolve_token(token, token_file)
     check_exposure(host, token)
     hosts = None

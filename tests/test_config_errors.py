@@ -13,13 +13,14 @@ from datetime import timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import httpx2
 import pytest
 
 import holysheep_lab as hs
 from holysheep_lab.alerts import EmailChannel, LineChannel, WebhookChannel
 from holysheep_lab.core.pricing import Tier
 from holysheep_lab.errors import ConfigError
-from holysheep_lab.serve import make_app
+from holysheep_lab.serve import make_app, serve
 
 NAN, INF = math.nan, math.inf
 OFFLINE = "http://127.0.0.1:9/v1"  # nothing listens: a case that sent anything would fail differently
@@ -85,9 +86,17 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ("client-api-key-newline", lambda: client(api_key="k\r\nX-Evil: 1"), "api_key"),
     ("client-base-url-port", lambda: client(base_url="https://relay.example:99999/v1"), "base_url"),
     ("client-base-url-no-host", lambda: client(base_url="https:///v1"), "base_url"),
+    ("client-transport", lambda: client(transport=httpx2.AsyncHTTPTransport()), "transport"),
+    ("client-async-transport", lambda: client(async_transport=httpx2.AsyncHTTPTransport()), "async_transport"),
+    ("client-allow-unpriced", lambda: client(allow_unpriced="no"), "allow_unpriced"),
+    ("client-log-content", lambda: client(log_content=1), "log_content"),
+    ("transport-sync-inner", lambda: hs.MeteredTransport(httpx2.AsyncHTTPTransport()), "MeteredTransport"),
+    ("transport-async-inner", lambda: hs.AsyncMeteredTransport(httpx2.HTTPTransport()), "AsyncMeteredTransport"),
+    ("callback-name", lambda: hs.CallbackChannel(print, name=""), "CallbackChannel name"),
     # -- request parameters: refused before anything is sent
     *[(f"chat-n-{v}", chat(n=v), "n (answers per request)") for v in (-3, 0, True, 1.5)],
     ("chat-max-tokens-negative", chat(max_tokens=-5), "max_tokens"),
+    *[(f"chat-temperature-{v}", chat(temperature=v), "temperature") for v in (NAN, INF, "hot")],
     # -- prices
     ("price-cached-above-input", lambda: hs.Price(input=1, output=1, cached_input=2), "Price.cached_input"),
     ("tier-cached-above-input", lambda: hs.Price(1, 1, tiers=[Tier(1000, input=2, cached_input=3)]),
@@ -101,6 +110,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
      "differ only in case"),
     # -- serve
     ("serve-token-space", lambda: make_app(".", token="two words"), "token"),
+    ("serve-port", lambda: serve(".", port=70_000), "port"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import weakref
@@ -205,6 +206,12 @@ class Client:
         if parsed.port is not None and not 0 < parsed.port < 65536:
             raise ConfigError(f"base_url {safe_url(url, 60)!r} has port {parsed.port}: ports are 1-65535.")
         timeout = positive_seconds("Client timeout", timeout)
+        if transport is not None and not isinstance(transport, httpx2.BaseTransport):
+            raise ConfigError(f"transport must be an httpx2.BaseTransport (httpx2.HTTPTransport()), "
+                              f"not {type(transport).__name__}.")
+        if async_transport is not None and not callable(async_transport):
+            raise ConfigError("async_transport must be a callable returning an httpx2.AsyncBaseTransport "
+                              "(one per event loop), such as httpx2.AsyncHTTPTransport.")
         options: dict[str, Any] = dict(budget=budget, log_dir=log_dir, ledger=ledger, alerts=alerts,
                                        rate_limit=rate_limit, retry=retry, prices=prices, project=project,
                                        allow_unpriced=allow_unpriced, log_content=log_content,
@@ -233,6 +240,8 @@ class Client:
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if temperature is not None:
+            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature):
+                raise ConfigError(f"temperature must be a finite number such as 0.7 (or None), not {temperature!r}.")
             body["temperature"] = temperature
         if stream:
             body["stream"] = True

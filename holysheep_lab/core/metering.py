@@ -163,6 +163,9 @@ class Metering:
         from holysheep_lab.log import LogWriter
 
         _check_options(budget, ledger, alerts, rate_limit, retry, project, log_dir, clock)
+        for name, flag in (("allow_unpriced", allow_unpriced), ("log_content", log_content)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, not {flag!r}.")
         self.budget = budget
         self.prices = PriceTable.coerce(prices)
         self.project = project

@@ -13,7 +13,7 @@ from typing import Unpack
 import httpx2
 
 from holysheep_lab.core.metering import Metering, MeteringOptions
-from holysheep_lab.errors import HolySheepError
+from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.transports.flow import (
     OUTCOME_KEY,
     CallOutcome,
@@ -38,6 +38,9 @@ class MeteredTransport(httpx2.BaseTransport):
 
     def __init__(self, transport: httpx2.BaseTransport | None = None, *, metering: Metering | None = None,
                  **options: Unpack[MeteringOptions]) -> None:
+        if transport is not None and not isinstance(transport, httpx2.BaseTransport):
+            raise ConfigError(f"MeteredTransport wraps an httpx2.BaseTransport, not {type(transport).__name__}; "
+                              "for an async client use hs.AsyncMeteredTransport.")
         self._inner = transport if transport is not None else httpx2.HTTPTransport()
         self._wire = RedactingWire(self._inner, httpx2)
         self.metering = metering_from(metering, options)
@@ -70,6 +73,9 @@ class AsyncMeteredTransport(httpx2.AsyncBaseTransport):
 
     def __init__(self, transport: httpx2.AsyncBaseTransport | None = None, *, metering: Metering | None = None,
                  **options: Unpack[MeteringOptions]) -> None:
+        if transport is not None and not isinstance(transport, httpx2.AsyncBaseTransport):
+            raise ConfigError(f"AsyncMeteredTransport wraps an httpx2.AsyncBaseTransport, not "
+                              f"{type(transport).__name__}; for a sync client use hs.MeteredTransport.")
         self._inner = transport if transport is not None else httpx2.AsyncHTTPTransport()
         self._wire = AsyncRedactingWire(self._inner, httpx2)
         self.metering = metering_from(metering, options)
