@@ -97,7 +97,7 @@ def _compact(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from holysheep_lab.serve import serve
 
-    serve(args.log_dir, host=args.host, port=args.port, token=args.token)
+    serve(args.log_dir, host=args.host, port=args.port, token=args.token, token_file=args.token_file)
     return 0
 
 
@@ -127,7 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("log_dir")
     v.add_argument("--host", default="127.0.0.1")
     v.add_argument("--port", type=int, default=8765)
-    v.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN'")
+    v.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer TOKEN' (visible to `ps`: prefer --token-file or "
+                        "$HOLYSHEEP_SERVE_TOKEN); needed for any --host but loopback")
+    v.add_argument("--token-file", default=None, metavar="PATH", help="read the token from the first line of PATH")
     v.set_defaults(fn=_serve)
     return p
 

@@ -45,25 +45,37 @@ __all__ = [
     "UnknownModelError",
     "UnmeteredEndpointError",
     "redact",
+    "safe_url",
 ]
 
 # Bearer tokens, sk-style keys and URL credentials/paths of webhooks: enough to never echo a secret.
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"\b(sk|hs|xox[abpr])-[A-Za-z0-9_-]{6,}"),
-    re.compile(r"(https?://)[^\s/@]+:[^\s/@]+@"),
     re.compile(r"(https?://(?:hooks\.slack\.com|discord(?:app)?\.com)/)\S+"),
+    re.compile(r"(?i)([?&](?:api[_-]?key|key|token|access_token|sig|signature|password)=)[^&\s#]+"),
 ]
+# The user-info part of any URL (`https://user:pass@host`, `redis://:pw@host`, `https://token@host`).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#]*@")
 
 
 def redact(text: str, *secrets: str | None) -> str:
     """Return `text` with the given secrets and anything key-shaped replaced by ``***``."""
-    for secret in secrets:
-        if secret and len(secret) >= 4:
+    # Longest first: a secret that contains another (Basic's "user:pass" and "pass") goes whole.
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        if len(secret) >= 4:
             text = text.replace(secret, "***")
+    text = _URL_USERINFO.sub(r"\1", text)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "***", text)
     return text
+
+
+def safe_url(url: object, limit: int = 80) -> str:
+    """`url` as it may be shown: without credentials (`https://user:pass@host/v1` ->
+    `https://host/v1`), key-shaped parts redacted, cut to `limit` characters."""
+    text = redact(str(url))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class HolySheepError(Exception):

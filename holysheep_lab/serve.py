@@ -5,9 +5,11 @@
     GET /api/usage/history?days=N  the report over the last N days (1..366)
 
 Safe defaults, unlike the seed: binds 127.0.0.1, optional bearer token (constant-time
-compare), no CORS headers at all (a browser page on another origin cannot read it), only
-GET/HEAD, a Host-header check against DNS rebinding on loopback, and no file is ever served
-by path: the three routes above are the whole surface, everything else is 404.
+compare, the scheme in any case), no CORS headers at all (a browser page on another origin
+cannot read it), only GET/HEAD, a Host-header check against DNS rebinding on loopback, and no
+file is ever served by path: the three routes above are the whole surface, everything else is
+404. Any other address needs a token: from `--token-file PATH` (kept out of `ps` and shell
+history), $HOLYSHEEP_SERVE_TOKEN, or `--token`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ import hmac
 import ipaddress
 import json
 import os
-import sys
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from holysheep_lab.core.budget import Budget
@@ -30,7 +32,13 @@ try:
 except ImportError as exc:
     raise MissingExtraError("aiohttp", "holysheep-lab serve") from exc
 
-__all__ = ["MAX_DAYS", "Gate", "ReportPage", "UsageAPI", "log_signature", "make_app", "security_headers", "serve"]
+__all__ = ["MAX_DAYS", "TOKEN_ENV", "Gate", "ReportPage", "UsageAPI", "check_exposure", "log_signature", "make_app",
+           "resolve_token", "security_headers", "serve"]
+
+#: The environment variable `serve` takes its token from when neither --token nor --token-file is given.
+TOKEN_ENV = "HOLYSHEEP_SERVE_TOKEN"
+# A token goes into a header as is: visible ASCII only (no spaces, no line breaks).
+_TOKEN = re.compile(r"[!-~]+")
 
 MAX_DAYS = 366
 _HEADERS = {
@@ -68,6 +76,13 @@ def _error(status: int, message: str, **headers: str) -> web.Response:
     return web.Response(status=status, text=body, content_type="application/json", headers=headers)
 
 
+def _bearer_matches(header: str, expected: bytes) -> bool:
+    # RFC 9110: the scheme is case-insensitive ("bearer", "BEARER"); the token is not.
+    scheme, _, given = header.strip().partition(" ")
+    same = hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), expected)
+    return same and scheme.lower() == "bearer"
+
+
 class Gate:
     """The middleware every request passes: Host check (DNS rebinding), bearer token (constant-time
     compare), read-only methods, and JSON for aiohttp's own refusals (404 and friends), never a file.
@@ -76,7 +91,7 @@ class Gate:
     """
 
     def __init__(self, token: str | None = None, allowed_hosts: Collection[str] | None = None) -> None:
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._expected = token.encode() if token else None
         self._hosts = {h.lower() for h in allowed_hosts} if allowed_hosts is not None else None
 
     def refusal(self, request: web.Request) -> web.Response | None:
@@ -85,11 +100,10 @@ class Gate:
             host = (request.headers.get("Host") or "").lower()
             if host not in self._hosts and host.rsplit(":", 1)[0] not in self._hosts:
                 return _error(421, "Unexpected Host header (this server answers only its own address).")
-        if self._expected is not None:
-            given = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(given, self._expected):
-                return _error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.",
-                              **{"WWW-Authenticate": 'Bearer realm="holysheep-lab"'})
+        expected = self._expected
+        if expected is not None and not _bearer_matches(request.headers.get("Authorization", ""), expected):
+            return _error(401, "Missing or wrong bearer token: send 'Authorization: Bearer <token>'.",
+                          **{"WWW-Authenticate": 'Bearer realm="holysheep-lab"'})
         if request.method not in ("GET", "HEAD"):
             return _error(405, "This API is read-only: use GET.", Allow="GET, HEAD")
         return None
@@ -177,11 +191,20 @@ class ReportPage:
         return web.Response(text=text, content_type="text/html")
 
 
+def _check_token(token: str | None, source: str = "token") -> None:
+    if token is None:
+        return
+    if not isinstance(token, str) or not token:
+        raise ConfigError(f"{source} must be a non-empty string (or None for no token).")
+    if not _TOKEN.fullmatch(token):
+        raise ConfigError(f"{source} must be visible ASCII characters only (no spaces or line breaks), "
+                          "e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
+
+
 def _check_options(root: Path, token: str | None, budget: Budget | None) -> None:
     if not root.is_dir():
         raise ConfigError(f"Log folder {str(root)!r} does not exist: pass the log_dir your client writes to.")
-    if token is not None and not token:
-        raise ConfigError("token must be a non-empty string (or None for no token).")
+    _check_token(token)
     if budget is not None and not isinstance(budget, Budget):
         raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
 
@@ -212,16 +235,57 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def resolve_token(token: str | None = None, token_file: str | os.PathLike[str] | None = None,
+                  environ: Mapping[str, str] | None = None) -> str | None:
+    """The token to require: `token`, else the first line of `token_file`, else $HOLYSHEEP_SERVE_TOKEN
+    (None: no token). Giving both `token` and `token_file` is a ConfigError."""
+    if token is not None and token_file is not None:
+        raise ConfigError("Pass the token once: --token or --token-file, not both.")
+    if token is not None:
+        _check_token(token)
+        return token
+    if token_file is not None:
+        path = Path(token_file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            raise ConfigError(f"Cannot read the token file {str(path)!r} ({why}): pass --token-file PATH of a "
+                              "file holding the token on its first line.") from None
+        lines = text.splitlines()
+        file_token = lines[0].strip() if lines else ""
+        _check_token(file_token, f"The token in {str(path)!r}")
+        return file_token
+    env_token = (os.environ if environ is None else environ).get(TOKEN_ENV)
+    if env_token is None or not env_token.strip():
+        return None
+    env_token = env_token.strip()
+    _check_token(env_token, f"${TOKEN_ENV}")
+    return env_token
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """ConfigError for an address other machines can reach without a token: anyone there would
+    read the usage (models, spend, budgets)."""
+    if token is None and not _loopback(host):
+        raise ConfigError(
+            f"Refusing to serve on {host!r} without a token: anyone who can reach it would read your usage. "
+            f"Set a token (--token-file PATH, or ${TOKEN_ENV}, or --token) or serve on 127.0.0.1."
+        )
+
+
 def serve(log_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
-          budget: Budget | None = None) -> None:
-    """Serve the API in the foreground until Ctrl-C."""
+          budget: Budget | None = None, *, token_file: str | os.PathLike[str] | None = None) -> None:
+    """Serve the API in the foreground until Ctrl-C. The token comes from `token`, `token_file` or
+    $HOLYSHEEP_SERVE_TOKEN (see `resolve_token`); a non-loopback `host` needs one."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise ConfigError(f"port must be 0..65535 (0: any free port), not {port!r}.")
+    token = resolve_token(token, token_file)
+    check_exposure(host, token)
     hosts = None
     if _loopback(host):
         names = {host, "127.0.0.1", "localhost", "[::1]"}
         hosts = {f"{n}:{port}" for n in names} | names
-    elif token is None:
-        print(f"warning: serving on {host} without --token: anyone who can reach it reads your usage.",
-              file=sys.stderr)
     app = make_app(log_dir, token=token, budget=budget, allowed_hosts=hosts)
     # Load pyarrow before the port opens: the first request is then as quick as the rest.
     import pyarrow.compute  # noqa: F401

@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
     # No test may pick up a real key, relay or log folder from the developer's machine.
-    for var in ("HOLYSHEEP_API_KEY", "HOLYSHEEP_BASE_URL", "HOLYSHEEP_LOG_DIR", "OPENAI_API_KEY"):
+    for var in ("HOLYSHEEP_API_KEY", "HOLYSHEEP_BASE_URL", "HOLYSHEEP_LOG_DIR", "HOLYSHEEP_SERVE_TOKEN", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     yield

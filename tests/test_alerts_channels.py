@@ -112,6 +112,7 @@ def test_generic_payload_is_plain_json():
         "ts": "2026-11-28T14:03:07+00:00", "project": "nlp", "model": "gpt-4.1",
         "title": "WARNING: daily budget (global) at 76.2%",
         "text": "WARNING: daily budget (global) at 76.2% — $7.62 of $10.00; resets 2026-11-29 00:00 Europe/Berlin",
+        "refused": False,
     }
 
 

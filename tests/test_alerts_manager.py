@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import itertools
 import logging
@@ -110,8 +111,9 @@ def test_other_settings_validated():
     for kw in ({"cooldown": -1}, {"max_attempts": 0}, {"attempt_timeout": 0}, {"claim": 42}):
         with pytest.raises(ConfigError):
             AlertManager(**kw)
-    with pytest.raises(ConfigError, match="unique"):
-        AlertManager([CallbackChannel(print, name="x"), CallbackChannel(print, name="x")])
+    same = CallbackChannel(print, name="x")
+    with pytest.raises(ConfigError, match="same channel object twice"):
+        AlertManager([same, same])  # two channels of one name are fine (see test_two_channels_...)
     with pytest.raises(ConfigError):
         AlertManager([object()])
 
@@ -441,3 +443,95 @@ def test_time_is_not_wall_clock_bound():
     assert a.resets_at == datetime(2026, 11, 28, 23, 0, tzinfo=UTC)
     assert a.text.endswith("resets 2026-11-28 23:00 UTC")
     assert a.ts - T0 < timedelta(seconds=1)
+
+
+# ---------------------------------------------------------------- levels above the block line
+
+
+def refusal(after: str, **kw) -> SpendEvent:
+    """What the guard reports when it refuses a call at this line: spend did not move."""
+    return dataclasses.replace(event(after, after, **kw), refused=True)
+
+
+def test_levels_above_the_block_line_fire_on_the_first_refusal(make):
+    m, got = make()
+    assert m.observe([event("0", "9.4")]) and m.flush(5)  # INFO..CRITICAL by crossing: 94 % < block 95 %
+    assert names(got) == ["INFO", "WARNING", "CRITICAL"]
+    (alert,) = m.observe([refusal("9.4")])
+    assert alert.level.name == "EMERGENCY" and alert.refused and alert.spent == Decimal("9.4")
+    assert alert.title == "EMERGENCY: daily budget (global) at 94.0%, refusing calls"
+    assert alert.to_dict()["refused"] is True
+    assert m.observe([refusal("9.45")]) == []  # once per window, however many refusals follow
+    m.observe([refusal("0.1", day=29)])
+    assert m.flush(5)
+    assert names(got) == ["INFO", "WARNING", "CRITICAL", "EMERGENCY", "EMERGENCY"]  # the new day re-armed it
+    assert got[-1].window_key == "day:2026-11-29"
+
+
+def test_a_refusal_fires_only_levels_the_spend_cannot_reach(make):
+    m, _ = make(levels={"LOW": 0.5, "AT": 0.95, "OVER": 1.2})
+    assert [a.level.name for a in m.observe([refusal("1")])] == ["AT", "OVER"]  # >= block_at 0.95
+    full = dataclasses.replace(refusal("2"), block_at=1.0, window_key="day:2026-11-27")
+    assert [a.level.name for a in m.observe([full])] == ["OVER"]
+
+
+def test_a_level_fired_by_crossing_is_not_fired_again_by_a_refusal(make):
+    m, _ = make()
+    open_line = dataclasses.replace(event("9.7", "9.9"), block_at=1.0)  # block at 100 %: 98 % is reachable
+    assert [a.level.name for a in m.observe([open_line])] == ["EMERGENCY"]
+    assert m.observe([dataclasses.replace(refusal("9.9"), block_at=1.0)]) == []  # 98 % < 100 %: crossings only
+    assert m.observe([refusal("9.9")]) == []  # and the window's EMERGENCY is spent either way
+
+
+def test_every_default_level_fires_with_the_default_budget_through_the_client(tmp_path):
+    import holysheep_lab as hs
+
+    fired: list[Alert] = []
+    manager = hs.AlertManager(channels=[hs.CallbackChannel(fired.append)], cooldown=0)  # default levels
+    budget = hs.Budget(daily=0.05, monthly=None, tz="UTC")  # default alert_at 0.8, block_at 0.95
+    refusals = 0
+    with hs.Simulator() as sim, hs.Client(base_url=sim.base_url, log_dir=tmp_path / "log", alerts=manager,
+                                          budget=budget) as c:
+        for _ in range(400):
+            try:
+                c.chat("gpt-4.1", "word " * 40, max_tokens=50)
+            except hs.BudgetExceededError:
+                refusals += 1
+                if refusals == 3:
+                    break
+        spent = [ln for ln in c.budget_status() if ln["window"] == "daily"][0]["spent_usd"]
+        assert manager.flush(5)
+    assert refusals == 3 and spent <= 0.05 * 0.95
+    assert [a.level.name for a in fired] == ["INFO", "WARNING", "CRITICAL", "EMERGENCY"]  # each once, in order
+    emergency = fired[-1]
+    assert emergency.refused and not any(a.refused for a in fired[:-1])
+    assert float(emergency.spent) == pytest.approx(spent)  # the spend when the line started refusing
+
+
+# ---------------------------------------------------------------- several channels of one kind
+
+
+def test_two_slack_webhooks_in_one_manager_each_deliver_and_are_recorded_apart():
+    from _support.receivers import WebhookReceiver
+
+    from holysheep_lab.alerts import WebhookChannel
+
+    with WebhookReceiver() as team, WebhookReceiver([404]) as oncall:
+        a = WebhookChannel(team.url("/services/T1/B1/aaaa1111"), style="slack")
+        b = WebhookChannel(oncall.url("/services/T2/B2/bbbb2222"), style="slack")
+        c = WebhookChannel(team.url("/services/T3/B3/cccc3333"), style="slack")
+        assert a.name == b.name == c.name  # same kind, same host: the names collide
+        m = AlertManager([a, b, c], cooldown=0)
+        try:
+            assert m.channel_names == (a.name, f"{a.name}#2", f"{a.name}#3")
+            m.observe([event("7", "8")])
+            assert m.flush(10)
+            by_name = {d.channel: d for d in m.deliveries}
+        finally:
+            m.close()
+    assert sorted(r.path for r in team.requests) == ["/services/T1/B1/aaaa1111", "/services/T3/B3/cccc3333"]
+    assert [r.path for r in oncall.requests] == ["/services/T2/B2/bbbb2222"]
+    assert set(by_name) == set(m.channel_names)
+    assert by_name[a.name].ok and by_name[f"{a.name}#3"].ok
+    failed = by_name[f"{a.name}#2"]
+    assert not failed.ok and "404" in failed.error and "bbbb2222" not in failed.error

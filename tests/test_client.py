@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import httpx2
@@ -314,3 +315,41 @@ def test_a_call_is_priced_at_the_price_in_effect_when_it_starts(sim, tmp_path):
         costs.append(row["cost_nanos"])
         metering.close()
     assert costs[1] == 100 * costs[0] > 0
+
+
+@pytest.mark.parametrize("offset", [timedelta(minutes=7), timedelta(hours=5, minutes=45), timedelta(minutes=-7),
+                                    timedelta(hours=-3, minutes=-30), timedelta(minutes=7, seconds=30)])
+def test_restart_buckets_spend_by_local_day_for_any_offset(log_dir, offset):
+    # Local midnight of a fixed UTC+00:07 zone is 23:53 UTC: rows a few minutes apart, in one
+    # UTC quarter hour, belong to different local days.
+    from holysheep_lab.core.budget import Window, window_key
+    from holysheep_lab.core.metering import Metering
+    from holysheep_lab.ledger.base import bucket_name
+    from holysheep_lab.log import CallRecord, LogWriter
+
+    zone = timezone(offset)
+    midnight = datetime(2026, 12, 2, tzinfo=zone).astimezone(UTC)  # December 2nd begins, local time
+    before, after = midnight - timedelta(minutes=3), midnight + timedelta(minutes=2)
+    with LogWriter(log_dir) as w:  # out of order, as rows from several processes' journals are
+        for i, (ts, nanos) in enumerate([(after, 7_000), (before, 100_000), (after, 3_000), (before, 20_000)]):
+            w.append(CallRecord(call_id=f"c{i}", ts=ts, model="gpt-4.1", status="ok", cost_nanos=nanos,
+                                cost_usd=nanos / 1e9, input_tokens=1, output_tokens=1))
+    now = after + timedelta(minutes=1)
+    metering = Metering(log_dir=log_dir, budget=hs.Budget(daily=1, monthly=10, tz=zone), clock=lambda: now)
+    try:
+        def spent(window: Window, ts: datetime) -> int:
+            bucket = bucket_name("global", window_key(window, ts, zone))
+            return metering.ledger.snapshot([bucket])[bucket].spent
+
+        assert spent(Window.DAY, after) == 10_000 and spent(Window.DAY, before) == 120_000
+        assert spent(Window.MONTH, after) == 130_000
+        status = {ln["window"]: ln["spent_usd"] for ln in metering_lines(metering)}
+        assert status == {"daily": pytest.approx(10e-6), "monthly": pytest.approx(130e-6)}
+    finally:
+        metering.close()
+
+
+def metering_lines(metering):
+    from holysheep_lab.reports.budget import ledger_status
+
+    return ledger_status(metering)

@@ -111,6 +111,23 @@ def test_openai_2_through_the_legacy_httpx_adapter(tmp_path):
     assert sent == answered + 2
 
 
+def test_openai_2_never_sees_an_echoed_key(tmp_path):
+    from _support.echo_relay import EchoRelay
+
+    python = legacy_python()
+    key = "legacyRelayKey7Q2xw9ZkP4"  # not key-shaped: only the transport can know it is one
+    with EchoRelay(gzip=True) as relay:
+        proc = subprocess.run([str(python), str(SCRIPT), relay.base_url, str(tmp_path), json.dumps({"echo_key": key})],
+                              capture_output=True, text=True, timeout=90)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert relay.seen == [key]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["type"] == "AuthenticationError" and "Incorrect API key provided: ***" in report["text"]
+    assert key not in report["text"]
+    (row,) = rows(tmp_path / "echo")
+    assert "HTTP 401" in row["error"] and key not in repr(row)
+
+
 @pytest.mark.parametrize("ci", ["true"])
 def test_missing_legacy_env_fails_under_ci(monkeypatch, tmp_path, ci):
     from _support import legacy_env

@@ -176,7 +176,9 @@ def test_last_alert_and_project_lines(sim, log_dir):
         assert meter.rows()[("project:nlp", "daily")].label.value == "daily nlp"
         _spend_until_refused(c, project="nlp")
         last = c.metering.alerts.history[-1].title if c.metering.alerts.flush(5) and c.metering.alerts.history else None
-        assert last is not None and last.startswith(("WARNING", "CRITICAL")) and "project:nlp" in last
+        # The refusal at the project's block line fires EMERGENCY (98 % > block_at 0.95): the last alert.
+        assert last is not None and last.startswith("EMERGENCY") and last.endswith("refusing calls")
+        assert "project:nlp" in last
         assert _wait(lambda: f"last alert: {last}" in meter.footer.value), meter.footer.value
         assert meter.rows()[("project:nlp", "daily")].bar.value > 0
         meter.close()

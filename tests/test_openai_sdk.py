@@ -4,10 +4,12 @@ The promise: a notebook that keeps its `openai.OpenAI(...)` code and only passes
 `http_client=httpx2.Client(transport=hs.MeteredTransport(...))` gets exactly the rows, costs and
 refusals `hs.Client` would have produced for the same requests; everything else passes through.
 
-What a refused call looks like under the SDK: openai 3.x lets any exception that is not an
-httpx2 transport error through untouched, so `create()` raises `hs.BudgetExceededError` itself
-(no wrapping, no SDK retry, one 'blocked' row). The same holds for our APIConnectionError and
-APITimeoutError, raised after the transport's own retries. HTTP errors: the transport retries
+What a refused call looks like under the SDK: `create()` raises `hs.BudgetExceededError` itself
+(no wrapping, no SDK retry, one 'blocked' row). The transport makes our errors instances of
+`openai.OpenAIError` too, which every openai release passes through untouched: 3.15+ would pass
+any non-transport error, but 3.0-3.14 (like openai < 3) retry every other exception and wrap it in
+their APIConnectionError. The same holds for our APIConnectionError and APITimeoutError, raised
+after the transport's own retries. HTTP errors: the transport retries
 429/5xx itself and marks the answer it gives up on `x-should-retry: false`, which the SDK obeys,
 so `max_retries` does not multiply the attempts (one row, `attempts` = the transport's).
 """
@@ -45,6 +47,12 @@ REQUESTS = [
     ("gemini-2.5-flash", "Say hi.", 5),
 ]
 BUDGET = dict(daily=0.02, monthly=None, block_at=0.95, tz="UTC")
+
+
+def unwrapped_refusal(exc: BaseException) -> bool:
+    """Ours, as raised by the transport: not wrapped, and an OpenAIError (never retried by any 3.x)."""
+    return (isinstance(exc, hs.BudgetExceededError) and isinstance(exc, openai.OpenAIError)
+            and type(exc).__name__ == "BudgetExceededError" and exc.__cause__ is None)
 
 
 def messages(prompt: str) -> list[dict[str, str]]:
@@ -114,7 +122,7 @@ def test_sync_sdk_rows_costs_and_refusals_match_hs_client(sim, tmp_path):
                                                  temperature=0.7)
         except hs.BudgetExceededError as exc:
             # Raised as itself, not wrapped in openai.APIConnectionError, not retried.
-            assert type(exc) is hs.BudgetExceededError and exc.__cause__ is None
+            assert unwrapped_refusal(exc)
             assert exc.window == "daily" and exc.scope == "global"
             assert sim.requests == before_sent  # nothing reached the relay
             assert [r["status"] for r in rows(tmp_path / "sdk")[before_rows:]] == ["blocked"]
@@ -157,7 +165,7 @@ async def test_async_sdk_rows_costs_and_refusals_match_hs_client(sim, tmp_path):
             await client.chat.completions.create(model=model, messages=messages(prompt), max_tokens=max_tokens,
                                                  temperature=0.7)
         except hs.BudgetExceededError as exc:
-            assert type(exc) is hs.BudgetExceededError and exc.__cause__ is None
+            assert unwrapped_refusal(exc)
             refused += 1
     await client.close()
     assert same(rows(tmp_path / "sdk")) == same(expected)
@@ -320,9 +328,35 @@ def test_refusal_is_not_retried_and_costs_no_sdk_backoff(sim, tmp_path):
     client, _ = sdk(sim, tmp_path / "sdk", budget=hs.Budget(daily=0.0001, monthly=None))
     client.chat.completions.create  # noqa: B018 - import the resource before timing
     for _ in range(3):
-        with pytest.raises(hs.BudgetExceededError):
+        with pytest.raises(hs.BudgetExceededError) as info:
             client.chat.completions.create(model="gpt-4.1", messages=messages("hi"), max_tokens=500)
+        # An OpenAIError too: the one exception every openai 3.x (and 2.x) retry loop lets through
+        # unretried and unwrapped, including 3.0-3.14, which retry anything else.
+        assert unwrapped_refusal(info.value)
     # one row per create(): an SDK retry would have refused (and logged) the call again
     assert [r["status"] for r in rows(tmp_path / "sdk")] == ["blocked"] * 3
     assert sim.requests == 0
     client.close()
+
+
+async def test_async_refusal_is_the_sdks_own_error_and_not_retried(sim, tmp_path):
+    client, _ = async_sdk(sim, tmp_path / "sdk", budget=hs.Budget(daily=0.0001, monthly=None))
+    t0 = time.perf_counter()
+    with pytest.raises(openai.OpenAIError) as info:  # `except openai.OpenAIError` catches it as well
+        await client.with_options(max_retries=5).chat.completions.create(
+            model="gpt-4.1", messages=messages("hi"), max_tokens=500)
+    await client.close()
+    assert unwrapped_refusal(info.value) and info.value.window == "daily"
+    assert time.perf_counter() - t0 < 0.4  # no SDK back-off (0.5 s and up per retry)
+    assert [r["status"] for r in rows(tmp_path / "sdk")] == ["blocked"]
+    assert sim.requests == 0
+
+
+def test_our_connection_errors_are_the_sdks_own_too(tmp_path):
+    with hs.Simulator(fault="disconnect") as sim:
+        client, _ = sdk(sim, tmp_path / "sdk", retry=fast_retry(max_attempts=1))
+        with pytest.raises(hs.APIConnectionError) as info:
+            client.chat.completions.create(model="gpt-4.1", messages=messages("hi"), max_tokens=20)
+        client.close()
+    assert isinstance(info.value, openai.OpenAIError) and not isinstance(info.value, openai.APIConnectionError)
+    assert sim.requests == 1  # neither we nor the SDK retried

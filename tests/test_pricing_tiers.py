@@ -201,9 +201,20 @@ maybe = st.one_of(st.none(), rates)
 
 @st.composite
 def prices(draw):
+    # Any valid price: a cache read never dearer than the input it replaces (in every tier).
+    base_in, base_cached = draw(rates), draw(maybe)
+    if base_cached is not None:
+        base_cached = min(base_cached, base_in)
     thresholds = draw(st.lists(st.integers(0, 2_000_000), max_size=3, unique=True))
-    tiers = [Tier(a, draw(maybe), draw(maybe), draw(maybe), draw(maybe), draw(maybe)) for a in thresholds]
-    return Price(draw(rates), draw(rates), draw(maybe), cache_write=draw(maybe), cache_write_1h=draw(maybe),
+    tiers = []
+    for a in thresholds:
+        t_in, t_cached = draw(maybe), draw(maybe)
+        effective_in = t_in if t_in is not None else base_in
+        effective_cached = t_cached if t_cached is not None else base_cached
+        if effective_cached is not None and effective_cached > effective_in:
+            t_cached = effective_in
+        tiers.append(Tier(a, t_in, draw(maybe), t_cached, draw(maybe), draw(maybe)))
+    return Price(base_in, draw(rates), base_cached, cache_write=draw(maybe), cache_write_1h=draw(maybe),
                  tiers=tiers)
 
 

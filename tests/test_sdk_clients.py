@@ -147,7 +147,8 @@ def test_openai_refusals_come_before_sending_on_every_endpoint(sim, log_dir):
         for name, call in calls.items():
             with pytest.raises(hs.BudgetExceededError) as info:
                 call(client)
-            assert type(info.value) is hs.BudgetExceededError, name  # not wrapped, not retried
+            # Not wrapped, not retried: our error passes the SDK as (a subclass of) itself.
+            assert isinstance(info.value, hs.BudgetExceededError) and isinstance(info.value, openai.OpenAIError), name
     assert sim.requests == 0
     assert [(r["status"], r["endpoint"]) for r in rows(log_dir)] == [
         ("blocked", "responses"), ("blocked", "responses"), ("blocked", "embeddings"), ("blocked", "completions")]
@@ -196,14 +197,15 @@ async def test_anthropic_async_stream_is_metered(sim, log_dir):
     assert row["stream"] and row["status"] == "ok" and row["output_tokens"] == delta.usage.output_tokens > 0
 
 
-def test_anthropic_refusal_is_the_cause_of_the_sdks_connection_error(sim, log_dir):
+def test_anthropic_refusal_reaches_the_caller_unwrapped_and_unretried(sim, log_dir):
     transport = hs.MeteredTransport(log_dir=log_dir, budget=hs.Budget(**TINY))
-    with anthropic.Anthropic(base_url=sim.url, api_key="x", max_retries=0,
+    # The SDK's default retries: a refusal must not be retried (one blocked row, no backoff).
+    with anthropic.Anthropic(base_url=sim.url, api_key="x", max_retries=3,
                              http_client=httpx2.Client(transport=transport)) as client:
-        with pytest.raises(anthropic.APIConnectionError) as info:
+        with pytest.raises(hs.BudgetExceededError) as info:
             client.messages.create(model="claude-sonnet-4.5", max_tokens=1000,
                                    messages=[{"role": "user", "content": PROMPT}])
-        assert isinstance(info.value.__cause__, hs.BudgetExceededError)
+        assert isinstance(info.value, anthropic.AnthropicError)
     assert sim.requests == 0
     assert [(r["status"], r["endpoint"]) for r in rows(log_dir)] == [("blocked", "anthropic.messages")]
 

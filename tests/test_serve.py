@@ -19,7 +19,7 @@ from conftest import free_port
 
 import holysheep_lab as hs
 from holysheep_lab.log import CallRecord, LogWriter
-from holysheep_lab.serve import make_app
+from holysheep_lab.serve import TOKEN_ENV, check_exposure, make_app, resolve_token, serve
 
 TOKEN = "s3cret-token"
 NOW = datetime.now(UTC)
@@ -134,11 +134,18 @@ def test_bad_days_are_400_with_a_clear_message(server, query):
     assert b'"error"' in body and (b"1 to 366" in body or b"once" in body)
 
 
-@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Bearer {TOKEN}x", TOKEN, f"bearer {TOKEN}", "Bearer "])
+@pytest.mark.parametrize("auth", [None, "Bearer wrong", f"Bearer {TOKEN}x", TOKEN, "Bearer ", f"Basic {TOKEN}",
+                                  f"bearer {TOKEN.upper()}", f"Bearerx {TOKEN}", f"{TOKEN} Bearer", f"Token {TOKEN}"])
 def test_token_is_required(server, auth):
     status, headers, body = server.raw("GET", "/api/usage/current", {"Authorization": auth} if auth else {})
     assert status == 401 and "bearer" in headers["www-authenticate"].lower()
     assert b"total_cost_usd" not in body
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_the_scheme_is_case_insensitive_the_token_is_not(server, scheme):
+    status, _, body = server.raw("GET", "/api/usage/current", {"Authorization": f"{scheme} {TOKEN}"})
+    assert status == 200 and b"total_cost_usd" in body
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
@@ -229,6 +236,132 @@ def test_cli_serves_on_loopback_only(log):
         if other is not None:
             with pytest.raises(OSError), socket.create_connection((other, port), timeout=1):
                 pass
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(10)
+
+
+# -- exposure and where the token comes from --------------------------------------------------
+
+
+def _refused_to_connect(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.fixture
+def never_serves(monkeypatch):
+    """A regression must fail here, not serve forever on an open address."""
+    from aiohttp import web
+
+    def run_app(*_a, **_k):
+        raise AssertionError("serve() started the server")
+
+    monkeypatch.setattr(web, "run_app", run_app)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.10", "relay.example.com"])
+def test_a_reachable_host_without_a_token_is_refused(log, host, never_serves):
+    with pytest.raises(hs.ConfigError) as info:
+        serve(log, host=host, port=free_port())
+    message = str(info.value)
+    assert "without a token" in message and "--token-file" in message and TOKEN_ENV in message
+
+
+def test_the_cli_names_the_fix_and_never_listens(log):
+    port = free_port()
+    exe = os.path.join(os.path.dirname(sys.executable), "holysheep-lab")
+    try:
+        out = subprocess.run([exe, "serve", str(log), "--host", "0.0.0.0", "--port", str(port)],
+                             capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:  # it served (run() has killed it)
+        pytest.fail("serve --host 0.0.0.0 without a token ran")
+    assert out.returncode == 2 and _refused_to_connect(port)
+    assert "holysheep-lab:" in out.stderr and "--token-file PATH" in out.stderr and TOKEN_ENV in out.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.0.5", "::"])
+def test_a_reachable_host_with_a_token_is_allowed(host):
+    check_exposure(host, "t0ken")  # no error: the token guards it
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.10", "localhost", "::1"])
+def test_loopback_needs_no_token(host):
+    check_exposure(host, None)
+
+
+def test_the_token_comes_from_the_argument_the_file_or_the_environment(tmp_path):
+    f = tmp_path / "token"
+    f.write_text("from-file\nignored second line\n")
+    env = {TOKEN_ENV: "  from-env \n"}
+    assert resolve_token("from-arg", None, env) == "from-arg"
+    assert resolve_token(None, f, env) == "from-file"
+    assert resolve_token(None, None, env) == "from-env"
+    assert resolve_token(None, None, {}) is None
+    assert resolve_token(None, None, {TOKEN_ENV: ""}) is None  # set but empty: as unset
+
+
+@pytest.mark.parametrize(("content", "match"), [
+    ("", "must be a non-empty string"), ("\n\n", "must be a non-empty string"),
+    ("two words\n", "visible ASCII"), ("caf\u00e9\n", "visible ASCII"),
+])
+def test_a_bad_token_file_is_a_config_error(tmp_path, content, match):
+    f = tmp_path / "token"
+    f.write_text(content, encoding="utf-8")
+    with pytest.raises(hs.ConfigError, match=match) as info:
+        resolve_token(None, f, {})
+    assert str(f) in str(info.value)
+
+
+def test_token_sources_are_checked(tmp_path):
+    with pytest.raises(hs.ConfigError, match="not both"):
+        resolve_token("a", tmp_path / "t", {})
+    with pytest.raises(hs.ConfigError, match="Cannot read the token file") as info:
+        resolve_token(None, tmp_path / "missing", {})
+    assert "--token-file PATH" in str(info.value)
+    with pytest.raises(hs.ConfigError, match=TOKEN_ENV):
+        resolve_token(None, None, {TOKEN_ENV: "has space"})
+    with pytest.raises(hs.ConfigError, match="visible ASCII"):
+        make_app(tmp_path, token="line\nbreak")
+
+
+def _serve_cli(log, port: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    exe = os.path.join(os.path.dirname(sys.executable), "holysheep-lab")
+    return subprocess.Popen([exe, "serve", str(log), "--port", str(port), *extra], env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_listening(proc: subprocess.Popen, port: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+    raise AssertionError("serve did not start")
+
+
+@pytest.mark.parametrize("source", ["env", "file"])
+def test_cli_takes_the_token_from_the_environment_or_a_file(log, tmp_path, source):
+    secret = f"tok-{source}-{os.getpid()}"
+    port = free_port()
+    if source == "env":
+        proc = _serve_cli(log, port, env={TOKEN_ENV: secret})
+    else:
+        (tmp_path / "tok").write_text(secret + "\n")
+        proc = _serve_cli(log, port, "--token-file", str(tmp_path / "tok"))
+    try:
+        _wait_listening(proc, port)
+        url = f"http://127.0.0.1:{port}/api/usage/current"
+        assert httpx2.get(url, timeout=30).status_code == 401
+        assert httpx2.get(url, headers={"Authorization": "Bearer wrong"}, timeout=30).status_code == 401
+        r = httpx2.get(url, headers={"Authorization": f"bearer {secret}"}, timeout=30)
+        assert r.status_code == 200 and r.json()["total_requests"] == 3
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(10)

@@ -26,6 +26,8 @@ class CallbackChannel:
     def __init__(self, fn: Callable[[Alert], Any], *, name: str | None = None) -> None:
         if not callable(fn):
             raise ConfigError(f"CallbackChannel needs a callable fn(alert), not {type(fn).__name__}.")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigError(f"CallbackChannel name must be a non-empty string, not {name!r}.")
         self._fn = fn
         label = getattr(fn, "__qualname__", None) or type(fn).__name__
         self.name = one_line(name or f"callback:{label}")

@@ -50,6 +50,13 @@ class AlertManager:
       ``before < threshold * limit <= after``. A call that jumps over several levels fires
       each of them, lowest first; a level never suppresses another (each has its own
       dedup key ``"{scope}|{window_key}|{level}"``).
+    * A level at or above the budget line's block line (``threshold >= block_at``) cannot be
+      crossed by spend: a call that would take the spend past the block line is refused. Such
+      a level fires instead on the first refused call of that line in the window (its alert
+      has ``refused=True`` and shows the spend at that moment). With the defaults
+      (``Budget(block_at=0.95)``), EMERGENCY 98 % means "this budget is now refusing calls";
+      INFO, WARNING and CRITICAL fire on crossings as before. Each level still fires at most
+      once per window, whichever way it fires first.
     * Each level fires at most once per (scope, window_key): a new day or month re-arms
       it. With `claim` (the ledger's ``claim(key, expires_at_epoch) -> bool``) the
       once-only holds across processes; if the claim itself fails the alert is sent anyway
@@ -61,6 +68,9 @@ class AlertManager:
       replayed later. The cooldown never suppresses a different level, scope or window kind.
     * `fire(alert)` sends an alert by hand, bypassing crossing, dedup and cooldown.
 
+    `channels`: any channels, several of one kind included (two Slack webhooks): each is
+    delivered to and recorded separately, under its name, made unique with ``#2``, ``#3``...
+    when names repeat (`channel_names`). The same channel object twice is a ConfigError.
     `levels`: None (INFO 50 %, WARNING 75 %, CRITICAL 90 %, EMERGENCY 98 %), a mapping
     ``{"INFO": 0.5, ...}`` or a list of ``(name, ratio)``; ratios in (0, 1.5].
     `clock`: seconds for the cooldown (default `time.monotonic`).
@@ -93,19 +103,25 @@ class AlertManager:
                 raise ConfigError(
                     f"{type(ch).__name__} is not an alert channel (needs .name and async .send(alert))."
                 )
-        names = [ch.name for ch in channels]
-        if len(set(names)) != len(names):
+        if len({id(ch) for ch in channels}) != len(channels):
             raise ConfigError(
-                f"Alert channel names must be unique (deliveries are recorded by name): {names}."
+                "AlertManager channels lists the same channel object twice: each would get every "
+                "alert twice. Pass it once (two channels of one kind are fine)."
             )
         if claim is not None and not callable(claim):
             raise ConfigError("AlertManager claim must be a callable claim(key, expires_at) -> bool.")
+        if clock is not None and not callable(clock):
+            raise ConfigError("AlertManager clock must be a callable returning seconds, such as time.monotonic.")
+        if tz is not None and not isinstance(tz, tzinfo):
+            raise ConfigError(f"AlertManager tz must be a tzinfo (ZoneInfo('Europe/Berlin')), not {tz!r}.")
         self._channels: tuple[Channel, ...] = channels
+        # Deliveries are recorded by name, and two Slack webhooks share theirs: keyed by object.
+        self._names: dict[int, str] = _unique_names(channels)
         self._levels = parse_levels(levels)
         # Exact money: compare integer nanos against threshold num/den, never float ratios.
         self._thresholds = [(lv, *Decimal(repr(lv.threshold)).as_integer_ratio()) for lv in self._levels]
-        self.cooldown = finite_number("AlertManager cooldown", cooldown)
-        self.backoff = finite_number("AlertManager backoff", backoff)
+        self.cooldown = finite_number("AlertManager cooldown", cooldown, unit="of seconds")
+        self.backoff = finite_number("AlertManager backoff", backoff, unit="of seconds")
         self.attempt_timeout = positive_seconds("AlertManager attempt_timeout", attempt_timeout)
         self.max_attempts = positive_int("AlertManager max_attempts", max_attempts, what="int")
         self._clock = clock or time.monotonic
@@ -141,6 +157,11 @@ class AlertManager:
     @property
     def channels(self) -> tuple[Channel, ...]:
         return self._channels
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """Each channel's name as deliveries record it (unique), in the order of `channels`."""
+        return tuple(self._names[id(ch)] for ch in self._channels)
 
     @property
     def history(self) -> list[Alert]:
@@ -220,10 +241,16 @@ class AlertManager:
         found: list[tuple[Alert, str, float]] = []
         for ev in events:
             before, after, limit = ev.before_nanos, ev.after_nanos, ev.limit_nanos
-            if limit <= 0 or after <= before:
+            if limit <= 0:
                 continue
-            # before < limit * num / den <= after, in integers
-            crossed = [lv for lv, num, den in self._thresholds if before * den < limit * num <= after * den]
+            if ev.refused:
+                # The line is full: the levels its spend can never cross fire now.
+                crossed = [lv for lv in self._levels if lv.threshold >= ev.block_at]
+            elif after <= before:
+                continue
+            else:
+                # before < limit * num / den <= after, in integers
+                crossed = [lv for lv, num, den in self._thresholds if before * den < limit * num <= after * den]
             if not crossed:
                 continue
             expires = ev.resets_at.timestamp() + _CLAIM_MARGIN_S
@@ -255,7 +282,7 @@ class AlertManager:
         return Alert(
             level=level, scope=ev.scope, window=ev.window, window_key=ev.window_key,
             spent=ev.after, limit=ev.limit, ratio=ev.ratio, reserved=ev.reserved,
-            resets_at=resets, ts=ev.ts, project=ev.project, model=ev.model,
+            resets_at=resets, ts=ev.ts, project=ev.project, model=ev.model, refused=ev.refused,
         )
 
     def fire(self, alert: Alert) -> None:
@@ -359,6 +386,7 @@ class AlertManager:
 
     async def _deliver(self, alert: Alert, channel: Channel) -> None:
         attempts, ok, error = 0, False, None
+        name = self._names[id(channel)]
         try:
             while attempts < self.max_attempts:
                 attempts += 1
@@ -374,11 +402,11 @@ class AlertManager:
                     if not exc.retryable:
                         break
                 except TimeoutError:
-                    error = f"{channel.name}: no result within {self.attempt_timeout:g} s"
+                    error = f"{name}: no result within {self.attempt_timeout:g} s"
                 except Exception as exc:  # a channel bug: recorded and logged like any failure
-                    error = f"{channel.name}: {type(exc).__name__}: {exc}"
+                    error = f"{name}: {type(exc).__name__}: {exc}"
                     log.error(
-                        "alert channel %s raised %s", channel.name, type(exc).__name__, exc_info=True
+                        "alert channel %s raised %s", name, type(exc).__name__, exc_info=True
                     )
                 if attempts < self.max_attempts:
                     delay = self.backoff * 2 ** (attempts - 1) * random.uniform(0.5, 1.0)
@@ -387,16 +415,16 @@ class AlertManager:
                     await asyncio.sleep(min(delay, _MAX_BACKOFF_S))
         except asyncio.CancelledError:
             # close() gave up waiting: record the loss rather than let it vanish.
-            reason = f"{channel.name}: cancelled by close() ({error})"
+            reason = f"{name}: cancelled by close() ({error})"
             self._record(alert, channel, False, attempts, reason)
             raise
         error = self._record(alert, channel, ok, attempts, error)
         if ok:
-            log.debug("alert %r delivered to %s (attempts: %d)", alert.title, channel.name, attempts)
+            log.debug("alert %r delivered to %s (attempts: %d)", alert.title, name, attempts)
         else:
             log.warning(
                 "alert %r not delivered to %s after %d attempt(s): %s",
-                alert.title, channel.name, attempts, error,
+                alert.title, name, attempts, error,
             )
 
     def _record(
@@ -405,7 +433,7 @@ class AlertManager:
         """Record one delivery; returns its error as recorded (redacted), for the log too."""
         if error is not None:
             error = _redact_for(channel, error)
-        record = Delivery(alert, channel.name, ok, attempts, error, datetime.now(UTC))
+        record = Delivery(alert, self._names[id(channel)], ok, attempts, error, datetime.now(UTC))
         with self._lock:
             self._deliveries.append(record)
         return error
@@ -462,6 +490,20 @@ class AlertManager:
             f"AlertManager(levels=[{levels}], channels=[{channels}], cooldown={self.cooldown:g}, "
             f"fired={len(self._history)}, pending={self.pending})"
         )
+
+
+def _unique_names(channels: Sequence[Channel]) -> dict[int, str]:
+    """id(channel) -> its name, the second and later of a repeated name suffixed #2, #3..."""
+    out: dict[int, str] = {}
+    taken: set[str] = set()
+    for ch in channels:
+        name, n = ch.name, 1
+        while name in taken:
+            n += 1
+            name = f"{ch.name}#{n}"
+        taken.add(name)
+        out[id(ch)] = name
+    return out
 
 
 def _redact_for(channel: Channel, text: str) -> str:

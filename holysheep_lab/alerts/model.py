@@ -175,7 +175,9 @@ class Alert:
 
     `spent`, `limit`, `reserved` are USD (Decimal); `ratio` is spent / limit.
     `resets_at` is when the window ends (aware; shown in its own zone, so the manager
-    converts it to the budget's zone); `ts` when the crossing call settled.
+    converts it to the budget's zone); `ts` when the crossing call settled. `refused`: the
+    level fired because the line refused a call at its block line (a level the spend cannot
+    reach, such as EMERGENCY 98 % over block_at 0.95), not because spend crossed it.
     """
 
     level: Level
@@ -190,11 +192,13 @@ class Alert:
     ts: datetime = field(default_factory=lambda: datetime.now(UTC))
     project: str | None = None
     model: str | None = None
+    refused: bool = False
 
     @property
     def title(self) -> str:
-        """'WARNING: daily budget (global) at 76.2%'."""
-        return f"{self.level.name}: {self.window} budget ({self.scope}) at {self.ratio * 100:.1f}%"
+        """'WARNING: daily budget (global) at 76.2%'; '..., refusing calls' when `refused`."""
+        refusing = ", refusing calls" if self.refused else ""
+        return f"{self.level.name}: {self.window} budget ({self.scope}) at {self.ratio * 100:.1f}%{refusing}"
 
     @property
     def text(self) -> str:
@@ -217,7 +221,8 @@ class Alert:
         rows = [
             ("Spent", f"{self._amounts()} ({self.ratio * 100:.1f}%)"),
             ("In flight", format_usd(self.reserved)),
-            ("Level", f"{self.level.name} (at {self.level.percent})"),
+            ("Level", f"{self.level.name} (at {self.level.percent})" if not self.refused
+             else f"{self.level.name} (a call was refused at the block line)"),
             ("Scope", self.scope),
             ("Window", self.window_key),
         ]
@@ -247,6 +252,7 @@ class Alert:
             "model": self.model,
             "title": self.title,
             "text": self.text,
+            "refused": self.refused,
         }
 
     def _repr_html_(self) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import re
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
@@ -21,14 +23,17 @@ from holysheep_lab.core.limits import RateLimit, Retry
 from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
-from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
+from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError, safe_url
 from holysheep_lab.ledger.base import Ledger
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
+# A key with whitespace or a line break would split or forge the Authorization header.
+_CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 
 def _normalise(messages: Messages) -> list[dict[str, Any]]:
     if isinstance(messages, str):
@@ -55,6 +60,15 @@ def _result(response: Any) -> ChatResult:
     usage = Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens,
                   record.reasoning_tokens, record.relay_cost_usd)
     return ChatResult(text, usage, record.cost_usd, raw.get("model", record.model), record.latency_ms or 0.0, raw, record)
+
+
+def _streaming(response: Any) -> Any:
+    """The response of a stream request, or the meter's error for it: an error answer (HTTP >= 400,
+    already read and logged) must raise like a plain call, not iterate as an empty stream."""
+    outcome = outcome_of(response)
+    if outcome is not None and outcome.error is not None:
+        raise outcome.error
+    return response
 
 
 class ChatStream:
@@ -168,14 +182,36 @@ class Client:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get("HOLYSHEEP_API_KEY")
-        url = (base_url or os.environ.get("HOLYSHEEP_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        if key is not None and (not isinstance(key, str) or _CONTROL_OR_SPACE.search(key)):
+            raise ConfigError("api_key must be a string without spaces or line breaks (the key alone, "
+                              "without 'Bearer ').")
+        raw_url = base_url or os.environ.get("HOLYSHEEP_BASE_URL") or DEFAULT_BASE_URL
+        if not isinstance(raw_url, str):
+            raise ConfigError(f"base_url must be a string such as 'https://api.holysheep.ai/v1', "
+                              f"not {type(raw_url).__name__}.")
+        url = raw_url.rstrip("/")
         if not key and url == DEFAULT_BASE_URL:
             raise ConfigError(
                 "No API key: set HOLYSHEEP_API_KEY or pass api_key=. To work offline, use "
                 "`with hs.Simulator() as sim: hs.Client(base_url=sim.base_url)`."
             )
         if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"base_url must start with http:// or https://, not {url[:40]!r}.")
+            raise ConfigError(f"base_url must start with http:// or https://, not {safe_url(url, 60)!r}.")
+        try:
+            parsed = httpx2.URL(url)
+        except httpx2.InvalidURL:
+            raise ConfigError(f"base_url {safe_url(url, 60)!r} is not a valid URL.") from None
+        if not parsed.host:
+            raise ConfigError(f"base_url {safe_url(url, 60)!r} has no host: use https://host/v1.")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ConfigError(f"base_url {safe_url(url, 60)!r} has port {parsed.port}: ports are 1-65535.")
+        timeout = positive_seconds("Client timeout", timeout)
+        if transport is not None and not isinstance(transport, httpx2.BaseTransport):
+            raise ConfigError(f"transport must be an httpx2.BaseTransport (httpx2.HTTPTransport()), "
+                              f"not {type(transport).__name__}.")
+        if async_transport is not None and not callable(async_transport):
+            raise ConfigError("async_transport must be a callable returning an httpx2.AsyncBaseTransport "
+                              "(one per event loop), such as httpx2.AsyncHTTPTransport.")
         options: dict[str, Any] = dict(budget=budget, log_dir=log_dir, ledger=ledger, alerts=alerts,
                                        rate_limit=rate_limit, retry=retry, prices=prices, project=project,
                                        allow_unpriced=allow_unpriced, log_content=log_content,
@@ -204,6 +240,8 @@ class Client:
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if temperature is not None:
+            if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature):
+                raise ConfigError(f"temperature must be a finite number such as 0.7 (or None), not {temperature!r}.")
             body["temperature"] = temperature
         if stream:
             body["stream"] = True
@@ -226,7 +264,7 @@ class Client:
         request = self._http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                            extensions={PAYLOAD_EXTENSION: body})
         if stream:
-            return ChatStream(self._http.send(request, stream=True), model)
+            return ChatStream(_streaming(self._http.send(request, stream=True)), model)
         return _result(self._http.send(request))
 
     async def achat(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024,
@@ -239,7 +277,7 @@ class Client:
         request = http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                      extensions={PAYLOAD_EXTENSION: body})
         if stream:
-            return AsyncChatStream(await http.send(request, stream=True), model)
+            return AsyncChatStream(_streaming(await http.send(request, stream=True)), model)
         return _result(await http.send(request))
 
     async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
@@ -354,5 +392,5 @@ class Client:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<hs.Client {self.base_url} budget={self.metering.budget!r} log_dir={str(self.metering.log_dir)!r} {state}>"
+        return f"<hs.Client {safe_url(self.base_url)} budget={self.metering.budget!r} log_dir={str(self.metering.log_dir)!r} {state}>"
 

@@ -64,6 +64,11 @@ def resolve_tz(tz: str | tzinfo | None) -> tzinfo:
         return local_zone()
     if isinstance(tz, tzinfo):
         return tz
+    if not isinstance(tz, str):
+        raise ConfigError(
+            f"tz must be an IANA zone name such as 'Europe/Berlin' or 'UTC' (or a tzinfo), not "
+            f"{type(tz).__name__} {tz!r}; a fixed offset is datetime.timezone(timedelta(hours=5))."
+        )
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
@@ -99,6 +104,9 @@ def window_key(window: Window, ts: datetime, tz: tzinfo) -> str:
 
 
 
+_SMALLEST_LIMIT = Decimal(1) / NANOS_PER_USD
+
+
 def _positive_limit(name: str, value: Any) -> Decimal | None:
     if value is None:
         return None
@@ -108,6 +116,10 @@ def _positive_limit(name: str, value: Any) -> Decimal | None:
         raise ConfigError(f"{name} must be a number of USD or None, not {value!r}.") from exc
     if not dec.is_finite() or dec <= 0:
         raise ConfigError(f"{name} must be a positive number of USD (or None for no limit), not {value!r}.")
+    if dec < _SMALLEST_LIMIT:
+        # Money is whole nano-dollars: a smaller limit would round to $0 and refuse every call.
+        raise ConfigError(f"{name} must be at least $0.000000001 (one nano-dollar, the unit of money "
+                          f"here), not {value!r}.")
     return dec
 
 
@@ -159,7 +171,12 @@ class Budget:
                 "the warning has to come before the block."
             )
         object.__setattr__(self, "_zone", resolve_tz(self.tz))
+        if not isinstance(self.projects, Mapping):
+            raise ConfigError(f"Budget.projects must map project names to hs.Budget(...), not "
+                              f"{type(self.projects).__name__}.")
         for name, sub in self.projects.items():
+            if not isinstance(name, str) or not name.strip():
+                raise ConfigError(f"Budget.projects names must be non-empty strings, not {name!r}.")
             if not isinstance(sub, Budget):
                 raise ConfigError(f"Budget.projects[{name!r}] must be a Budget, not {type(sub).__name__}.")
             if sub.projects:

@@ -19,7 +19,8 @@ class SpendEvent:
     call, so no Decimal work happens unless someone reads them); `before`, `after`, `reserved`
     and `limit` give them in USD. `limit` is the line's full limit (alert ratios are
     spend / limit); `block_at` the fraction at which calls are refused. `reserved` is what is
-    still in flight.
+    still in flight. A `refused` event says a call was refused at the block line (nothing was
+    spent: `before` = `after`); alerts use it for levels the spend can never reach.
     """
 
     scope: str  # "global" or "project:NAME"
@@ -35,6 +36,7 @@ class SpendEvent:
     ts: datetime
     model: str | None = None
     project: str | None = None
+    refused: bool = False  # a call was refused at this line's block limit; spend did not move
 
     @classmethod
     def from_usd(cls, scope: str, window: str, window_key: str, before: Decimal | float | str,

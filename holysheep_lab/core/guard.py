@@ -48,8 +48,10 @@ class Guard:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         reservation_ttl: float = 900.0,
+        on_refusal: Callable[[SpendEvent], None] | None = None,
     ) -> None:
         self.budget = budget
+        self._on_refusal = on_refusal
         self.ledger = ledger
         self.clock = clock
         self.reservation_ttl = reservation_ttl
@@ -97,8 +99,13 @@ class Guard:
         plan = self._plan(amount, project, now)
         refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], self.reservation_ttl)
         if refusal is not None:
-            line, _, _, end = next(p for p in plan if p[1].bucket == refusal.bucket)
+            line, _, key, end = next(p for p in plan if p[1].bucket == refusal.bucket)
             assert line is not None  # unlimited charges are never refused
+            if self._on_refusal is not None:
+                # Nothing moved: before = after = what is spent; `refused` marks the line as full.
+                self._on_refusal(SpendEvent(
+                    line.scope, line.window.value, key, refusal.spent, refusal.spent, refusal.reserved,
+                    line.limit_nanos, line.block_at, line.alert_at, end, now, model, project, refused=True))
             raise BudgetExceededError(
                 scope=line.scope,
                 window=line.window.value,

@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from holysheep_lab.core.validate import finite_number
@@ -59,7 +59,16 @@ class Retry:
             raise ConfigError(f"Retry.max_attempts must be a whole number >= 1, not {self.max_attempts!r}.")
         for name in ("backoff", "max_backoff", "max_total"):
             finite_number(f"Retry.{name}", getattr(self, name), unit="of seconds")
-        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+        statuses = self.retry_statuses
+        if isinstance(statuses, (str, bytes)) or not isinstance(statuses, Iterable):
+            raise ConfigError(f"Retry.retry_statuses must be a set of HTTP status codes such as {{429, 503}}, "
+                              f"not {statuses!r}.")
+        statuses = frozenset(statuses)
+        if any(isinstance(c, bool) or not isinstance(c, int) or not 400 <= c <= 599 for c in statuses):
+            raise ConfigError(f"Retry.retry_statuses must hold HTTP error codes (400-599), not {sorted(map(repr, statuses))}.")
+        if not isinstance(self.retry_timeouts, bool):
+            raise ConfigError(f"Retry.retry_timeouts must be True or False, not {self.retry_timeouts!r}.")
+        object.__setattr__(self, "retry_statuses", statuses)
 
     @classmethod
     def none(cls) -> Retry:

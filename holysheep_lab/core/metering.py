@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from holysheep_lab.core import fastjson
 from holysheep_lab.core.budget import Budget, Window, window_bounds, window_key
+from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.core.guard import Guard, Reservation
 from holysheep_lab.core.ids import new_id
@@ -191,12 +192,10 @@ class Metering:
         from holysheep_lab.ledger.memory import MemoryLedger
         from holysheep_lab.log import LogWriter
 
-        if budget is not None and not isinstance(budget, Budget):
-            raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
-        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
-            raise ConfigError(f"rate_limit must be hs.RateLimit(...), not {type(rate_limit).__name__}.")
-        if retry is not None and not isinstance(retry, Retry):
-            raise ConfigError(f"retry must be hs.Retry(...), not {type(retry).__name__}.")
+        _check_options(budget, ledger, alerts, rate_limit, retry, project, log_dir, clock)
+        for name, flag in (("allow_unpriced", allow_unpriced), ("log_content", log_content)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, not {flag!r}.")
         self.budget = budget
         self.prices = PriceTable.coerce(prices)
         self.project = project
@@ -210,7 +209,10 @@ class Metering:
         self.log_dir = Path(log_dir or os.environ.get("HOLYSHEEP_LOG_DIR") or "holysheep_logs")
         self.writer = LogWriter(self.log_dir)
         self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
-        self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300)
+        # A refusal is when a budget line is at its block line: alert levels above it (the
+        # default EMERGENCY 98 % over block_at 0.95) can only fire then (see AlertManager).
+        self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300,
+                           on_refusal=_alert_refusals(alerts) if alerts is not None else None)
         self.alerts = alerts
         if alerts is not None:
             # One alert per level per window across processes (the ledger is shared), and
@@ -223,7 +225,8 @@ class Metering:
         # The relay bills a repeated value of this header once: every attempt of a call carries
         # the same value, so resends share the call's one reservation (see `resend`).
         self.idempotency_header = idempotency_header.strip().lower() if idempotency_header else None
-        self.secrets = tuple(s for s in secrets if s)
+        self._secrets = tuple(dict.fromkeys(s for s in secrets if s))
+        self._secrets_lock = threading.Lock()
         self.recent = _Recent()
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
         self.calls = 0
@@ -239,6 +242,21 @@ class Metering:
         # spend from the log before it approves anything, in every process.
         self.ledger.use_seeder(lambda: self._spend_from_log(calibrate=False))
         self._rebuild_from_log()
+
+    # -- secrets -------------------------------------------------------------------------------
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The keys redacted from every stored or raised text (the client's, and each request's)."""
+        return self._secrets
+
+    def add_secrets(self, *values: str) -> None:
+        """Also redact these (the transports pass each request's credentials)."""
+        known = self._secrets
+        if all(v in known for v in values):
+            return  # the common case: the same key on every call
+        with self._secrets_lock:
+            self._secrets = tuple(dict.fromkeys((*self._secrets, *(v for v in values if v))))
 
     # -- start-up ------------------------------------------------------------------------------
 
@@ -271,18 +289,22 @@ class Metering:
             return spent, expires
         projects = set(self.budget.projects) if self.budget else set()
         rows = table.to_pydict()
-        # Window maths once per quarter hour (every zone's offset is a multiple of 15 min),
-        # not once per row: a month of logs can hold millions of calls.
-        windows: dict[datetime, list[tuple[str, float]]] = {}
+        # Window maths once per local day (a day lies in one month, so its keys hold for the
+        # whole [start, end)), not once per row: a month of logs can hold millions of calls.
+        # Bounds, not clock arithmetic: right for any offset (UTC+00:07, +05:45) and DST day.
+        days: list[tuple[datetime, datetime, list[tuple[str, float]]]] = []
+        day: tuple[datetime, datetime, list[tuple[str, float]]] | None = None
         for ts, status, cost, project, model, itok, ibytes, inon, imsg, missing in zip(
                 *(rows[c] for c in cols), strict=True):
             if cost and status in _SPENDING:
-                quarter = ts.replace(minute=ts.minute - ts.minute % 15, second=0, microsecond=0)
-                keys = windows.get(quarter)
-                if keys is None:
-                    keys = windows[quarter] = [
-                        (window_key(w, ts, zone), window_bounds(w, ts, zone)[1].timestamp() + 86_400) for w in Window
-                    ]
+                if day is None or not day[0] <= ts < day[1]:
+                    day = next((d for d in days if d[0] <= ts < d[1]), None)
+                    if day is None:
+                        day_start, day_end = window_bounds(Window.DAY, ts, zone)
+                        day = (day_start, day_end, [(window_key(w, ts, zone), window_bounds(w, ts, zone)[1].timestamp()
+                                             + BUCKET_GRACE_S) for w in Window])
+                        days.append(day)
+                keys = day[2]
                 scopes = ("global", f"project:{project}") if project in projects else ("global",)
                 for key, end in keys:
                     for scope in scopes:
@@ -673,6 +695,41 @@ def _implausible(plan: CallPlan, usage: Usage, answer: Callable[[], str | None])
     if usage.output_tokens == 0 and answer():
         return "zero output tokens for a non-empty answer"
     return None
+
+
+def _check_options(budget: Any, ledger: Any, alerts: Any, rate_limit: Any, retry: Any, project: Any,
+                   log_dir: Any, clock: Any) -> None:
+    """ConfigError, naming the setting and the fix, for any option of the wrong kind."""
+    if budget is not None and not isinstance(budget, Budget):
+        raise ConfigError(f"budget must be hs.Budget(...), not {type(budget).__name__}.")
+    if isinstance(ledger, (str, Path)):
+        raise ConfigError(f"ledger must be a ledger object, not a path: a string is not a ledger; say "
+                          f'ledger=hs.SQLiteLedger("{ledger}") (or hs.RedisLedger(url)).')
+    if ledger is not None and not isinstance(ledger, Ledger):
+        raise ConfigError(f"ledger must be hs.MemoryLedger(), hs.SQLiteLedger(path) or hs.RedisLedger(url), "
+                          f"not {type(ledger).__name__}.")
+    if alerts is not None:
+        from holysheep_lab.alerts import AlertManager  # only then: the channels import httpx2 & co
+
+        if not isinstance(alerts, AlertManager):
+            raise ConfigError(f"alerts must be hs.AlertManager(channels=[...]), not {type(alerts).__name__}.")
+    if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+        raise ConfigError(f"rate_limit must be hs.RateLimit(...), not {type(rate_limit).__name__}.")
+    if retry is not None and not isinstance(retry, Retry):
+        raise ConfigError(f"retry must be hs.Retry(...), not {type(retry).__name__}.")
+    if project is not None and (not isinstance(project, str) or not project.strip()):
+        raise ConfigError(f"project must be a non-empty string or None, not {project!r}.")
+    if log_dir is not None and not isinstance(log_dir, (str, os.PathLike)):
+        raise ConfigError(f"log_dir must be a folder path (str or Path), not {type(log_dir).__name__}.")
+    if not callable(clock):
+        raise ConfigError("clock must be a callable returning an aware datetime.")
+
+
+def _alert_refusals(alerts: AlertManager) -> Callable[[SpendEvent], None]:
+    def observe(event: SpendEvent) -> None:
+        alerts.observe((event,))
+
+    return observe
 
 
 def _short(text: str, limit: int = 300) -> str:

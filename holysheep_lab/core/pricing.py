@@ -178,6 +178,22 @@ class Price:
         effective_from: date | datetime | str | None = None,
         time_of_day: tuple[time | str, time | str] | None = None,
     ) -> None:
+        self._build(input, output, cached_input, max_output, cache_write, cache_write_1h, tiers, effective_from,
+                    time_of_day)
+        self._check_cache_reads()
+
+    def _build(
+        self,
+        input: float | str | Decimal,
+        output: float | str | Decimal,
+        cached_input: float | str | Decimal | None,
+        max_output: int | None,
+        cache_write: float | str | Decimal | None,
+        cache_write_1h: float | str | Decimal | None,
+        tiers: Iterable[Tier | Mapping[str, Any]],
+        effective_from: date | datetime | str | None,
+        time_of_day: tuple[time | str, time | str] | None,
+    ) -> None:
         s = object.__setattr__
         s(self, "input", _rate("input", input))
         s(self, "output", _rate("output", output))
@@ -205,6 +221,19 @@ class Price:
         else:
             s(self, "time_of_day", None)
         self._compile()
+
+    def _check_cache_reads(self) -> None:
+        """A cache read dearer than the input it replaces is a typo (swapped arguments), not a
+        price: refused for prices given here. (List data is taken as published: see _compact_price.)"""
+        for t in (None, *self.tiers):
+            inp = t.input if t is not None and t.input is not None else self.input
+            cached = t.cached_input if t is not None and t.cached_input is not None else self.cached_input
+            if cached is not None and cached > inp:
+                where = f" in the tier above {t.above} tokens" if t is not None else ""
+                raise ConfigError(
+                    f"Price.cached_input ({cached}) is above Price.input ({inp}){where}: a cached read "
+                    "costs at most the input it replaces. Check the order: Price(input, output, cached_input)."
+                )
 
     def _compile(self) -> None:
         """Each tier's effective rates as exact integers over one power of ten (int maths per call)."""
@@ -421,8 +450,12 @@ class _ListData:
 def _compact_price(rates: Sequence[Any], cap: int | None, start: str | None, window: Sequence[str] | None) -> Price:
     tiers = [Tier(t[0], *t[1:]) for t in rates[5]] if len(rates) > 5 else ()
     rest = [*rates[:5], None, None, None][2:5]
-    return Price(rates[0], rates[1], rest[0], cap, cache_write=rest[1], cache_write_1h=rest[2], tiers=tiers,
-                 effective_from=start, time_of_day=(window[0], window[1]) if window else None)
+    # Built without the cache-read check: a published list price is taken as published (one in
+    # genai-prices reads cache above input); the worst case takes the dearest input-side rate.
+    price = Price.__new__(Price)
+    price._build(rates[0], rates[1], rest[0], cap, rest[1], rest[2], tiers, start,
+                 (window[0], window[1]) if window else None)
+    return price
 
 
 def _relay_entries() -> dict[str, PriceEntry]:
@@ -676,9 +709,17 @@ def _entries(prices: Mapping[str, Any], source: str) -> dict[str, PriceEntry]:
     if not isinstance(prices, Mapping):
         raise ConfigError(f"Prices must map model names to prices, not {type(prices).__name__}.")
     out: dict[str, PriceEntry] = {}
+    folded: dict[str, str] = {}
     for name, spec in prices.items():
         if not isinstance(name, str) or not name:
             raise ConfigError(f"Model names in a price table must be non-empty strings, not {name!r}.")
+        other = folded.setdefault(name.casefold(), name)
+        if other != name:
+            # Lookups fall back to the lower-case name: which of the two would price 'GPT-X'?
+            raise ConfigError(
+                f"Price names {other!r} and {name!r} differ only in case: a model gets one price. "
+                "Keep one spelling (the one the relay uses)."
+            )
         if isinstance(spec, PriceEntry):
             out[name] = spec
         elif isinstance(spec, Sequence) and not isinstance(spec, (str, bytes)):

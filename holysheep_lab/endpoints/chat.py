@@ -87,7 +87,9 @@ class ChatCompletions:
             raise ConfigError("'messages' must be a list of {role, content} objects; nothing was sent.")
         max_tokens = output_cap(payload, "max_completion_tokens", "max_tokens")
         n = payload.get("n")
-        answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise ConfigError(f"n (answers per request) must be a positive integer, not {n!r}; nothing was sent.")
+        answers = n if n is not None and n > 1 else 1
         return RequestFacts(
             model=model,
             size=measure_messages(messages, payload.get("tools") or payload.get("functions")),

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from holysheep_lab.core.clock import BUCKET_GRACE_S
+from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError, MissingExtraError, redact
 from holysheep_lab.ledger.base import BucketState, Charge, Refusal, Seeder
 from holysheep_lab.ledger.common import ClosingContext, check_id, check_ttl, merge_charges, seed_items
@@ -261,6 +262,11 @@ class RedisLedger(ClosingContext):
             from redis.retry import Retry
         except ImportError:
             raise MissingExtraError("redis", "RedisLedger") from None
+        if not isinstance(url, str):
+            raise ConfigError(f"RedisLedger url must be a string such as 'redis://127.0.0.1:6379/0', not {type(url).__name__}.")
+        if not isinstance(prefix, str):
+            raise ConfigError(f"RedisLedger prefix must be a string such as 'hs:', not {prefix!r}.")
+        socket_timeout = positive_seconds("RedisLedger socket_timeout", socket_timeout)
         self._where = _where(url)
         self._password = _password(url)
         self._prefix = prefix

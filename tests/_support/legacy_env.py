@@ -8,6 +8,9 @@ Run as a script with that interpreter, this module drives the openai 2.x SDK thr
 started, and prints one JSON line describing what the SDK saw; the test reads the logs.
 
     python legacy_env.py BASE_URL OUT_DIR SPEC_JSON
+
+With `{"echo_key": KEY}` as the spec it instead sends one call with that key to a relay that
+quotes it back (tests/_support/echo_relay.py) and prints what the SDK's exception says.
 """
 
 from __future__ import annotations
@@ -122,8 +125,30 @@ def _main(base_url: str, out: Path, spec: dict) -> dict:
     return report
 
 
+def _echo(base_url: str, out: Path, key: str) -> dict:
+    """A relay that quotes the key in its 401 (the test's EchoRelay): what does the SDK user see?"""
+    import httpx
+    import openai
+
+    import holysheep_lab as hs
+
+    transport = hs.HttpxMeteredTransport(log_dir=out / "echo")
+    client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, http_client=httpx.Client(transport=transport))
+    try:
+        client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "hi"}], max_tokens=20)
+        return {"type": None}
+    except openai.APIStatusError as exc:
+        return {"type": type(exc).__name__, "text": "\n".join([str(exc), repr(exc.body), exc.response.text])}
+    finally:
+        client.close()
+
+
 if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(_main(sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3]))))
+    spec = json.loads(sys.argv[3])
+    if "echo_key" in spec:
+        print(json.dumps(_echo(sys.argv[1], Path(sys.argv[2]), spec["echo_key"])))
+    else:
+        print(json.dumps(_main(sys.argv[1], Path(sys.argv[2]), spec)))
