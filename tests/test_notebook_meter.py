@@ -242,6 +242,7 @@ def test_display_bundle_and_cheap_repr(client, monkeypatch):
 
     monkeypatch.setattr(client.metering.ledger, "snapshot", boom)
     assert repr(meter).startswith("<BudgetMeter 2 lines")
+    monkeypatch.undo()  # close() takes a last reading for the snapshot it leaves
     meter.close()
 
 
