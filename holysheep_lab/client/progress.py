@@ -139,8 +139,8 @@ class BatchProgress:
         if self._stream is None and sys.stderr is None:
             return
         now = time.monotonic()
-        if not final and now - self._last_text < _TEXT_EVERY and self.done < self.total:
-            return
+        if not final and (now - self._last_text < _TEXT_EVERY or self.done >= self.total):
+            return  # the last line is close()'s
         self._last_text = now
         out = self._stream or sys.stderr
         out.write(f"\r{self.summary()}" + ("\n" if final else ""))
