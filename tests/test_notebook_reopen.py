@@ -129,3 +129,65 @@ def test_reopened_notebook_in_chromium_with_mathjax(saved, tmp_path, config):
     # The alert card and the result show their amounts with the dollar sign intact.
     assert re.search(r"Spent\s+\$0\.\d+ of \$0\.0\d+", text), text[:2000]
     assert re.search(r"\$0\.\d{4,}\s*·", text)  # the ChatResult footer "... · $0.0006240 · 12 ms"
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "calls"
+
+
+def _drain(kc, until, timeout: float = 60.0) -> list[dict]:
+    import queue
+    import time
+
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except queue.Empty:
+            if until(None):
+                break
+            continue
+        seen.append(msg)
+        if until(msg):
+            break
+    return seen
+
+
+def test_a_kernel_shutdown_leaves_the_snapshots(tmp_path, monkeypatch):
+    # Restart or shut down the kernel with the notebook open: before it exits, the kernel turns
+    # the outputs of its live meter and dashboard into their snapshots (the frontend is still
+    # listening and updates them by display id), so saving afterwards keeps no dead widget.
+    from jupyter_client import KernelManager
+
+    monkeypatch.setenv("JUPYTER_PATH", venv_kernel(tmp_path / "jupyter"))
+    km = KernelManager(kernel_name="holysheep-venv")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    try:
+        kc.wait_for_ready(timeout=60)
+        code = ("import tempfile\nimport holysheep_lab as hs\nsim = hs.Simulator(latency=0.01).start()\n"
+                "client = hs.Client(base_url=sim.base_url, log_dir=tempfile.mkdtemp(), budget=hs.Budget(daily=1))\n"
+                "client.chat('gpt-4.1', 'hi', max_tokens=32)\n"
+                "display(client.meter())\n"
+                f"display(hs.dashboard({str(SAMPLE)!r}, days=3))\n")
+        msg_id = kc.execute(code)
+        shown = _drain(kc, lambda m: m is not None and m["msg_type"] == "status"
+                       and m["content"]["execution_state"] == "idle" and m["parent_header"].get("msg_id") == msg_id)
+        errors = [m["content"] for m in shown if m["msg_type"] == "error"]
+        assert not errors, errors
+        displays = {m["content"]["transient"]["display_id"]: m["content"]["data"] for m in shown
+                    if m["msg_type"] == "display_data" and "display_id" in m["content"].get("transient", {})}
+        assert len(displays) == 2 and all(WIDGET_VIEW in d for d in displays.values())
+        kc.shutdown()
+        after = _drain(kc, lambda m: m is None and not km.is_alive(), timeout=30)
+    finally:
+        kc.stop_channels()
+        if km.is_alive():
+            km.shutdown_kernel(now=True)
+    updates = {m["content"]["transient"]["display_id"]: m["content"]["data"] for m in after
+               if m["msg_type"] == "update_display_data"}
+    assert set(updates) == set(displays)
+    for data in updates.values():
+        assert WIDGET_VIEW not in data and "tex2jax_ignore" in data["text/html"]
+    snapshots = " ".join(d["text/html"] for d in updates.values())
+    assert "hs-meter-line" in snapshots and "hs-dashboard" in snapshots and snapshots.count("<svg") == 2

@@ -22,20 +22,13 @@ from holysheep_lab.client.results import ChatResult
 from holysheep_lab.core.display import NO_MATH, format_usd
 from holysheep_lab.errors import BudgetExceededError
 
-__all__ = ["FAILING_COLOUR", "MIXED_COLOUR", "OK_COLOUR", "BatchProgress", "in_kernel"]
+__all__ = ["FAILING_COLOUR", "MIXED_COLOUR", "OK_COLOUR", "BatchProgress"]
 
 OK_COLOUR = "#2ecc71"
 MIXED_COLOUR = "#e67e22"  # some calls refused or failed
 FAILING_COLOUR = "#e74c3c"  # refusals and failures outnumber answers
 
 _TEXT_EVERY = 0.2  # seconds between stderr redraws
-
-
-def in_kernel() -> bool:
-    """True inside a Jupyter kernel (not a script or a terminal IPython); never imports IPython."""
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 class BatchProgress:
@@ -56,7 +49,11 @@ class BatchProgress:
         self._closed = False
         self._box: Any = None
         self._handle: Any = None
-        if widget if widget is not None else in_kernel():
+        if widget is None:
+            from holysheep_lab.notebook.widgets import in_kernel
+
+            widget = in_kernel()
+        if widget:
             self._make_widget()
 
     # -- counting ------------------------------------------------------------------------------

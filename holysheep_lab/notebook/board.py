@@ -20,7 +20,7 @@ from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.notebook.meter import BudgetMeter
 from holysheep_lab.notebook.render import chart_bundle
 from holysheep_lab.notebook.view import MeterState
-from holysheep_lab.notebook.widgets import require_ipywidgets
+from holysheep_lab.notebook.widgets import forget, freeze_at_exit, require_ipywidgets
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -70,6 +70,7 @@ class Dashboard:
         self.charts = w.Output()
         self.figures: list[Any] = []  # the charts last drawn
         self._chart_status = ""  # what the charts show (from the log, at the last Refresh)
+        self._svgs: list[str] = []
         self._handles: list[Any] = []
         self._frozen = False
         top = [self.meter.box] if self.meter is not None else []
@@ -101,9 +102,11 @@ class Dashboard:
         self.figures = self._charts()
         self.status.value = self._status_html(self.meter.state if self.meter is not None else None)
         self.charts.clear_output(wait=True)
+        bundles = [chart_bundle(chart) for chart in self.figures]
+        self._svgs = [b["image/svg+xml"] for b in bundles]  # drawn once: the snapshot reuses them
         with self.charts:  # main thread only (a button click or this call)
-            for chart in self.figures:
-                _display(chart_bundle(chart))
+            for bundle in bundles:
+                _display(bundle)
 
     def _frame(self) -> pd.DataFrame | None:
         from holysheep_lab.log.reader import read_log
@@ -150,7 +153,7 @@ class Dashboard:
         parts = [self.meter._repr_mimebundle_()["text/html"]] if self.meter is not None else []
         parts.append(f"<div class='hs-dashboard-status'>{self.status.value}</div>")
         parts.append(f"<b>Latest alerts</b><div class='hs-dashboard-alerts'>{self.alerts.value}</div>")
-        parts += [f"<div class='hs-dashboard-chart'>{chart_bundle(c)['image/svg+xml']}</div>" for c in self.figures]
+        parts += [f"<div class='hs-dashboard-chart'>{svg}</div>" for svg in self._svgs]
         return f"<div class='hs-dashboard {NO_MATH}'>" + "".join(parts) + "</div>"
 
     def freeze(self) -> None:
@@ -160,6 +163,7 @@ class Dashboard:
         if self._metering is not None and self.meter is not None:
             self._live(self.meter.state)
         self._frozen = True
+        forget(self)
         snapshot = {"text/html": self.html(), "text/plain": repr(self)}
         for handle in self._handles:
             handle.update(snapshot, raw=True)
@@ -173,8 +177,8 @@ class Dashboard:
         return bundle
 
     def _ipython_display_(self) -> None:
-        show: Callable[..., Any] = _display_handle
-        self._handles.append(show(self._repr_mimebundle_()))
+        self._handles.append(_display_handle(self._repr_mimebundle_()))
+        freeze_at_exit(self)  # a kernel shutdown or restart leaves the snapshot, not a dead widget
 
     def __repr__(self) -> str:
         return f"<Dashboard {str(self.log_dir)!r}, last {self.days} days{', live meters' if self.meter else ''}>"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from holysheep_lab.core.display import NO_MATH
 from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.notebook.view import LineState, MeterState, describe, meter_state, render_html
-from holysheep_lab.notebook.widgets import require_ipywidgets
+from holysheep_lab.notebook.widgets import forget, freeze_at_exit, require_ipywidgets
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -187,6 +187,7 @@ class BudgetMeter:
         if self._frozen:
             return
         self._frozen = True
+        forget(self)
         self._unfreeze()
         self.refresh()  # the last calls show (a ledger error leaves the last figures)
         snapshot = {"text/html": render_html(self._state, self.title), "text/plain": describe(self._state)}
@@ -218,6 +219,7 @@ class BudgetMeter:
 
         show: Callable[..., Any] = display  # IPython leaves display() unannotated
         self._handles.append(show(self._repr_mimebundle_(), raw=True, display_id=True))
+        freeze_at_exit(self)  # a kernel shutdown or restart leaves the snapshot, not a dead widget
 
     def __repr__(self) -> str:
         return f"<BudgetMeter {len(self._rows)} lines, {'live' if self.running else 'stopped'}>"
