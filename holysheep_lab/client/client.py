@@ -8,7 +8,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx2
 
@@ -26,6 +26,9 @@ from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
 from holysheep_lab.ledger.base import Ledger
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
+
+if TYPE_CHECKING:
+    from holysheep_lab.client.frames import ReadableFrame
 
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
 
@@ -264,6 +267,20 @@ class Client:
         except HolySheepError as exc:
             raise exc.with_traceback(None) from exc.__cause__  # the trace ends here, not in httpx2
 
+    @overload
+    async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                         progress: bool = False, as_frame: Literal[False] = False,
+                         **params: Any) -> list[ChatResult | BaseException]: ...
+
+    @overload
+    async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                         progress: bool = False, as_frame: Literal[True], **params: Any) -> ReadableFrame: ...
+
+    @overload
+    async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                         progress: bool = False, as_frame: bool,
+                         **params: Any) -> list[ChatResult | BaseException] | ReadableFrame: ...
+
     async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
                          progress: bool = False, as_frame: bool = False, **params: Any) -> Any:
         """Async `chat_many` (same results; `progress` off by default). A task.cancel() raises
@@ -286,6 +303,20 @@ class Client:
             if bar is not None:
                 bar.close()
         return _batch_out(prompts, results, model, as_frame)
+
+    @overload
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: Literal[False] = False,
+                  **params: Any) -> list[ChatResult | BaseException]: ...
+
+    @overload
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: Literal[True], **params: Any) -> ReadableFrame: ...
+
+    @overload
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: bool,
+                  **params: Any) -> list[ChatResult | BaseException] | ReadableFrame: ...
 
     def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
                   progress: bool = True, as_frame: bool = False, **params: Any) -> Any:
