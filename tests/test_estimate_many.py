@@ -92,7 +92,8 @@ def test_budget_status_reads_well_and_keeps_exact_values(log_dir):
         assert format_usd(daily["spent_usd"]) in text and "$0.02" in text  # the money rule, not 0.0033363999999999998
         assert not re.search(r"\d\.\d{10,}", text), text
         frame = status.to_frame()
-        assert isinstance(frame, ReadableFrame) and list(frame.columns)[:3] == ["scope", "window", "spent_usd"]
+        assert isinstance(frame, ReadableFrame) and list(frame.columns) == status.columns()
+        assert {"scope", "window", "spent_usd", "reserved_usd", "limit_usd", "block_usd"} <= set(frame.columns)
         assert frame["spent_usd"].iloc[0] == daily["spent_usd"]
         assert "tex2jax_ignore" in status._repr_html_() and "%" in status._repr_html_()
         with pytest.raises(KeyError, match="no budget line"):

@@ -381,7 +381,7 @@ class Client:
             raise ConfigError("prompts is empty: pass the batch's prompts.")
         bodies = [self._body(name, p, max_tokens, None, False, params) for name in names for p in batch]
         try:
-            return estimate_batch(self.metering, names, len(batch), bodies, project)
+            return estimate_batch(self.metering, names, len(batch), bodies, self.budget_status(), project)
         except HolySheepError as exc:
             raise exc.with_traceback(None) from exc.__cause__
 

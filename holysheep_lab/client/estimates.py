@@ -9,7 +9,7 @@ this model has too few calls; the worst case when the log has none). Nothing is 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -82,18 +82,18 @@ def calibrations(metering: Metering, models: Sequence[str]) -> dict[str, Calibra
     return out
 
 
-def _room(metering: Metering, project: str | None) -> list[tuple[str, str, float]]:
-    """(scope, window, USD left below the block limit) of every limited line the batch counts on."""
-    from holysheep_lab.reports.usage import budget_lines
-
+def _room(lines: Sequence[Mapping[str, Any]], project: str | None) -> list[tuple[str, str, float]]:
+    """(scope, window, USD left below the block limit) of every limited line the batch counts on,
+    from budget-status rows (`client.budget_status()`: block_usd, spent_usd, reserved_usd)."""
     scopes = {"global", f"project:{project}"} if project else {"global"}
     return [(ln["scope"], ln["window"], ln["block_usd"] - ln["spent_usd"] - ln["reserved_usd"])
-            for ln in budget_lines(metering) if ln["block_usd"] is not None and ln["scope"] in scopes]
+            for ln in lines if ln["block_usd"] is not None and ln["scope"] in scopes]
 
 
 def estimate_batch(metering: Metering, models: Sequence[str], prompts: int, bodies: Sequence[dict[str, Any]],
-                   project: str | None = None) -> BatchEstimate:
-    """`bodies` holds one request body per (model, prompt), model by model."""
+                   lines: Sequence[Mapping[str, Any]], project: str | None = None) -> BatchEstimate:
+    """`bodies` holds one request body per (model, prompt), model by model; `lines` the budget's
+    status rows now."""
     worst: dict[str, int] = dict.fromkeys(models, 0)
     expected: dict[str, int] = dict.fromkeys(models, 0)
     cal = calibrations(metering, models)
@@ -107,7 +107,7 @@ def estimate_batch(metering: Metering, models: Sequence[str], prompts: int, bodi
         else:
             tokens_in, tokens_out = c.expected_tokens(plan)
             expected[model] += plan.price.cost_nanos(Usage(tokens_in, tokens_out))
-    room = _room(metering, project)
+    room = _room(lines, project)
     out = []
     for model in models:
         w, e = worst[model] / NANOS_PER_USD, expected[model] / NANOS_PER_USD
