@@ -39,6 +39,15 @@ def _run(cmd: list[str], **kw) -> subprocess.CompletedProcess[str]:
     return out
 
 
+def _uv_online_or_cached(args: list[str]) -> None:
+    """A uv command that needs packages: from the index, or from uv's cache alone when the index
+    cannot be reached (a machine offline after one online run)."""
+    try:
+        _run([_uv(), *args])
+    except AssertionError:
+        _run([_uv(), *args, "--offline"])
+
+
 def readme_example() -> str:
     """The README's first Python block, as a user would paste it."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -49,11 +58,11 @@ def readme_example() -> str:
 def plain_venv(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("plain")
     uv = _uv()
-    _run([uv, "build", "--wheel", "--quiet", "--out-dir", str(tmp / "dist"), str(ROOT)])
+    _uv_online_or_cached(["build", "--wheel", "--quiet", "--out-dir", str(tmp / "dist"), str(ROOT)])
     (wheel,) = (tmp / "dist").glob("holysheep_lab-*.whl")
     venv = tmp / "venv"
     _run([uv, "venv", "--quiet", "--python", sys.executable, str(venv)])
-    _run([uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel)])
+    _uv_online_or_cached(["pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), str(wheel)])
     return venv
 
 
@@ -80,7 +89,7 @@ def test_readme_first_example_runs_on_a_plain_install(plain_venv, tmp_path):
 def test_notebooks_run_on_a_plain_install(plain_venv, tmp_path):
     # Jupyter hosts the notebooks: its kernel (ipykernel) joins the venv as it would a user's.
     py = plain_venv / "bin" / "python"
-    _run([_uv(), "pip", "install", "--quiet", "--python", str(py), "ipykernel"])
+    _uv_online_or_cached(["pip", "install", "--quiet", "--python", str(py), "ipykernel"])
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
     (spec / "kernel.json").write_text(json.dumps({
