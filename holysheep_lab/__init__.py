@@ -39,6 +39,7 @@ _LAZY: dict[str, str] = {
     "AlertManager": "holysheep_lab.alerts",
     "AsyncHttpxMeteredTransport": "holysheep_lab.transports.legacy",
     "AsyncMeteredTransport": "holysheep_lab.transports.metered",
+    "BatchInterrupted": "holysheep_lab.client.batch",
     "Budget": "holysheep_lab.core.budget",
     "BudgetMeter": "holysheep_lab.notebook",
     "CallRecord": "holysheep_lab.log.schema",
@@ -79,6 +80,7 @@ __all__ = [
     "AlertManager",
     "AsyncHttpxMeteredTransport",
     "AsyncMeteredTransport",
+    "BatchInterrupted",
     "Budget",
     "BudgetExceededError",
     "BudgetMeter",
@@ -162,6 +164,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
         TeamsChannel,
         WebhookChannel,
     )
+    from holysheep_lab.client.batch import BatchInterrupted
     from holysheep_lab.client.client import ChatStream, Client
     from holysheep_lab.client.results import ChatResult, Estimate
     from holysheep_lab.core.budget import Budget

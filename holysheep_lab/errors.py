@@ -112,12 +112,16 @@ class UnknownModelError(HolySheepError):
     """The model has no price, so its cost (and the budget) cannot be known."""
 
     def __init__(self, model: str, known: list[str] | None = None) -> None:
+        import difflib
+
         self.model = model
+        # The price table's names closest to the typo ('gpt-4.l' -> 'gpt-4.1'), best first.
+        self.suggestions: list[str] = difflib.get_close_matches(model.lower(), known or [], n=3, cutoff=0.6)
         hint = ""
-        if known:
-            close = [k for k in known if k.split("-")[0] == model.split("-", maxsplit=1)[0]][:5]
-            if close:
-                hint = f" Known models like it: {', '.join(close)}."
+        if self.suggestions:
+            hint = f" Did you mean {self.suggestions[0]!r}?"
+            if len(self.suggestions) > 1:
+                hint += f" (or {', '.join(map(repr, self.suggestions[1:]))})"
         super().__init__(
             f"No price for model {model!r}; nothing was sent.{hint} Add one with "
             f"prices={{{model!r}: hs.Price(input=..., output=...)}} (USD per 1M tokens) or a "

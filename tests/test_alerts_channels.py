@@ -72,7 +72,7 @@ def test_slack_payload_shape_on_the_wire():
     fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in section["fields"]}
     assert all(f["type"] == "mrkdwn" for f in section["fields"]) and len(section["fields"]) <= 10
     assert fields["*Spent*"] == "$7.62 of $10.00 (76.2%)"
-    assert fields["*In flight*"] == "$0.12"
+    assert fields["*In flight*"] == "$0.1200"  # 4 significant digits under $1
     assert fields["*Resets*"] == "2026-11-29 00:00 Europe/Berlin"
     assert fields["*Project*"] == "&lt;!channel&gt; &amp; co"  # no @channel ping from a project name
     assert context["type"] == "context" and context["elements"][0]["type"] == "mrkdwn"

@@ -75,7 +75,7 @@ def test_push_request_is_what_line_documents():
     assert header["backgroundColor"] == "#F1C40F"
     assert [t["text"] for t in header["contents"]] == ["WARNING · 76.2%", "WARNING: daily budget (global) at 76.2%"]
     assert rows(flex) == {
-        "Spent": "$7.62 of $10.00 (76.2%)", "In flight": "$0.12", "Level": "WARNING (at 75%)",
+        "Spent": "$7.62 of $10.00 (76.2%)", "In flight": "$0.1200", "Level": "WARNING (at 75%)",
         "Scope": "global", "Window": "day:2026-11-28", "Resets": "2026-11-29 00:00 Europe/Berlin",
         "Project": "nlp", "Model": "gpt-4.1",
     }

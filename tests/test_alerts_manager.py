@@ -288,7 +288,7 @@ def test_alert_text_title_and_html():
                     Decimal("0.05"), 0.75, project="<script>alert(1)</script>")
     page = hostile._repr_html_()
     assert "<script>" not in page and "&lt;script&gt;" in page
-    assert "$0.0375 of $0.05" in hostile.text
+    assert "$0.03750 of $0.05000" in hostile.text  # 4 significant digits under $1
 
 
 # ---------------------------------------------------------------- worker

@@ -62,7 +62,7 @@ def test_workflows_message_with_one_adaptive_card_on_the_wire():
     assert text["text"].endswith("— $7.62 of $10.00; resets 2026-11-29 00:00 Europe/Berlin")
     assert facts["type"] == "FactSet"
     assert {f["title"]: f["value"] for f in facts["facts"]} == {
-        "Spent": "$7.62 of $10.00 (76.2%)", "In flight": "$0.12", "Level": "WARNING (at 75%)",
+        "Spent": "$7.62 of $10.00 (76.2%)", "In flight": "$0.1200", "Level": "WARNING (at 75%)",
         "Scope": "global", "Window": "day:2026-11-28", "Resets": "2026-11-29 00:00 Europe/Berlin",
         "Project": "nlp", "Model": "gpt-4.1",
     }

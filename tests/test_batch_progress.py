@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -10,11 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from decimal import Decimal
 
 import pyarrow.compute as pc
 import pytest
 
 import holysheep_lab as hs
+from holysheep_lab.client.progress import FAILING_COLOUR, MIXED_COLOUR, OK_COLOUR, BatchProgress
+from holysheep_lab.core.display import format_usd
 from holysheep_lab.log import read_table
 
 PROMPTS = [f"Summarise ticket {i} in two sentences." for i in range(40)]
@@ -46,22 +50,57 @@ def test_progress_bar_shows_running_cost_and_refusals(log_dir, capsys):
     with hs.Simulator(latency=0.01) as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir,
                                                        budget=hs.Budget(daily=0.005, tz="UTC")) as c:
         results = c.chat_many(PROMPTS[:20], model="gpt-4.1", max_tokens=64, concurrency=2)
-    err = capsys.readouterr().err  # tqdm.auto is text outside Jupyter, on stderr
+    err = capsys.readouterr().err  # outside Jupyter the bar is a line on stderr
     refused = sum(isinstance(r, hs.BudgetExceededError) for r in results)
+    answered = sum(isinstance(r, hs.ChatResult) for r in results)
     cost = sum(r.cost_usd for r in results if isinstance(r, hs.ChatResult))
-    assert "holysheep" in err and "20/20" in err
-    assert f"refused={refused}" in err and f"cost=${cost:.4f}" in err
+    final = err.rstrip("\n").rsplit("\r", 1)[-1]
+    assert refused and answered
+    assert final.startswith("holysheep 20/20 · ")
+    assert f"{answered} answered" in final and f"{refused} refused" in final and format_usd(cost) in final
+    assert "failed" not in final
 
 
-def test_progress_without_tqdm_runs_silently(log_dir, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # tqdm is optional: `import tqdm.auto` fails
+def test_progress_needs_no_tqdm(log_dir, capsys, monkeypatch):
+    # The default progress=True runs on a plain install: no tqdm, no AttributeError.
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     with hs.Simulator(latency=0.01) as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir,
                                                        budget=hs.Budget(daily=0.005, tz="UTC")) as c:
         results = c.chat_many(PROMPTS[:20], model="gpt-4.1", max_tokens=64, concurrency=2)  # progress=True
     assert len(results) == 20
     assert any(isinstance(r, hs.ChatResult) for r in results)
     assert any(isinstance(r, hs.BudgetExceededError) for r in results)
-    assert "holysheep" not in capsys.readouterr().err
+    assert "holysheep 20/20" in capsys.readouterr().err
+
+
+def test_progress_shows_failures_and_turns_red_when_they_dominate(log_dir, capsys):
+    with hs.Simulator(latency=0.01) as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir) as c:
+        results = c.chat_many(PROMPTS[:6], model="gpt-4.l", max_tokens=16, concurrency=2)  # a typo'd model
+        assert sim.requests == 0
+    assert all(isinstance(r, hs.UnknownModelError) for r in results)
+    final = capsys.readouterr().err.rstrip("\n").rsplit("\r", 1)[-1]
+    assert "holysheep 6/6 · 0 answered · 6 failed · $0.00" in final
+    assert "UnknownModelError" in final and "did you mean 'gpt-4.1'?" in final.lower() and "(x6)" in final
+
+    bar = BatchProgress(4, widget=False, stream=io.StringIO())
+    assert bar.colour == OK_COLOUR
+    bar.update(results[0])
+    assert bar.colour == FAILING_COLOUR  # 1 failed, 0 answered
+    answer = _answer(log_dir)
+    bar.update(answer)
+    assert bar.colour == MIXED_COLOUR  # as many answered as failed: not dominated
+    bar.update(answer)
+    assert bar.colour == MIXED_COLOUR
+    bar.update(hs.BudgetExceededError(scope="global", window="daily", spent=Decimal(0), reserved=Decimal(0),
+                                      limit=Decimal(1), estimate=Decimal(2), resets_at=None))
+    assert bar.colour == MIXED_COLOUR and bar.done == 4 and (bar.answered, bar.refused, bar.failed) == (2, 1, 1)
+    assert 'data-colour="#e74c3c"' not in bar.html() and f"data-colour='{MIXED_COLOUR}'" in bar.html()
+
+
+def _answer(log_dir) -> hs.ChatResult:
+    with hs.Simulator() as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir) as c:
+        return c.chat("gpt-4.1", "hi", max_tokens=8)
 
 
 def test_bad_concurrency_is_refused(log_dir):
@@ -93,23 +132,33 @@ SCRIPT = textwrap.dedent("""
     import json, sys
     import holysheep_lab as hs
     sim = hs.Simulator(latency=0.4).start()
-    client = hs.Client(base_url=sim.base_url, log_dir=sys.argv[1], budget=hs.Budget(daily=10, tz="UTC"))
+    client = hs.Client(base_url=sim.base_url, log_dir=sys.argv[1], budget=hs.Budget(daily=10, tz="UTC"),
+                       log_content=True)
+    prompts = [f"prompt {i}" for i in range(40)]
     print("START", flush=True)
+    kept, resumed = None, None
+
+    def said(r):  # the prompt a result answered (logged with log_content=True)
+        return json.loads(r.record.prompt)[-1]["content"] if isinstance(r, hs.ChatResult) else None
     try:
-        client.chat_many([f"prompt {i}" for i in range(40)], model="gpt-4.1", max_tokens=64, concurrency=4,
-                         progress=False)
+        client.chat_many(prompts, model="gpt-4.1", max_tokens=64, concurrency=4, progress=False)
         outcome = "finished"
-    except KeyboardInterrupt:
-        outcome = "interrupted"
-    line = client.budget_status()[0]
+    except hs.BatchInterrupted as exc:
+        outcome = "interrupted" if isinstance(exc, KeyboardInterrupt) else "not a KeyboardInterrupt"
+        kept = [None if r is None else (type(r).__name__, said(r)) for r in exc.results]
+        line = client.budget_status().line("daily")
+        spent, reserved, sent, answered = line["spent_usd"], line["reserved_usd"], sim.requests, sim.completed
+        full = exc.resume()
+        resumed = [(type(r).__name__, said(r)) for r in full]
     client.close()
-    print(json.dumps({"outcome": outcome, "spent": line["spent_usd"], "reserved": line["reserved_usd"],
-                      "sent": sim.requests, "answered": sim.completed}), flush=True)
+    print(json.dumps({"outcome": outcome, "spent": spent, "reserved": reserved, "sent": sent,
+                      "answered": answered, "kept": kept, "resumed": resumed, "total_sent": sim.requests}),
+          flush=True)
     sim.stop()
 """)
 
 
-def test_ctrl_c_during_chat_many_keeps_the_log_and_the_ledger_straight(tmp_path):
+def test_ctrl_c_during_chat_many_keeps_the_answers_the_log_and_the_ledger_straight(tmp_path):
     log = tmp_path / "logs"
     proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(log)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -120,9 +169,18 @@ def test_ctrl_c_during_chat_many_keeps_the_log_and_the_ledger_straight(tmp_path)
     assert proc.returncode == 0, err[-2000:]
     report = json.loads(out.strip().splitlines()[-1])
     assert report["outcome"] == "interrupted" and report["reserved"] == 0
-    table = read_table(log, columns=["status", "cost_usd"])
-    ok = table.filter(pc.equal(table["status"], "ok")).num_rows
-    assert table.num_rows == report["sent"]  # every request sent is one row
-    assert 4 <= ok <= report["answered"]  # what was answered and read is logged as ok
-    assert report["spent"] == pytest.approx(pc.sum(table["cost_usd"]).as_py())
+    kept = report["kept"]
+    # Every finished answer is kept, in prompt order; None where the call had not finished.
+    assert len(kept) == 40
+    done = [i for i, k in enumerate(kept) if k is not None]
+    assert len(done) >= 4 and len(done) < 40
+    assert all(kept[i] == ["ChatResult", f"prompt {i}"] for i in done)
+    # The log and the ledger agree with what was paid before the interrupt.
+    table = read_table(log, columns=["status", "cost_usd", "prompt"])
+    first = table.slice(0, report["sent"])
+    assert 4 <= pc.sum(pc.equal(first["status"], "ok")).as_py() <= report["answered"]
+    assert report["spent"] == pytest.approx(pc.sum(first["cost_usd"]).as_py())
+    # resume() runs only the rest: the whole batch in prompt order, the finished ones not resent.
+    assert report["resumed"] == [["ChatResult", f"prompt {i}"] for i in range(40)]
+    assert report["total_sent"] == report["sent"] + (40 - len(done))
     assert "Traceback" not in err

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
+from html import escape as html_escape
 from pathlib import Path
 
 import httpx2
@@ -17,6 +18,7 @@ import pytest
 import holysheep_lab as hs
 from holysheep_lab.alerts.model import Level
 from holysheep_lab.core.budget import Window, window_key
+from holysheep_lab.core.display import format_usd
 from holysheep_lab.ledger.base import bucket_name
 from holysheep_lab.notebook import BudgetMeter, dashboard
 from holysheep_lab.notebook.view import OK_COLOUR, level_for
@@ -244,6 +246,7 @@ def test_display_bundle_and_cheap_repr(client, monkeypatch):
 
     monkeypatch.setattr(client.metering.ledger, "snapshot", boom)
     assert repr(meter).startswith("<BudgetMeter 2 lines")
+    monkeypatch.undo()  # close() takes a last reading for the snapshot it leaves
     meter.close()
 
 
@@ -308,3 +311,37 @@ def test_one_refresher_thread_per_meter(client):
     assert meters() == before + 1  # calls only set an Event; they never start threads
     meter.close()
     assert meters() == before
+
+
+def test_dashboard_alerts_and_status_follow_the_meter_without_refresh(sim, log_dir):
+    budget = hs.Budget(daily=0.01, monthly=10, tz="UTC")
+    with hs.Client(base_url=sim.base_url, log_dir=log_dir, budget=budget, alerts=hs.AlertManager(cooldown=0)) as c:
+        board = dashboard(c)
+        assert "no alerts yet" in board.alerts.value
+        seen = Recorder(board.status)
+        _spend_until_refused(c)
+        c.metering.alerts.flush(5)
+        last = c.metering.alerts.history[-1]
+        # No refresh() call: the meter's refresher redraws the alert list and the status line.
+        assert _wait(lambda: html_escape(last.title) in board.alerts.value), board.alerts.value
+        spent = c.budget_status().line("daily")["spent_usd"]
+        assert _wait(lambda: f"today {format_usd(spent)} spent" in board.status.value), board.status.value
+        assert len(seen.seen) >= 2 and "tex2jax_ignore" in board.status.value
+        board.close()
+
+
+def test_progress_widget_turns_red_when_failures_dominate(log_dir):
+    from holysheep_lab.client.progress import FAILING_COLOUR, MIXED_COLOUR, OK_COLOUR, BatchProgress
+
+    bar = BatchProgress(3, widget=True)  # the notebook form, built outside a kernel
+    assert bar._bar.style.bar_color == OK_COLOUR
+    unknown = hs.UnknownModelError("gpt-4.l", ["gpt-4.1"])
+    bar.update(unknown)
+    assert bar._bar.style.bar_color == FAILING_COLOUR and bar._bar.value == 1
+    assert "1 failed" in bar._label.value and "Did you mean" in bar._label.value
+    assert "tex2jax_ignore" in bar._label.value and "tex2jax_ignore" in bar.html()
+    with hs.Simulator() as s, hs.Client(base_url=s.base_url, log_dir=log_dir) as c:
+        answer = c.chat("gpt-4.1", "hi", max_tokens=8)
+    bar.update(answer)
+    assert bar._bar.style.bar_color == MIXED_COLOUR
+    bar.close()

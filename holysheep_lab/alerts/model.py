@@ -17,6 +17,7 @@ from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from holysheep_lab.core.display import NO_MATH, format_usd  # one money rule for every channel (re-exported)
 from holysheep_lab.errors import ConfigError
 
 __all__ = [
@@ -139,17 +140,6 @@ def parse_levels(
     return tuple(sorted(out, key=lambda lv: lv.threshold))
 
 
-def format_usd(amount: Decimal | float) -> str:
-    """'$7.62', '$1,234.50'; small amounts keep up to 4 decimals ('$0.0375')."""
-    d = Decimal(str(amount))
-    if abs(d) >= 1 or d == 0:
-        return f"${d:,.2f}"
-    text = f"{d:.4f}".rstrip("0")
-    if len(text.split(".")[1]) < 2:
-        text = f"{d:.2f}"
-    return f"${text}"
-
-
 def _zone_label(dt: datetime) -> str:
     tz: tzinfo | None = dt.tzinfo
     key = getattr(tz, "key", None)
@@ -262,7 +252,7 @@ class Alert:
             for k, v in self.details()
         )
         return (
-            f"<div class='holysheep-alert' style='border-left:6px solid {colour};"
+            f"<div class='holysheep-alert {NO_MATH}' style='border-left:6px solid {colour};"
             "background:rgba(127,127,127,.08);padding:.5em .8em;margin:.3em 0;"
             "font-family:system-ui,sans-serif'>"
             f"<div style='font-weight:600'>{html.escape(self.title)}</div>"

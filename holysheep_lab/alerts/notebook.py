@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any, TextIO
 
 from holysheep_lab.alerts.model import Alert
+from holysheep_lab.core.display import no_math
 from holysheep_lab.core.validate import positive_int
 
 __all__ = ["NotebookChannel"]
@@ -58,7 +59,8 @@ class NotebookChannel:
             return
         from IPython.display import HTML
 
-        self._handle.update(HTML("".join(a._repr_html_() for a in recent)))  # type: ignore[no-untyped-call]
+        # "$0.01 of $0.02" must not be typeset as math by the notebook's MathJax.
+        self._handle.update(HTML(no_math("".join(a._repr_html_() for a in recent))))  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
         return f"NotebookChannel(in_notebook={self.in_notebook}, keep={self._recent.maxlen})"

@@ -10,13 +10,14 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import httpx2
 
-from holysheep_lab.client.batch import run_batch
+from holysheep_lab.client.batch import BatchInterrupted, Outcome, batch_frame, check_concurrency, run_batch
 from holysheep_lab.client.loop import run_sync
-from holysheep_lab.client.results import ChatResult, Estimate, Messages
+from holysheep_lab.client.progress import BatchProgress
+from holysheep_lab.client.results import BatchEstimate, BudgetStatus, ChatResult, Estimate, Messages
 from holysheep_lab.core import fastjson as fast_json
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.limits import RateLimit, Retry
@@ -28,6 +29,9 @@ from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError, safe_url
 from holysheep_lab.ledger.base import Ledger
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
+
+if TYPE_CHECKING:
+    from holysheep_lab.client.frames import ReadableFrame
 
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
 
@@ -69,6 +73,21 @@ def _streaming(response: Any) -> Any:
     if outcome is not None and outcome.error is not None:
         raise outcome.error
     return response
+
+
+def _batch_out(prompts: list[Messages], results: list[Outcome | None], model: str, as_frame: bool) -> Any:
+    if as_frame:
+        return batch_frame(prompts, results, model)
+    return [r for r in results if r is not None]
+
+
+def _model_names(model: str | None, models: Sequence[str] | None) -> list[str]:
+    if (model is None) == (models is None):
+        raise ConfigError("Pass model='gpt-4.1' or models=['gpt-4.1', ...] (one of the two).")
+    names = [model] if model is not None else list(models or [])
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"models must be non-empty model names, not {models!r}.")
+    return list(dict.fromkeys(names))
 
 
 class ChatStream:
@@ -263,9 +282,12 @@ class Client:
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
         request = self._http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                            extensions={PAYLOAD_EXTENSION: body})
-        if stream:
-            return ChatStream(_streaming(self._http.send(request, stream=True)), model)
-        return _result(self._http.send(request))
+        try:
+            if stream:
+                return ChatStream(_streaming(self._http.send(request, stream=True)), model)
+            return _result(self._http.send(request))
+        except HolySheepError as exc:
+            raise exc.with_traceback(None) from exc.__cause__  # the trace ends here, not 15 frames into httpx2
 
     async def achat(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024,
                     temperature: float | None = 0.7, *, project: str | None = None, stream: bool = False,
@@ -276,30 +298,130 @@ class Client:
         http = self._async_client()
         request = http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
                                      extensions={PAYLOAD_EXTENSION: body})
-        if stream:
-            return AsyncChatStream(_streaming(await http.send(request, stream=True)), model)
-        return _result(await http.send(request))
+        try:
+            if stream:
+                return AsyncChatStream(_streaming(await http.send(request, stream=True)), model)
+            return _result(await http.send(request))
+        except HolySheepError as exc:
+            raise exc.with_traceback(None) from exc.__cause__  # the trace ends here, not in httpx2
+
+    @overload
+    async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                         progress: bool = False, as_frame: Literal[False] = False,
+                         **params: Any) -> list[ChatResult | BaseException]: ...
+
+    @overload
+    async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                         progress: bool = False, as_frame: Literal[True], **params: Any) -> ReadableFrame: ...
+
+    @overload
+    async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                         progress: bool = False, as_frame: bool,
+                         **params: Any) -> list[ChatResult | BaseException] | ReadableFrame: ...
 
     async def achat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
-                         progress: bool = False, **params: Any) -> list[ChatResult | BaseException]:
-        """Run many calls at once; results in prompt order, an exception in place of each failure."""
+                         progress: bool = False, as_frame: bool = False, **params: Any) -> Any:
+        """Async `chat_many` (same results; `progress` off by default). A task.cancel() raises
+        CancelledError; a KeyboardInterrupt inside raises BatchInterrupted (`await exc.resume()`)."""
+        self._check_open()
+        check_concurrency(concurrency)
+        batch = list(prompts)
+        return await self._arun_many(batch, [None] * len(batch), model, concurrency, progress, as_frame, params)
+
+    async def _arun_many(self, prompts: list[Messages], results: list[Outcome | None], model: str, concurrency: int,
+                         progress: bool, as_frame: bool, params: dict[str, Any]) -> Any:
+        bar = BatchProgress(sum(r is None for r in results)) if progress else None
+        try:
+            await run_batch(self._batch_call(model, params), prompts, concurrency=concurrency, progress=bar,
+                            results=results)
+        except KeyboardInterrupt:
+            raise BatchInterrupted(results, lambda: self._arun_many(
+                prompts, results, model, concurrency, progress, as_frame, params)) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        return _batch_out(prompts, results, model, as_frame)
+
+    @overload
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: Literal[False] = False,
+                  **params: Any) -> list[ChatResult | BaseException]: ...
+
+    @overload
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: Literal[True], **params: Any) -> ReadableFrame: ...
+
+    @overload
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: bool,
+                  **params: Any) -> list[ChatResult | BaseException] | ReadableFrame: ...
+
+    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
+                  progress: bool = True, as_frame: bool = False, **params: Any) -> Any:
+        """Many calls at once on the private event loop (works inside Jupyter), at most
+        `concurrency` in flight: results in prompt order, a refusal or failure (exception) in
+        place of each prompt that got no answer.
+
+        `as_frame=True` returns one row per prompt instead (prompt, text, model, input/output
+        tokens, cost_usd, latency_ms, error). `progress` shows answered, refused and failed calls
+        and their cost. Ctrl-C raises BatchInterrupted, which holds every finished answer
+        (`exc.results`) and runs the rest on `exc.resume()`.
+        """
+        self._check_open()
+        check_concurrency(concurrency)
+        batch = list(prompts)
+        return self._run_many(batch, [None] * len(batch), model, concurrency, progress, as_frame, params)
+
+    def _run_many(self, prompts: list[Messages], results: list[Outcome | None], model: str, concurrency: int,
+                  progress: bool, as_frame: bool, params: dict[str, Any]) -> Any:
+        self._check_open()
+        # Made and closed on this (the caller's) thread: in a notebook, the cell's output.
+        bar = BatchProgress(sum(r is None for r in results)) if progress else None
+        try:
+            run_sync(run_batch(self._batch_call(model, params), prompts, concurrency=concurrency, progress=bar,
+                               results=results))
+        except KeyboardInterrupt:
+            raise BatchInterrupted(results, lambda: self._run_many(
+                prompts, results, model, concurrency, progress, as_frame, params)) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        return _batch_out(prompts, results, model, as_frame)
+
+    def _batch_call(self, model: str, params: dict[str, Any]) -> Callable[[Messages], Any]:
         async def call(prompt: Messages) -> ChatResult:
             result: ChatResult = await self.achat(model, prompt, **params)
             return result
 
-        return await run_batch(call, prompts, concurrency=concurrency, progress=progress)
-
-    def chat_many(self, prompts: Sequence[Messages], model: str, *, concurrency: int = 8,
-                  progress: bool = True, **params: Any) -> list[ChatResult | BaseException]:
-        """Sync batch on the private event loop (works inside Jupyter). Ctrl-C safe."""
-        self._check_open()
-        return run_sync(self.achat_many(prompts, model, concurrency=concurrency, progress=progress, **params))
+        return call
 
     def estimate(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024, **params: Any) -> Estimate:
         """The worst-case cost the guard would reserve for this call, without sending it."""
         body = self._body(model, messages_or_prompt, max_tokens, None, False, params)
-        plan = self.metering.preview(CHAT_COMPLETIONS, body)
+        try:
+            plan = self.metering.preview(CHAT_COMPLETIONS, body)
+        except HolySheepError as exc:
+            raise exc.with_traceback(None) from exc.__cause__
         return Estimate(model, plan.input_bound, plan.output_bound, plan.estimate_nanos / NANOS_PER_USD)
+
+    def estimate_many(self, prompts: Sequence[Messages], model: str | None = None, *,
+                      models: Sequence[str] | None = None, max_tokens: int | None = 1024,
+                      project: str | None = None, **params: Any) -> BatchEstimate:
+        """What a batch would cost, per model, without sending anything: the worst case (what the
+        guard reserves, so the most it can cost) and the expected total (the worst case calibrated
+        by what this model's logged calls cost of their worst case), and whether it fits what is
+        left of each budget line (global and `project`'s) now."""
+        from holysheep_lab.client.estimates import estimate_batch
+
+        names = _model_names(model, models)
+        batch = list(prompts)
+        if not batch:
+            raise ConfigError("prompts is empty: pass the batch's prompts.")
+        bodies = [self._body(name, p, max_tokens, None, False, params) for name in names for p in batch]
+        try:
+            return estimate_batch(self.metering, names, len(batch), bodies, self.budget_status(), project)
+        except HolySheepError as exc:
+            raise exc.with_traceback(None) from exc.__cause__
 
     def _async_client(self) -> httpx2.AsyncClient:
         loop = asyncio.get_running_loop()
@@ -327,12 +449,13 @@ class Client:
 
         return usage_report(self.metering, days)
 
-    def budget_status(self) -> list[dict[str, Any]]:
+    def budget_status(self) -> BudgetStatus:
         """Every budget line now, from the ledger: spent, in flight, limit, remaining, flags, reset
-        time (the columns of df.hs.budget_status(); see holysheep_lab.reports.budget)."""
+        time (the columns of df.hs.budget_status(); see holysheep_lab.reports.budget), one dict per
+        line (exact floats), shown as a readable table; `.to_frame()` for pandas."""
         from holysheep_lab.reports.budget import ledger_status
 
-        return ledger_status(self.metering)
+        return BudgetStatus(ledger_status(self.metering))
 
     def meter(self) -> Any:
         """A live ipywidgets budget meter (hs.BudgetMeter) that moves while calls run."""

@@ -229,6 +229,7 @@ class Metering:
         self._secrets_lock = threading.Lock()
         self.recent = _Recent()
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
+        self._on_close: list[Callable[[], None]] = []  # views that freeze when the metering closes
         self.calls = 0
         self.closed = False
         self._ledger_down = False
@@ -661,6 +662,11 @@ class Metering:
         self._listeners.append(fn)
         return lambda: self._listeners.remove(fn) if fn in self._listeners else None
 
+    def on_close(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """Call `fn` on the closing thread once this metering has closed; returns an unsubscribe."""
+        self._on_close.append(fn)
+        return lambda: self._on_close.remove(fn) if fn in self._on_close else None
+
     def close(self) -> None:
         """Settle the calls still in flight (at their worst case), then close the log."""
         if self.closed:
@@ -670,6 +676,8 @@ class Metering:
         self.writer.close()
         if self.alerts is not None:
             self.alerts.flush(5.0)
+        for fn in list(self._on_close):
+            fn()
 
 
 # Frames of these packages are not the caller's: a warning points past them, at user code.

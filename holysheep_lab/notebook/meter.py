@@ -17,9 +17,10 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from holysheep_lab.core.display import NO_MATH
 from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.notebook.view import LineState, MeterState, describe, meter_state, render_html
-from holysheep_lab.notebook.widgets import require_ipywidgets
+from holysheep_lab.notebook.widgets import forget, freeze_at_exit, require_ipywidgets
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -56,7 +57,7 @@ class MeterRow:
         with self.bar.hold_sync():
             self.bar.value = line.percent
             self.bar.style.bar_color = line.colour
-        self.detail.value = f"<span style='font-size:90%'>{html.escape(line.detail)}</span>"
+        self.detail.value = f"<span class='{NO_MATH}' style='font-size:90%'>{html.escape(line.detail)}</span>"
 
 
 class BudgetMeter:
@@ -81,6 +82,9 @@ class BudgetMeter:
         self.box = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *(r.box for r in self._rows.values()), self.footer])
         self._set_footer(self._state.footer)
         self.updates = 0  # refreshes done (tests and benchmarks read it)
+        self._handles: list[Any] = []  # the notebook outputs showing this meter (display ids)
+        self._on_refresh: list[Callable[[MeterState], None]] = []
+        self._frozen = False
         self._last_refresh = time.monotonic()
         self._dirty = threading.Event()
         self._stop = threading.Event()
@@ -88,6 +92,9 @@ class BudgetMeter:
         self._unsubscribe: list[Callable[[], None]] = [self._metering.subscribe(lambda _r, _e: dirty.set())]
         if self._metering.alerts is not None:
             self._unsubscribe.append(self._metering.alerts.subscribe(lambda _a: dirty.set()))
+        ref = weakref.ref(self)
+        # Not among the refresher's subscriptions: it may stop (seeing `closed`) before close() calls this.
+        self._unfreeze = self._metering.on_close(lambda: _freeze(ref))
         self._thread = threading.Thread(
             target=_refresh_loop, args=(weakref.ref(self), self._dirty, self._stop, self._metering, interval, idle),
             name="holysheep-meter", daemon=True)
@@ -136,9 +143,17 @@ class BudgetMeter:
             self._state = state
             self.updates += 1
             self._last_refresh = time.monotonic()
+            listeners = list(self._on_refresh)
+        for fn in listeners:  # e.g. the dashboard's alerts and status: one refresher for all
+            fn(state)
+
+    def on_refresh(self, fn: Callable[[MeterState], None]) -> Callable[[], None]:
+        """Call `fn(state)` after every refresh (on the refresher's thread); returns an unsubscribe."""
+        self._on_refresh.append(fn)
+        return lambda: self._on_refresh.remove(fn) if fn in self._on_refresh else None
 
     def _set_footer(self, text: str) -> None:
-        self.footer.value = f"<span style='color:#555;font-size:90%'>{html.escape(text)}</span>"
+        self.footer.value = f"<span class='{NO_MATH}' style='color:#555;font-size:90%'>{html.escape(text)}</span>"
 
     def _wants_tick(self, shared: bool) -> bool:
         """On an idle wake-up: is there anything that changes without a call?"""
@@ -151,12 +166,33 @@ class BudgetMeter:
         return any(now >= ln.resets_at for ln in st.lines)
 
     def close(self) -> None:
-        """Stop refreshing (the widgets keep their last values)."""
+        """Stop refreshing. The widgets keep their last values, and the notebook outputs that
+        show this meter become its static snapshot (see `freeze`)."""
         self._stop.set()
         self._dirty.set()
         if self._thread is not threading.current_thread():
             self._thread.join(5)
         self._detach()
+        self.freeze()
+
+    def freeze(self) -> None:
+        """Replace every output showing this meter by its static HTML snapshot (final figures).
+
+        A stopped meter no longer changes, so nothing is lost; and a saved notebook then holds
+        the snapshot alone. JupyterLab renders a widget view whenever one is in the output,
+        even when its model cannot be restored ("Error displaying widget: model not found"):
+        the HTML beside it is never used there. Runs when the client closes (on the closing
+        thread, so the update belongs to that cell) and on `close()`.
+        """
+        if self._frozen:
+            return
+        self._frozen = True
+        forget(self)
+        self._unfreeze()
+        self.refresh()  # the last calls show (a ledger error leaves the last figures)
+        snapshot = {"text/html": render_html(self._state, self.title), "text/plain": describe(self._state)}
+        for handle in self._handles:
+            handle.update(snapshot, raw=True)
 
     def _detach(self) -> None:
         for unsubscribe in self._unsubscribe:
@@ -168,14 +204,31 @@ class BudgetMeter:
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         if not self._metering.closed:
             self.refresh()  # the snapshot below must not lag behind the throttled refresher
+        snapshot = {"text/html": render_html(self._state, self.title), "text/plain": describe(self._state)}
+        if self._frozen:
+            return snapshot
         bundle = dict(self.box._repr_mimebundle_(**kwargs) or {})
-        # Viewers without a widget manager (GitHub, a plain HTML export) show this snapshot.
-        bundle["text/html"] = render_html(self._state, self.title)
-        bundle["text/plain"] = describe(self._state)
+        # Viewers without a widget manager (GitHub, a plain HTML export, VS Code when the kernel
+        # is gone) show this snapshot.
+        bundle.update(snapshot)
         return bundle
+
+    def _ipython_display_(self) -> None:
+        """Shown with a display id, so the output can turn into the snapshot when the meter stops."""
+        from IPython.display import display
+
+        show: Callable[..., Any] = display  # IPython leaves display() unannotated
+        self._handles.append(show(self._repr_mimebundle_(), raw=True, display_id=True))
+        freeze_at_exit(self)  # a kernel shutdown or restart leaves the snapshot, not a dead widget
 
     def __repr__(self) -> str:
         return f"<BudgetMeter {len(self._rows)} lines, {'live' if self.running else 'stopped'}>"
+
+
+def _freeze(ref: weakref.ref[BudgetMeter]) -> None:
+    meter = ref()
+    if meter is not None:
+        meter.freeze()
 
 
 def _refresh_loop(ref: weakref.ref[BudgetMeter], dirty: threading.Event, stop: threading.Event,

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time, format_usd
+from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time
+from holysheep_lab.core.display import NO_MATH, format_usd
 from holysheep_lab.core.money import NANOS_PER_USD
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def render_html(state: MeterState, title: str = "holysheep budget") -> str:
             f"<span style='display:block;height:100%;width:{ln.percent}%;background:{ln.colour}'></span></span>"
             f"<span style='font-size:90%'>{html.escape(ln.detail)}</span></div>"
         )
-    return (f"<div class='hs-meter' style='font-family:system-ui,sans-serif'><b>{html.escape(title)}</b>"
+    return (f"<div class='hs-meter {NO_MATH}' style='font-family:system-ui,sans-serif'><b>{html.escape(title)}</b>"
             + "".join(rows) + f"<div class='hs-meter-footer' style='color:#555;font-size:90%'>"
             f"{html.escape(state.footer)}</div></div>")
 
