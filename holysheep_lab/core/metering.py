@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from holysheep_lab.core import fastjson
 from holysheep_lab.core.budget import Budget, Window, window_bounds, window_key
@@ -55,7 +55,7 @@ from holysheep_lab.log.schema import CallRecord
 if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager
 
-__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "LogKeptWarning", "Metering", "MeteringOptions",
+__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "LogKeptWarning", "Metered", "Metering", "MeteringOptions",
            "UsageMissingWarning"]
 
 log = logging.getLogger("holysheep_lab")
@@ -93,6 +93,15 @@ class MeteringOptions(TypedDict, total=False):
     log_content: bool
     passthrough: Sequence[str] | None
     idempotency_header: str | None
+
+
+@runtime_checkable
+class Metered(Protocol):
+    """Anything that meters its calls through one Metering (hs.Client does): what the meter
+    widgets and the dashboard take, so they need not import the client."""
+
+    @property
+    def metering(self) -> Metering: ...
 
 
 def _default_clock() -> datetime:

@@ -25,8 +25,7 @@ from holysheep_lab.notebook.widgets import forget, freeze_at_exit, require_ipywi
 if TYPE_CHECKING:
     import pandas as pd
 
-    from holysheep_lab.client.client import Client
-    from holysheep_lab.core.metering import Metering
+    from holysheep_lab.core.metering import Metered, Metering
 
 __all__ = ["Dashboard", "dashboard", "latest_day"]
 
@@ -48,7 +47,7 @@ class Dashboard:
     """Meters (with a client), latest alerts, and daily spend and model-mix charts of the
     last `days` days with calls; `refresh()` (or the button) redraws from the log."""
 
-    def __init__(self, source: Client | Metering | str | Path, *, days: int = 14, budget: Budget | None = None) -> None:
+    def __init__(self, source: Metered | Metering | str | Path, *, days: int = 14, budget: Budget | None = None) -> None:
         if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= 366:
             raise ConfigError(f"days must be a whole number in 1..366, not {days!r}.")
         w = require_ipywidgets()
@@ -198,7 +197,7 @@ def _display(bundle: dict[str, Any]) -> None:
     show(bundle, raw=True)
 
 
-def dashboard(client_or_log_dir: Client | Metering | str | Path, *, days: int = 14,
+def dashboard(client_or_log_dir: Metered | Metering | str | Path, *, days: int = 14,
               budget: Budget | None = None) -> Dashboard:
     """A dashboard for a client (live meters + its log) or a log folder (charts only)."""
     return Dashboard(client_or_log_dir, days=days, budget=budget)

@@ -25,19 +25,17 @@ from holysheep_lab.notebook.widgets import forget, freeze_at_exit, require_ipywi
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from holysheep_lab.client.client import Client
-    from holysheep_lab.core.metering import Metering
+    from holysheep_lab.core.metering import Metered, Metering
 
 __all__ = ["BudgetMeter", "MeterRow"]
 
 _SHARED_LEDGER_REFRESH = 5.0  # seconds: other processes may spend on a SQLite/Redis ledger
 
 
-def _metering_of(source: Client | Metering) -> Metering:
-    from holysheep_lab.core.metering import Metering
+def _metering_of(source: Metered | Metering) -> Metering:
+    from holysheep_lab.core.metering import Metered, Metering
 
-    # Not isinstance(source, Client): the client module imports this one (client.meter()).
-    metering = getattr(source, "metering", source)
+    metering = source.metering if isinstance(source, Metered) else source
     if not isinstance(metering, Metering):
         raise ConfigError(f"BudgetMeter needs an hs.Client or its .metering, not {type(source).__name__}.")
     return metering
@@ -68,7 +66,7 @@ class BudgetMeter:
     client closes or on `close()`.
     """
 
-    def __init__(self, client_or_metering: Client | Metering, *, interval: float = 0.25, idle: float = 1.0,
+    def __init__(self, client_or_metering: Metered | Metering, *, interval: float = 0.25, idle: float = 1.0,
                  title: str = "holysheep budget") -> None:
         if not (0 < interval <= 10 and 0 < idle <= 60):
             raise ConfigError("BudgetMeter interval must be in (0, 10] s and idle in (0, 60] s.")
