@@ -52,14 +52,18 @@ class ChatEvents:
             except ResponseFormatError as exc:
                 usage_error = str(exc)
         choices = event.get("choices") or []
+        keep = not (strip_usage and raw_usage is not None and not choices)
+        return StreamEvent(self.texts(choices), usage, usage_error, keep)
+
+    def texts(self, choices: list[Any]) -> tuple[str, ...]:
+        """The pieces of text in a chunk's choices (`delta.content`)."""
         parts: list[str] = []
         for choice in choices:
             delta = choice.get("delta") if isinstance(choice, dict) else None
             content = delta.get("content") if isinstance(delta, dict) else None
             if content:
                 parts.append(content)
-        keep = not (strip_usage and raw_usage is not None and not choices)
-        return StreamEvent(tuple(parts), usage, usage_error, keep)
+        return tuple(parts)
 
     def billing_free(self, events: bytes) -> bool:
         # A quote cannot stand unescaped inside a JSON string, so `"usage"` here is always a key.

@@ -17,10 +17,10 @@ from typing import Any
 
 from holysheep_lab.core.pricing import Usage
 from holysheep_lab.core.tokens import measure_messages
-from holysheep_lab.endpoints.base import RequestFacts, StreamEvent
+from holysheep_lab.endpoints.base import RequestFacts
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS, ChatEvents, chat_usage
 from holysheep_lab.endpoints.common import output_cap, request_model, split_prompts, usage_object
-from holysheep_lab.errors import ConfigError, ResponseFormatError
+from holysheep_lab.errors import ConfigError
 
 __all__ = ["COMPLETIONS", "CompletionEvents", "Completions", "DEFAULT_MAX_TOKENS"]
 
@@ -48,19 +48,8 @@ class CompletionEvents(ChatEvents):
 
     __slots__ = ()
 
-    def read(self, event: dict[str, Any], strip_usage: bool) -> StreamEvent:
-        usage: Usage | None = None
-        usage_error: str | None = None
-        raw_usage = event.get("usage")
-        if isinstance(raw_usage, dict):
-            try:
-                usage = chat_usage(raw_usage)
-            except ResponseFormatError as exc:
-                usage_error = str(exc)
-        choices = event.get("choices") or []
-        parts = [c["text"] for c in choices if isinstance(c, dict) and isinstance(c.get("text"), str) and c["text"]]
-        keep = not (strip_usage and raw_usage is not None and not choices)
-        return StreamEvent(tuple(parts), usage, usage_error, keep)
+    def texts(self, choices: list[Any]) -> tuple[str, ...]:
+        return tuple(c["text"] for c in choices if isinstance(c, dict) and isinstance(c.get("text"), str) and c["text"])
 
 
 _EVENTS = CompletionEvents()
