@@ -24,6 +24,7 @@ from holysheep_lab.core.pricing import PriceTable, Usage
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
 from holysheep_lab.ledger.base import Ledger
+from holysheep_lab.log.schema import CallRecord
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
@@ -41,6 +42,12 @@ def _normalise(messages: Messages) -> list[dict[str, Any]]:
     return out
 
 
+def _usage(record: CallRecord) -> Usage:
+    """The usage a logged call was charged for."""
+    return Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens, record.reasoning_tokens,
+                 record.relay_cost_usd, record.cache_write_tokens, record.cache_write_1h_tokens)
+
+
 def _result(response: Any) -> ChatResult:
     """Turn a metered response into a ChatResult, or raise the meter's error for it."""
     outcome = outcome_of(response)
@@ -52,8 +59,7 @@ def _result(response: Any) -> ChatResult:
         text = raw["choices"][0]["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ResponseFormatError("The completion has no choices[0].message; the call is logged.") from exc
-    usage = Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens,
-                  record.reasoning_tokens, record.relay_cost_usd)
+    usage = _usage(record)
     return ChatResult(text, usage, record.cost_usd, raw.get("model", record.model), record.latency_ms or 0.0, raw, record)
 
 
@@ -104,7 +110,7 @@ class ChatStream:
         outcome = outcome_of(self._response)
         assert outcome is not None and outcome.record is not None, "a closed stream is settled"
         record = outcome.record
-        usage = Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens, record.reasoning_tokens)
+        usage = _usage(record)
         text = "".join(self.parts)
         raw = {"model": self._model, "choices": [{"message": {"role": "assistant", "content": text}}]}
         return ChatResult(text, usage, record.cost_usd, self._model, record.latency_ms or 0.0, raw, record)

@@ -584,6 +584,8 @@ class Metering:
             output_tokens=counted.output_tokens,
             cached_input_tokens=counted.cached_input_tokens,
             reasoning_tokens=counted.reasoning_tokens,
+            cache_write_tokens=counted.cache_write_tokens,
+            cache_write_1h_tokens=counted.cache_write_1h_tokens,
             relay_cost_usd=counted.relay_cost_usd,
             usage_missing=at_bound and usage is None,
             error=_short(redact(error_text or str(error), *self.secrets)) if error_text or error is not None else None,

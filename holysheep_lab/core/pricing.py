@@ -317,12 +317,13 @@ class Usage:
         *,
         ephemeral_1h_input_tokens: int = 0,
         reasoning_tokens: int = 0,
+        relay_cost_usd: float | None = None,
     ) -> Usage:
         """From Anthropic Messages counts, whose `input_tokens` EXCLUDE cache reads and writes
         (here they are parts of the input). `ephemeral_1h_input_tokens` is the 1-hour share of
         `cache_creation_input_tokens` (usage.cache_creation); the rest is billed as 5-minute writes."""
         return cls(input_tokens + cache_read_input_tokens + cache_creation_input_tokens, output_tokens,
-                   cache_read_input_tokens, reasoning_tokens, None, cache_creation_input_tokens,
+                   cache_read_input_tokens, reasoning_tokens, relay_cost_usd, cache_creation_input_tokens,
                    ephemeral_1h_input_tokens)
 
 
