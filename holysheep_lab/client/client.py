@@ -20,7 +20,7 @@ from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.limits import RateLimit, Retry
 from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
-from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, PriceTable, Usage
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError
 from holysheep_lab.ledger.base import Ledger
@@ -168,6 +168,7 @@ class Client:
         project: str | None = None,
         allow_unpriced: bool = False,
         log_content: bool = False,
+        relay_cost_tolerance: float | None = RELAY_COST_TOLERANCE,
         timeout: float = 120.0,
         transport: httpx2.BaseTransport | None = None,
         async_transport: Callable[[], httpx2.AsyncBaseTransport] | None = None,
@@ -185,7 +186,7 @@ class Client:
         options: dict[str, Any] = dict(budget=budget, log_dir=log_dir, ledger=ledger, alerts=alerts,
                                        rate_limit=rate_limit, retry=retry, prices=prices, project=project,
                                        allow_unpriced=allow_unpriced, log_content=log_content,
-                                       secrets=(key,) if key else ())
+                                       relay_cost_tolerance=relay_cost_tolerance, secrets=(key,) if key else ())
         if clock is not None:
             options["clock"] = clock
         self.metering = Metering(**options)
