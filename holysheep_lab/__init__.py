@@ -57,6 +57,7 @@ _LAZY: dict[str, str] = {
     "MeteredTransport": "holysheep_lab.transports.metered",
     "NotebookChannel": "holysheep_lab.alerts",
     "Price": "holysheep_lab.core.pricing",
+    "PriceEntry": "holysheep_lab.core.pricing",
     "PriceTable": "holysheep_lab.core.pricing",
     "RateLimit": "holysheep_lab.core.limits",
     "RedisLedger": "holysheep_lab.ledger",
@@ -64,6 +65,7 @@ _LAZY: dict[str, str] = {
     "SQLiteLedger": "holysheep_lab.ledger",
     "Simulator": "holysheep_lab.sim.server",
     "TeamsChannel": "holysheep_lab.alerts",
+    "Tier": "holysheep_lab.core.pricing",
     "Usage": "holysheep_lab.core.pricing",
     "WebhookChannel": "holysheep_lab.alerts",
     "dashboard": "holysheep_lab.notebook",
@@ -105,6 +107,7 @@ __all__ = [
     "MissingExtraError",
     "NotebookChannel",
     "Price",
+    "PriceEntry",
     "PriceTable",
     "RateLimit",
     "RateLimitError",
@@ -115,6 +118,7 @@ __all__ = [
     "ServerError",
     "Simulator",
     "TeamsChannel",
+    "Tier",
     "UnknownModelError",
     "UnmeteredEndpointError",
     "Usage",
@@ -169,7 +173,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from holysheep_lab.client.results import ChatResult, Estimate
     from holysheep_lab.core.budget import Budget
     from holysheep_lab.core.limits import RateLimit, Retry
-    from holysheep_lab.core.pricing import Price, PriceTable, Usage
+    from holysheep_lab.core.pricing import Price, PriceEntry, PriceTable, Tier, Usage
     from holysheep_lab.ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
     from holysheep_lab.log import read_log
     from holysheep_lab.log.schema import CallRecord

@@ -1,4 +1,4 @@
-"""`holysheep-lab` command line: demo | sim | report | compact | serve."""
+"""`holysheep-lab` command line: demo | sim | report | compact | serve | prices."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from holysheep_lab.errors import HolySheepError
 
@@ -101,6 +102,37 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _price_table(args: argparse.Namespace) -> Any:
+    from holysheep_lab.core.pricing import PriceTable
+
+    return PriceTable.from_file(args.prices) if args.prices else PriceTable.default()
+
+
+def _prices(args: argparse.Namespace) -> int:
+    from holysheep_lab.errors import UnknownModelError
+    from holysheep_lab.reports.prices import list_text, price_lines, show_text
+
+    table = _price_table(args)
+    if args.action == "show":
+        try:
+            print(show_text(table, args.model))
+        except UnknownModelError:
+            like = price_lines(table, text=args.model)
+            hint = (f" Models whose names contain it: {', '.join(line.name for line in like[:8])}"
+                    f"{', ...' if len(like) > 8 else ''}." if like else
+                    f" Search with: holysheep-lab prices search {args.model.split('-')[0]}")
+            print(f"holysheep-lab: no price for {args.model!r} in this table.{hint}", file=sys.stderr)
+            return 2
+        return 0
+    text = args.text if args.action == "search" else None
+    lines = price_lines(table, provider=args.provider, source=args.source, text=text)
+    if not lines:
+        print("holysheep-lab: no model matches.", file=sys.stderr)
+        return 1
+    print(list_text(table, lines))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="holysheep-lab", description="LLM spend, visible and bounded.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -132,6 +164,22 @@ def _parser() -> argparse.ArgumentParser:
                         "$HOLYSHEEP_SERVE_TOKEN); needed for any --host but loopback")
     v.add_argument("--token-file", default=None, metavar="PATH", help="read the token from the first line of PATH")
     v.set_defaults(fn=_serve)
+    from holysheep_lab.reports.prices import SOURCE_KINDS
+
+    pr = sub.add_parser("prices", help="list, search and show model prices (USD per 1M tokens) and their source")
+    actions = pr.add_subparsers(dest="action", required=True)
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--prices", metavar="FILE", help="a TOML/JSON price file layered over the defaults")
+    filters = argparse.ArgumentParser(add_help=False)
+    filters.add_argument("--provider", help="only this provider's models (openai, anthropic, google, ...)")
+    filters.add_argument("--source", choices=SOURCE_KINDS, help="only models priced by the relay, the list "
+                         "prices (genai-prices) or your own prices")
+    actions.add_parser("list", parents=[options, filters], help="every model, one line each")
+    found = actions.add_parser("search", parents=[options, filters], help="models whose names contain TEXT")
+    found.add_argument("text", metavar="TEXT")
+    show = actions.add_parser("show", parents=[options], help="a model's price history, tiers, cache rates, source")
+    show.add_argument("model", metavar="MODEL")
+    pr.set_defaults(fn=_prices)
     return p
 
 

@@ -51,11 +51,32 @@ def test_usage_adds_cache_reads_and_writes_into_the_input():
     body = {"usage": {"input_tokens": 10, "cache_read_input_tokens": 300, "cache_creation_input_tokens": 50,
                       "output_tokens": 40, "output_tokens_details": {"thinking_tokens": 25}}}
     usage = ANTHROPIC_MESSAGES.usage(body)
-    assert usage == Usage(input_tokens=360, output_tokens=40, cached_input_tokens=300, reasoning_tokens=25)
-    # Priced as OpenAI-style usage: 60 uncached (10 + 50 writes) at input, 300 reads at the cached rate.
+    assert usage == Usage(input_tokens=360, output_tokens=40, cached_input_tokens=300, reasoning_tokens=25,
+                          cache_write_tokens=50)
+    # A price without a cache-write rate bills writes as input: 60 (10 + 50 writes) at input,
+    # 300 reads at the cached rate.
     price = Price("3", "15", "0.30")
     assert price.cost_nanos(usage) == 60 * 3000 + 300 * 300 + 40 * 15000
+    # Anthropic's rates: 5-minute writes at 1.25x the input, 1-hour writes at 2x.
+    dear = Price("3", "15", "0.30", cache_write="3.75", cache_write_1h="6")
+    assert dear.cost_nanos(usage) == 10 * 3000 + 300 * 300 + 50 * 3750 + 40 * 15000
     assert ANTHROPIC_MESSAGES.usage({"usage": {"input_tokens": 5, "output_tokens": 1}}) == Usage(5, 1)
+
+
+def test_cache_writes_by_ttl():
+    by_ttl = {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 20}
+    body = {"usage": {"input_tokens": 10, "cache_creation_input_tokens": 50, "cache_creation": by_ttl,
+                      "output_tokens": 4, "cost": 0.01}}
+    usage = ANTHROPIC_MESSAGES.usage(body)
+    assert usage == Usage(60, 4, 0, 0, 0.01, cache_write_tokens=50, cache_write_1h_tokens=20)
+    price = Price("3", "15", cache_write="3.75", cache_write_1h="6")
+    assert price.cost_nanos(usage) == 10 * 3000 + 30 * 3750 + 20 * 6000 + 4 * 15000
+    # Only the split given: the writes are its sum.
+    split_only = ANTHROPIC_MESSAGES.usage({"usage": {"input_tokens": 10, "cache_creation": by_ttl, "output_tokens": 4}})
+    assert (split_only.input_tokens, split_only.cache_write_tokens, split_only.cache_write_1h_tokens) == (60, 50, 20)
+    with pytest.raises(ResponseFormatError, match="1-hour cache writes 20 > cache writes 5"):
+        ANTHROPIC_MESSAGES.usage({"usage": {"input_tokens": 1, "cache_creation_input_tokens": 5,
+                                            "cache_creation": by_ttl, "output_tokens": 1}})
 
 
 @pytest.mark.parametrize(("usage", "match"), [
@@ -94,7 +115,7 @@ def test_the_bill_is_read_at_message_delta_with_the_start_input_counts():
     assert tool.texts == ()
     delta = events.read({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 42}},
                         False)
-    assert delta.usage == Usage(125, 42, 100, 0) and not delta.done
+    assert delta.usage == Usage(125, 42, 100, 0, cache_write_tokens=5) and not delta.done
     assert events.read({"type": "message_stop"}, False).done
 
 

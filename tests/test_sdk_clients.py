@@ -65,8 +65,9 @@ def responses_usage(u) -> Usage:
 def check_row(row: dict, endpoint: str, model: str, usage: Usage, *, stream: bool = False) -> None:
     assert (row["status"], row["endpoint"], row["model"], row["stream"], row["partial"]) == (
         "ok", endpoint, model, stream, False)
-    assert (row["input_tokens"], row["output_tokens"], row["cached_input_tokens"], row["reasoning_tokens"]) == (
-        usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens)
+    assert (row["input_tokens"], row["output_tokens"], row["cached_input_tokens"], row["reasoning_tokens"],
+            row["cache_write_tokens"]) == (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+                                           usage.reasoning_tokens, usage.cache_write_tokens)
     assert row["cost_nanos"] == cost(model, usage) > 0
 
 
@@ -178,7 +179,8 @@ def test_anthropic_messages_create_and_stream_are_metered_with_cache_reads_and_w
     u = message.usage
     assert u.cache_read_input_tokens > 0 and u.cache_creation_input_tokens > 0  # both kept out of input_tokens
     expected = Usage(u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens, u.output_tokens,
-                     u.cache_read_input_tokens, u.output_tokens_details.thinking_tokens)
+                     u.cache_read_input_tokens, u.output_tokens_details.thinking_tokens,
+                     cache_write_tokens=u.cache_creation_input_tokens)
     plain, streamed = rows(log_dir)
     check_row(plain, "anthropic.messages", "claude-sonnet-4.5", expected)
     check_row(streamed, "anthropic.messages", "claude-sonnet-4.5", expected, stream=True)

@@ -26,7 +26,7 @@ from holysheep_lab.sim.server import FORMATS
 from holysheep_lab.transports.metered import outcome_of
 
 MODEL = "sim-model"
-PRICE = hs.Price("3", "15", "0.30", max_output=4096)
+PRICE = hs.Price("3", "15", "0.30", max_output=4096, cache_write="3.75")  # writes dearer than input
 PRICES = {MODEL: PRICE}
 TEXT = "Prices: 31415926 😀 𠮷 base64 QUJDRA== " * 6
 SIM_OPTIONS = dict(cached_ratio=0.5, cache_write_ratio=0.2, reasoning_ratio=0.25)
@@ -61,7 +61,8 @@ def expected_usage(kind: str, answer: dict) -> Usage:
         return Usage(u["prompt_tokens"], 0)
     # Anthropic: input_tokens excludes cache reads and writes.
     return Usage(u["input_tokens"] + u["cache_read_input_tokens"] + u["cache_creation_input_tokens"],
-                 u["output_tokens"], u["cache_read_input_tokens"], u["output_tokens_details"]["thinking_tokens"])
+                 u["output_tokens"], u["cache_read_input_tokens"], u["output_tokens_details"]["thinking_tokens"],
+                 cache_write_tokens=u["cache_creation_input_tokens"])
 
 
 def sse_payloads(text: str) -> list[dict]:
@@ -295,8 +296,9 @@ def test_each_endpoint_logs_one_row_with_the_right_tokens_and_cost(sim, log_dir,
     (row,) = rows(log_dir)
     assert (row["status"], row["endpoint"], row["model"], row["stream"], row["partial"]) == (
         "ok", ENDPOINT_NAMES[kind], MODEL, False, False)
-    assert (row["input_tokens"], row["output_tokens"], row["cached_input_tokens"], row["reasoning_tokens"]) == (
-        usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.reasoning_tokens)
+    assert (row["input_tokens"], row["output_tokens"], row["cached_input_tokens"], row["reasoning_tokens"],
+            row["cache_write_tokens"]) == (usage.input_tokens, usage.output_tokens, usage.cached_input_tokens,
+                                           usage.reasoning_tokens, usage.cache_write_tokens)
     assert row["cost_nanos"] == PRICE.cost_nanos(usage) > 0
     assert Decimal(str(row["estimated_cost_usd"])) >= Decimal(row["cost_nanos"]) / 10**9  # the bound held
     assert outcome_of(r).record.call_id == row["call_id"] and counting.sent == [path]

@@ -9,6 +9,7 @@ import httpx2
 import pytest
 
 import holysheep_lab as hs
+from holysheep_lab.core.metering import CostDriftWarning
 from holysheep_lab.log import read_table
 from holysheep_lab.transports.metered import outcome_of
 
@@ -68,7 +69,7 @@ def test_non_json_request_body_is_refused_clearly(log_dir):
 def test_relay_cost_is_recorded_beside_ours(log_dir):
     body = {**COMPLETION, "usage": {**COMPLETION["usage"], "cost": 0.5}}
     t = hs.MeteredTransport(mock(lambda req: httpx2.Response(200, json=body)), log_dir=log_dir)
-    with httpx2.Client(transport=t, base_url="http://relay/v1") as c:
+    with httpx2.Client(transport=t, base_url="http://relay/v1") as c, pytest.warns(CostDriftWarning, match="relay"):
         r = c.post("/chat/completions", json={"model": "gpt-4.1", "messages": [{"role": "user", "content": "x"}]})
     rec = outcome_of(r).record
     assert rec.relay_cost_usd == 0.5 and rec.cost_usd == pytest.approx(120e-6)

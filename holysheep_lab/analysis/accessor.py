@@ -7,16 +7,20 @@ every method needs in `__init__` and holds nothing but the frame.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
 import pandas as pd
 
+from holysheep_lab.analysis import reprice as _rp
 from holysheep_lab.analysis import spend as _sp
 from holysheep_lab.analysis.budgets import budget_status as _budget_status
+from holysheep_lab.analysis.drift import cost_drift as _cost_drift
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
 from holysheep_lab.core.budget import Budget
+from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, PriceTable
 
 __all__ = ["REQUIRED_COLUMNS", "HolySheepAccessor"]
 
@@ -110,6 +114,28 @@ class HolySheepAccessor:
     ) -> pd.DataFrame:
         """Rolling-origin backtest vs the two naive baselines: see `forecast.backtest`."""
         return _backtest(self._df, horizon=horizon, min_train=min_train, step=step, tz=tz)
+
+    # -- prices (issue 11): see `reprice` and `drift` ------------------------------------------
+
+    def reprice(self, table: PriceTable | Mapping[str, Any]) -> pd.DataFrame:
+        """This log with its costs recomputed under `table` (a PriceTable, or a dict of
+        hs.Price: only those models), plus `repriced`: see `reprice.reprice`."""
+        return _rp.reprice(self._df, table)
+
+    def what_if(self, model: str, table: PriceTable | Mapping[str, Any] | None = None, *,
+                instead_of: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """This log as if its calls had gone to `model` (same tokens): see `reprice.what_if`."""
+        return _rp.what_if(self._df, model, table, instead_of=instead_of)
+
+    def compare_models(self, models: Sequence[str] | Mapping[str, Any],
+                       table: PriceTable | Mapping[str, Any] | None = None, *,
+                       instead_of: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """Total cost of this log on each of `models`: see `reprice.compare_models`."""
+        return _rp.compare_models(self._df, models, table, instead_of=instead_of)
+
+    def cost_drift(self, tolerance: float = RELAY_COST_TOLERANCE) -> pd.DataFrame:
+        """Calls whose relay-reported cost differs from ours above `tolerance`: see `drift.cost_drift`."""
+        return _cost_drift(self._df, tolerance)
 
     def report(self, budget: Budget | None = None, title: str | None = None,
                tz: str | tzinfo | None = None) -> Any:

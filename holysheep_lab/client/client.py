@@ -23,11 +23,12 @@ from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.limits import RateLimit, Retry
 from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
-from holysheep_lab.core.pricing import PriceTable, Usage
+from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, PriceTable, Usage
 from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
 from holysheep_lab.errors import ConfigError, HolySheepError, ResponseFormatError, safe_url
 from holysheep_lab.ledger.base import Ledger
+from holysheep_lab.log.schema import CallRecord
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 if TYPE_CHECKING:
@@ -50,6 +51,12 @@ def _normalise(messages: Messages) -> list[dict[str, Any]]:
     return out
 
 
+def _usage(record: CallRecord) -> Usage:
+    """The usage a logged call was charged for."""
+    return Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens, record.reasoning_tokens,
+                 record.relay_cost_usd, record.cache_write_tokens, record.cache_write_1h_tokens)
+
+
 def _result(response: Any) -> ChatResult:
     """Turn a metered response into a ChatResult, or raise the meter's error for it."""
     outcome = outcome_of(response)
@@ -61,8 +68,7 @@ def _result(response: Any) -> ChatResult:
         text = raw["choices"][0]["message"].get("content") or ""
     except (KeyError, IndexError, TypeError, AttributeError) as exc:
         raise ResponseFormatError("The completion has no choices[0].message; the call is logged.") from exc
-    usage = Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens,
-                  record.reasoning_tokens, record.relay_cost_usd)
+    usage = _usage(record)
     return ChatResult(text, usage, record.cost_usd, raw.get("model", record.model), record.latency_ms or 0.0, raw, record)
 
 
@@ -137,7 +143,7 @@ class ChatStream:
         outcome = outcome_of(self._response)
         assert outcome is not None and outcome.record is not None, "a closed stream is settled"
         record = outcome.record
-        usage = Usage(record.input_tokens, record.output_tokens, record.cached_input_tokens, record.reasoning_tokens)
+        usage = _usage(record)
         text = "".join(self.parts)
         raw = {"model": self._model, "choices": [{"message": {"role": "assistant", "content": text}}]}
         return ChatResult(text, usage, record.cost_usd, self._model, record.latency_ms or 0.0, raw, record)
@@ -195,6 +201,7 @@ class Client:
         project: str | None = None,
         allow_unpriced: bool = False,
         log_content: bool = False,
+        relay_cost_tolerance: float | None = RELAY_COST_TOLERANCE,
         timeout: float = 120.0,
         transport: httpx2.BaseTransport | None = None,
         async_transport: Callable[[], httpx2.AsyncBaseTransport] | None = None,
@@ -234,7 +241,7 @@ class Client:
         options: dict[str, Any] = dict(budget=budget, log_dir=log_dir, ledger=ledger, alerts=alerts,
                                        rate_limit=rate_limit, retry=retry, prices=prices, project=project,
                                        allow_unpriced=allow_unpriced, log_content=log_content,
-                                       secrets=(key,) if key else ())
+                                       relay_cost_tolerance=relay_cost_tolerance, secrets=(key,) if key else ())
         if clock is not None:
             options["clock"] = clock
         self.metering = Metering(**options)

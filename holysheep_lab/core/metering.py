@@ -35,7 +35,7 @@ from holysheep_lab.core.guard import Guard, Reservation
 from holysheep_lab.core.ids import new_id
 from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
-from holysheep_lab.core.pricing import Price, PriceTable, Usage
+from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, Price, PriceTable, Usage, relay_drift
 from holysheep_lab.core.tokens import InputSize, TokenEstimator
 from holysheep_lab.endpoints import Endpoint, find_endpoint, normalise_path
 from holysheep_lab.endpoints.passthrough import Passthrough, metered_names
@@ -55,8 +55,8 @@ from holysheep_lab.log.schema import CallRecord
 if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager
 
-__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "LogKeptWarning", "Metered", "Metering", "MeteringOptions",
-           "UsageMissingWarning"]
+__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "CostDriftWarning", "LogKeptWarning", "Metered", "Metering",
+           "MeteringOptions", "UsageMissingWarning"]
 
 log = logging.getLogger("holysheep_lab")
 
@@ -72,6 +72,10 @@ _SPENDING = frozenset({"ok", "error", "unknown"})
 
 class UsageMissingWarning(UserWarning):
     """An answer came without usable usage: it is charged at its reservation, its row flagged."""
+
+
+class CostDriftWarning(UserWarning):
+    """The relay's own cost figure for a call is further from ours than `relay_cost_tolerance`."""
 
 
 class LogKeptWarning(UserWarning):
@@ -93,6 +97,7 @@ class MeteringOptions(TypedDict, total=False):
     log_content: bool
     passthrough: Sequence[str] | None
     idempotency_header: str | None
+    relay_cost_tolerance: float | None
 
 
 @runtime_checkable
@@ -195,6 +200,7 @@ class Metering:
         log_content: bool = False,
         passthrough: Sequence[str] | None = None,
         idempotency_header: str | None = None,
+        relay_cost_tolerance: float | None = RELAY_COST_TOLERANCE,
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
@@ -205,6 +211,10 @@ class Metering:
         for name, flag in (("allow_unpriced", allow_unpriced), ("log_content", log_content)):
             if not isinstance(flag, bool):
                 raise ConfigError(f"{name} must be True or False, not {flag!r}.")
+        if relay_cost_tolerance is not None and (isinstance(relay_cost_tolerance, bool) or not isinstance(
+                relay_cost_tolerance, int | float) or not relay_cost_tolerance >= 0):
+            raise ConfigError(f"relay_cost_tolerance must be a fraction >= 0 (0.05: 5 %) or None, "
+                              f"not {relay_cost_tolerance!r}.")
         self.budget = budget
         self.prices = PriceTable.coerce(prices)
         self.project = project
@@ -234,6 +244,9 @@ class Metering:
         # The relay bills a repeated value of this header once: every attempt of a call carries
         # the same value, so resends share the call's one reservation (see `resend`).
         self.idempotency_header = idempotency_header.strip().lower() if idempotency_header else None
+        # A relay that reports its own cost (usage.cost) and differs from ours by more than
+        # this fraction gets a CostDriftWarning per call: our table or theirs is wrong.
+        self.relay_cost_tolerance = relay_cost_tolerance
         self._secrets = tuple(dict.fromkeys(s for s in secrets if s))
         self._secrets_lock = threading.Lock()
         self.recent = _Recent()
@@ -616,12 +629,33 @@ class Metering:
             output_tokens=counted.output_tokens,
             cached_input_tokens=counted.cached_input_tokens,
             reasoning_tokens=counted.reasoning_tokens,
+            cache_write_tokens=counted.cache_write_tokens,
+            cache_write_1h_tokens=counted.cache_write_1h_tokens,
             relay_cost_usd=counted.relay_cost_usd,
             usage_missing=at_bound and usage is None,
             error=_short(redact(error_text or str(error), *self.secrets)) if error_text or error is not None else None,
         ))
+        if record.relay_cost_usd is not None and cost is not None and usage is not None:
+            self._check_drift(record, cost)
         self._observed(record, cost, events)
         return record
+
+    def _check_drift(self, record: CallRecord, cost: int) -> None:
+        """Warn when the relay's own figure for the call is too far from ours."""
+        tolerance = self.relay_cost_tolerance
+        relay = record.relay_cost_usd
+        if tolerance is None or relay is None:
+            return
+        ours = nanos_to_usd(cost)
+        drift = relay_drift(ours, relay)
+        if abs(drift) <= tolerance:
+            return
+        source = self.prices.source(record.model)
+        log.warning("call %s: the relay charged $%.6f, our price says $%.6f (%+.1f %%)", record.call_id, relay,
+                    ours, drift * 100)
+        _warn(f"The relay charged ${relay:.6f} for a {record.model} call our prices ({source}) put at "
+              f"${ours:.6f} ({drift:+.1%}, above the {tolerance * 100:g} % tolerance). One price list is wrong: "
+              "df.hs.cost_drift() lists such calls; prices= corrects ours.", CostDriftWarning)
 
     def _settle_open(self) -> None:
         """End every call still in flight (a stream not read to its end, a call in another

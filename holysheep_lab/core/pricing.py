@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,7 +33,7 @@ from typing import Any
 
 from holysheep_lab.errors import ConfigError, ResponseFormatError, UnknownModelError
 
-__all__ = ["Price", "PriceEntry", "PriceTable", "Tier", "Usage"]
+__all__ = ["RELAY_COST_TOLERANCE", "Price", "PriceEntry", "PriceTable", "Tier", "Usage", "relay_drift"]
 
 # USD per 1M tokens -> nano-dollars per token: x 1e9 / 1e6.
 _NANOS_PER_TOKEN_PER_USD_PER_M = Decimal(1000)
@@ -346,13 +347,26 @@ class Usage:
         *,
         ephemeral_1h_input_tokens: int = 0,
         reasoning_tokens: int = 0,
+        relay_cost_usd: float | None = None,
     ) -> Usage:
         """From Anthropic Messages counts, whose `input_tokens` EXCLUDE cache reads and writes
         (here they are parts of the input). `ephemeral_1h_input_tokens` is the 1-hour share of
         `cache_creation_input_tokens` (usage.cache_creation); the rest is billed as 5-minute writes."""
         return cls(input_tokens + cache_read_input_tokens + cache_creation_input_tokens, output_tokens,
-                   cache_read_input_tokens, reasoning_tokens, None, cache_creation_input_tokens,
+                   cache_read_input_tokens, reasoning_tokens, relay_cost_usd, cache_creation_input_tokens,
                    ephemeral_1h_input_tokens)
+
+
+#: How far a relay's own figure for a call (`usage.cost`) may be from ours before it is flagged.
+RELAY_COST_TOLERANCE = 0.05
+
+
+def relay_drift(ours_usd: float, relay_usd: float) -> float:
+    """The relay's figure against ours, relative to ours: relay / ours - 1 (0.2: the relay
+    charged 20 % more). Where ours is 0, 0 if the relay's is too, else +-inf."""
+    if ours_usd == 0:
+        return 0.0 if relay_usd == 0 else math.copysign(math.inf, relay_usd)
+    return (relay_usd - ours_usd) / ours_usd
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,10 +4,11 @@ Request: `system` (a string or text blocks), `messages`, `tools`, and `max_token
 API requires (thinking tokens count against it), so a request without it is refused here.
 
 Usage: unlike OpenAI's, `input_tokens` EXCLUDES `cache_read_input_tokens` and
-`cache_creation_input_tokens`. So Usage.input_tokens = input + cache reads + cache writes and
-cached_input_tokens = cache reads; cache writes are priced as plain input for now (Anthropic
-bills them at 1.25x or 2x the input price). `output_tokens_details.thinking_tokens` is the
-reasoning part of `output_tokens`.
+`cache_creation_input_tokens`. So Usage.input_tokens = input + cache reads + cache writes,
+cached_input_tokens = cache reads and cache_write_tokens = cache writes, of which
+`cache_creation.ephemeral_1h_input_tokens` are 1-hour writes (the price's cache_write and
+cache_write_1h rates: Anthropic bills them at 1.25x and 2x the input price).
+`output_tokens_details.thinking_tokens` is the reasoning part of `output_tokens`.
 
 Stream: `message_start` carries the input usage (and the output so far); `message_delta`
 carries the final, cumulative `usage.output_tokens` and, from newer APIs, cumulative input
@@ -38,11 +39,19 @@ def anthropic_usage(usage: Mapping[str, Any]) -> Usage:
     uncached = count(usage, "input_tokens", True)
     out = count(usage, "output_tokens", True)
     reads = count(usage, "cache_read_input_tokens", False)
-    writes = count(usage, "cache_creation_input_tokens", False)
+    by_ttl = usage.get("cache_creation")
+    hour = count(by_ttl, "ephemeral_1h_input_tokens", False, "usage.cache_creation")
+    if usage.get("cache_creation_input_tokens") is None:
+        # Only the per-TTL split given: the writes are its sum.
+        writes = count(by_ttl, "ephemeral_5m_input_tokens", False, "usage.cache_creation") + hour
+    else:
+        writes = count(usage, "cache_creation_input_tokens", False)
     thinking = count(usage.get("output_tokens_details"), "thinking_tokens", False, "usage.output_tokens_details")
-    if thinking > out:
-        raise ResponseFormatError(f"Impossible usage: thinking {thinking} > output {out} (a part of that total).")
-    return Usage(uncached + reads + writes, out, reads, thinking, relay_cost(usage))
+    if thinking > out or hour > writes:
+        raise ResponseFormatError(f"Impossible usage: thinking {thinking} > output {out}, or 1-hour cache writes "
+                                  f"{hour} > cache writes {writes} (each a part of that total).")
+    return Usage.from_anthropic(uncached, out, reads, writes, ephemeral_1h_input_tokens=hour,
+                                reasoning_tokens=thinking, relay_cost_usd=relay_cost(usage))
 
 
 class MessagesEvents:

@@ -7,4 +7,6 @@
 * `holysheep_lab.reports.budget` — **budget status**: where each budget line stands,
   ``client.budget_status()`` from the ledger; ``df.hs.budget_status()`` gives the same columns
   from a log (pandas-free).
+* `holysheep_lab.reports.prices` — **price tables as text**: what ``holysheep-lab prices
+  list | search | show`` prints (pandas-free).
 """

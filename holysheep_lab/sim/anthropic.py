@@ -4,9 +4,10 @@ Input tokens: ``ceil(b / 4) + 4`` per message and for the system prompt (an imag
 as IMAGE_TOKENS), plus ``ceil(b / 4)`` of the tools' JSON. Of that total,
 ``floor(total * cached_ratio)`` is reported as `cache_read_input_tokens` and
 ``floor(total * cache_write_ratio)`` as `cache_creation_input_tokens`; `input_tokens` is the
-rest (Anthropic's usage counts them apart). `max_tokens` is required, as in the API. Streams
-carry the input usage in `message_start` and the final, cumulative counts in `message_delta`,
-then `message_stop`. Errors have Anthropic's shape (``{"type": "error", "error": {...}}``).
+rest (Anthropic's usage counts them apart). `cache_creation` splits the writes by TTL: all
+1-hour when a block of the request asks for ``cache_control: {"ttl": "1h"}``, else 5-minute.
+`max_tokens` is required, as in the API. Streams carry the input usage in `message_start` and
+the final, cumulative counts in `message_delta`, then `message_stop`. Errors have Anthropic's shape (``{"type": "error", "error": {...}}``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,20 @@ def _turns(body: Any) -> list[Any]:
     system = body.get("system")
     messages = list(body.get("messages") or ())
     return [{"role": "system", "content": system}, *messages] if system else messages
+
+
+def _asks_1h(body: Any) -> bool:
+    """Whether a block of the request (system, messages, tools) asks for a 1-hour cache."""
+    blocks: list[Any] = [body.get("system"), body.get("tools")]
+    blocks += [m.get("content") for m in body.get("messages") or () if isinstance(m, dict)]
+    stack = [b for b in blocks if isinstance(b, list)]
+    while stack:
+        for block in stack.pop():
+            if isinstance(block, dict):
+                control = block.get("cache_control")
+                if isinstance(control, dict) and control.get("ttl") == "1h":
+                    return True
+    return False
 
 
 def total_input_tokens(body: Any) -> int:
@@ -73,8 +88,10 @@ class AnthropicFormat:
     def _input_usage(self, result: SimulatedCompletion, call: Call) -> dict[str, Any]:
         total, reads = result.prompt_tokens, result.cached_tokens
         writes = min(total - reads, math.floor(total * call.cfg.cache_write_ratio))
+        hour = writes if _asks_1h(call.body) else 0
         return {"input_tokens": total - reads - writes, "cache_creation_input_tokens": writes,
-                "cache_read_input_tokens": reads}
+                "cache_read_input_tokens": reads,
+                "cache_creation": {"ephemeral_5m_input_tokens": writes - hour, "ephemeral_1h_input_tokens": hour}}
 
     def _output(self, result: SimulatedCompletion, call: Call) -> int:
         return -result.completion_tokens if call.fault == "negative_usage" else result.completion_tokens
