@@ -188,7 +188,7 @@ class Metering:
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        from holysheep_lab.ledger.memory import MemoryLedger
+        from holysheep_lab.ledger.sqlite import machine_ledger
         from holysheep_lab.log import LogWriter
 
         if budget is not None and not isinstance(budget, Budget):
@@ -209,7 +209,8 @@ class Metering:
         self.estimator = TokenEstimator()
         self.log_dir = Path(log_dir or os.environ.get("HOLYSHEEP_LOG_DIR") or "holysheep_logs")
         self.writer = LogWriter(self.log_dir)
-        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        # Default: one budget per machine, in the log folder (ledger=hs.MemoryLedger(): per process).
+        self.ledger: Ledger = ledger if ledger is not None else machine_ledger(self.log_dir)
         self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300)
         self.alerts = alerts
         if alerts is not None:
