@@ -128,6 +128,7 @@ class CallPlan:
     # or a 2xx whose body is still to be read): ending now, the relay may have billed it.
     in_doubt: bool = False
     idempotent: bool = False  # every attempt carries one idempotency key: the relay bills it once
+    ttl: float = 0.0  # how long its reservation is held per renewal (0: the guard's default)
     record: CallRecord | None = None  # the call's row, once it is logged
 
     @property
@@ -384,7 +385,7 @@ class Metering:
                     self._rebuild_from_log(calibrate=False)
                     self._ledger_down = False
                 plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project,
-                                                      model=plan.model)
+                                                      model=plan.model, ttl=plan.ttl or None)
             except (BudgetExceededError, LedgerUnavailableError) as exc:
                 self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
                 plan.finished = True
@@ -409,7 +410,7 @@ class Metering:
         if previous is not None:
             try:
                 plan.reservation = self.guard.reserve(f"{plan.call_id}/{attempt + 1}", plan.estimate_nanos,
-                                                      project=plan.project, model=plan.model)
+                                                      project=plan.project, model=plan.model, ttl=plan.ttl or None)
             except BudgetExceededError as refusal:
                 raise refusal from exc
         plan.in_doubt = False  # the unknown attempt is accounted for below; the next is not sent yet
