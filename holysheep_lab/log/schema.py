@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "REQUIRED_COLUMNS",
            "SCHEMA_VERSION", "STATUSES", "CallRecord", "call_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: `ok` answered; `error` sent but failed; `blocked` refused by the guard, nothing sent;
 #: `unpriced` answered, but the model had no price (opt-in), so cost_usd is null, never 0;
@@ -63,6 +63,8 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("input_messages", "int", True),
     # -- added in version 2 --
     ("usage_missing", "bool", True),  # no usable usage (missing, null, implausible, no answer): cost is the bound
+    # -- added in version 3 --
+    ("input_words", "int", True),  # prose words in the prompt (core/tokens.py): calibrates the input bound
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
@@ -130,6 +132,7 @@ class CallRecord:
     input_non_ascii_bytes: int | None = None
     input_messages: int | None = None
     usage_missing: bool = False
+    input_words: int | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The record as a dict of schema columns."""

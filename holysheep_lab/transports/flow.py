@@ -18,7 +18,14 @@ from typing import Any, Protocol
 
 from holysheep_lab.core.guard import attempt_ttl
 from holysheep_lab.core.limits import Retry, parse_retry_after
-from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, CallPlan, Metering, MeteringOptions
+from holysheep_lab.core.metering import (
+    MAX_INPUT_HEADER,
+    PAYLOAD_EXTENSION,
+    PROJECT_HEADER,
+    CallPlan,
+    Metering,
+    MeteringOptions,
+)
 from holysheep_lab.errors import APIConnectionError, APITimeoutError, HolySheepError
 from holysheep_lab.log.schema import CallRecord
 
@@ -114,11 +121,12 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
 
 
 def _for_relay(lib: ModuleType, request: Any, body: bytes, plan: CallPlan) -> Any:
-    """The request as the relay gets it: without our project header, with the planned body."""
+    """The request as the relay gets it: without our headers, with the planned body."""
     headers = request.headers
-    if PROJECT_HEADER not in headers and plan.body is body:
+    if PROJECT_HEADER not in headers and MAX_INPUT_HEADER not in headers and plan.body is body:
         return request
-    kept = [(k, v) for k, v in headers.multi_items() if k.lower() not in (PROJECT_HEADER, "content-length")]
+    ours = (PROJECT_HEADER, MAX_INPUT_HEADER, "content-length")
+    kept = [(k, v) for k, v in headers.multi_items() if k.lower() not in ours]
     extensions = {k: v for k, v in request.extensions.items() if k != PAYLOAD_EXTENSION}
     return lib.Request(request.method, request.url, headers=kept, content=plan.body, extensions=extensions)
 
