@@ -113,6 +113,7 @@ def prose_words(text: str) -> tuple[int, int]:
 #: Unknown model family and unknown pixels: above every rule below but gpt-4o-mini's.
 GENERIC_IMAGE_TOKENS = 6_000
 _CLAUDE_MAX = 4_800  # ~3.6 megapixels at 750 pixels a token: above the largest image Claude takes
+_GEMINI_MAX = 258 * 16  # 3072 px square, in 768 px tiles
 # OpenAI's published rules. Tiles: (model prefix, base, per 512 px tile) after fitting in 2048 px
 # and scaling the short side to 768 px; `detail: low` is the base alone. Patches: (prefix,
 # multiplier) of 32 px patches, at most 1536. Longest prefix first.
@@ -151,10 +152,11 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str 
         if name.startswith(prefix):
             return base if detail == "low" else base + tile * (_tiles(*pixels) if pixels else 8)
     if pixels is None:
-        return _CLAUDE_MAX if name.startswith("claude") else GENERIC_IMAGE_TOKENS
+        return _CLAUDE_MAX if name.startswith("claude") else _GEMINI_MAX if name.startswith("gemini") else GENERIC_IMAGE_TOKENS
     w, h = pixels
     claude = min(_CLAUDE_MAX, math.ceil(w * h / 750))
-    gemini = 258 * math.ceil(w / 768) * math.ceil(h / 768)
+    fit = min(1.0, 3072 / max(w, h))  # Gemini scales an image to fit 3072 px, then tiles it at 768 px
+    gemini = 258 * math.ceil(math.ceil(w * fit) / 768) * math.ceil(math.ceil(h * fit) / 768)
     if name.startswith("claude"):
         return claude
     if name.startswith("gemini"):
