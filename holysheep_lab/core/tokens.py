@@ -134,7 +134,9 @@ def _tiles(w: int, h: int) -> int:
     if min(w, h) > 768:
         scale = 768 / min(w, h)
         w, h = math.ceil(w * scale), math.ceil(h * scale)
-    return math.ceil(w / 512) * math.ceil(h / 512)
+    # Rounding up never buys a tile the provider's scaling does not give: at most 2 x 4.
+    short, long = sorted((math.ceil(w / 512), math.ceil(h / 512)))
+    return min(2, short) * min(4, long)
 
 
 def _patches(w: int, h: int) -> int:
@@ -156,7 +158,7 @@ def image_tokens(model: str, width: int | None, height: int | None, detail: str 
     w, h = pixels
     claude = min(_CLAUDE_MAX, math.ceil(w * h / 750))
     fit = min(1.0, 3072 / max(w, h))  # Gemini scales an image to fit 3072 px, then tiles it at 768 px
-    gemini = 258 * math.ceil(math.ceil(w * fit) / 768) * math.ceil(math.ceil(h * fit) / 768)
+    gemini = 258 * min(4, math.ceil(math.ceil(w * fit) / 768)) * min(4, math.ceil(math.ceil(h * fit) / 768))
     if name.startswith("claude"):
         return claude
     if name.startswith("gemini"):
