@@ -156,9 +156,13 @@ class Guard:
         reservation.renewed_at = now
         if self.ledger.renew(reservation.id, ttl):
             return True
+        if reservation.done:
+            return False  # settled meanwhile (another thread ended the call)
         log.warning("the reservation of call %s had lapsed while the call was idle; holding it again", reservation.id)
         held = [Charge(c.bucket, c.amount, None, c.expires_at) for _, c, _, _ in reservation.lines]
         self.ledger.reserve(reservation.id, held, ttl)  # limit None: counted, never refused
+        if reservation.done:
+            self.ledger.release(reservation.id)  # ended while we held it again: give it back
         return False
 
     def keep_alive(self, reservation: Reservation | None) -> None:
