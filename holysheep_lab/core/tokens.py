@@ -364,11 +364,9 @@ def measure_messages(messages: Sequence[Any], tools: Any = None, *, model: str =
     text = "".join(walk.texts)
     data = text.encode("utf-8", "surrogatepass")
     non_ascii = 0 if text.isascii() else len(data.translate(None, _ASCII))
-    words = word_bytes = 0
-    for piece in walk.texts:  # one by one: a word cannot span two strings
-        n, b = prose_words(piece)
-        words += n
-        word_bytes += b
+    # One pass over the strings joined by line breaks: a word cannot span two strings, and one
+    # that starts a string starts its own pre-token, as after a line break.
+    words, word_bytes = prose_words(walk.texts[0] if len(walk.texts) == 1 else "\n".join(walk.texts))
     return InputSize(len(data), non_ascii, len(messages), walk.images, words, word_bytes, walk.media, extras,
                      tuple(walk.unmeasured))
 

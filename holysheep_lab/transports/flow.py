@@ -145,7 +145,8 @@ def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: 
         wait = metering.limiter.acquire(plan.rate_tokens)
         if wait > 0:
             yield _Sleep(wait)
-        metering.guard.keep_alive(plan.reservation)  # after waits and backoffs: held for this attempt
+        if plan.attempts or wait > 0:  # after waits and backoffs: held for this attempt
+            metering.guard.keep_alive(plan.reservation)
         plan.attempts += 1
         plan.in_doubt = True  # from the first byte sent until an answer is in hand
         try:
