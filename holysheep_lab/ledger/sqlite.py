@@ -64,7 +64,7 @@ _MIGRATE = (
 
 _INSERT = "INSERT INTO ledger (bucket, id, amount, expires_at) VALUES (?, ?, ?, ?)"
 _HEADER = "INSERT INTO ledger (bucket, id, amount, expires_at, buckets) VALUES ('', ?, 0, ?, ?)"
-_DROP_HEADER = "DELETE FROM ledger WHERE bucket = '' AND id = ? RETURNING buckets"
+_HEADER_BUCKETS = "SELECT buckets FROM ledger WHERE bucket = '' AND id = ?"
 _DROP = "DELETE FROM ledger WHERE bucket = ? AND id = ?"
 _LIVE_HEADER = "SELECT buckets FROM ledger WHERE bucket = '' AND id = ?1 AND expires_at > ?2"
 _RENEW = "UPDATE ledger SET expires_at = ? WHERE bucket = ? AND id = ?"
@@ -253,9 +253,9 @@ class SQLiteLedger(ClosingContext):
 
     def _drop(self, conn: sqlite3.Connection, reservation_id: str) -> None:
         """Delete a reservation's rows: its header names its buckets (primary-key deletes)."""
-        row = conn.execute(_DROP_HEADER, (reservation_id,)).fetchone()
-        if row is not None:
-            conn.executemany(_DROP, [(b, reservation_id) for b in row[0].split("\n")])
+        row = conn.execute(_HEADER_BUCKETS, (reservation_id,)).fetchone()
+        if row is not None:  # (DELETE ... RETURNING is several times slower than this SELECT)
+            conn.executemany(_DROP, [("", reservation_id), *((b, reservation_id) for b in row[0].split("\n"))])
 
     def settle(
         self, reservation_id: str | None, charges: Sequence[Charge]
