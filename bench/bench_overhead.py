@@ -4,7 +4,8 @@ The simulator runs in its own process. Rounds alternate the variants' order; the
 median over rounds of metered / bare from the same round (robust to load shifting between
 rounds). CPU time of this process per call is reported beside it.
 Goal (issues 2 and 3): metered <= 1.10x the bare post, also with a budget and two alert
-channels attached. Run: .venv/bin/python bench/bench_overhead.py
+channels attached, with the default machine-wide ledger (SQLite in the log folder; issue 10);
+the per-process MemoryLedger beside it shows what the shared ledger costs. Run: .venv/bin/python bench/bench_overhead.py
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ BODY = {"model": "gpt-4.1", "messages": MESSAGES, "max_tokens": 64, "temperature
 def main() -> None:
     with simulator_process() as base, tempfile.TemporaryDirectory() as tmp:
         bare = httpx2.Client(base_url=base)
-        plain = hs.Client(base_url=base, log_dir=Path(tmp) / "plain")
+        plain = hs.Client(base_url=base, log_dir=Path(tmp) / "plain")  # the default: machine-wide SQLite ledger
+        memory = hs.Client(base_url=base, log_dir=Path(tmp) / "memory", ledger=hs.MemoryLedger())
         received: list[object] = []
         alerts = hs.AlertManager(channels=[
             hs.CallbackChannel(received.append),
@@ -40,10 +42,11 @@ def main() -> None:
         variants = {
             "bare_httpx2_post": lambda: bare.post("/chat/completions", json=BODY).json(),
             "hs_client_chat": lambda: plain.chat("gpt-4.1", MESSAGES, max_tokens=64),
+            "hs_client_chat_memory_ledger": lambda: memory.chat("gpt-4.1", MESSAGES, max_tokens=64),
             "hs_client_chat_budget_alerts": lambda: guarded.chat("gpt-4.1", MESSAGES, max_tokens=64),
         }
         wall, cpu = interleaved(variants, ROUNDS, CALLS)
-        for c in (plain, guarded, bare):
+        for c in (plain, memory, guarded, bare):
             c.close()
         alerts.close()
     base = "bare_httpx2_post"

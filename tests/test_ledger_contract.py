@@ -246,6 +246,54 @@ def test_reservations_of_a_dead_process_expire(make: Factory, clock: FakeClock) 
     assert alive.snapshot([A])[A] == BucketState(0, 50)
 
 
+def test_renew_keeps_a_live_reservation_past_its_first_ttl(make: Factory, clock: FakeClock) -> None:
+    owner, other = make(), make()
+    exp = far(clock)
+    assert owner.reserve("long", [Charge(A, 60, 100, exp), Charge(B, 60, None, exp)], 30) is None
+    for _ in range(10):  # a call alive for 250 s, renewing every 25 s
+        clock.advance(25)
+        assert owner.renew("long", 30) is True
+        assert other.snapshot([A, B]) == {A: BucketState(0, 60), B: BucketState(0, 60)}
+        assert other.reserve("x", [Charge(A, 50, 100, exp)], 30) == Refusal(A, 0, 60, 100, 50)
+    # Its process stops renewing (killed): the hold lapses one ttl after the last renewal.
+    clock.advance(29)
+    assert other.snapshot([A])[A] == BucketState(0, 60)
+    clock.advance(2)
+    assert other.snapshot([A, B]) == {A: BucketState(0, 0), B: BucketState(0, 0)}
+    assert other.reserve("x", [Charge(A, 100, 100, exp)], 30) is None
+
+
+def test_renew_never_revives_and_says_so(ledger: Ledger, clock: FakeClock) -> None:
+    exp = far(clock)
+    assert ledger.renew("never-reserved", 30) is False
+    assert ledger.reserve("lapsed", [Charge(A, 10, 100, exp)], 10) is None
+    clock.advance(11)
+    assert ledger.renew("lapsed", 60) is False
+    assert ledger.snapshot([A])[A] == BucketState(0, 0)
+    assert ledger.reserve("lapsed", [Charge(A, 10, 100, exp)], 10) is None  # the id is free again
+    assert ledger.reserve("settled", [Charge(A, 20, 100, exp)], 60) is None
+    ledger.settle("settled", [Charge(A, 5, 100, exp)])
+    assert ledger.renew("settled", 60) is False
+    ledger.release("lapsed")
+    assert ledger.renew("lapsed", 60) is False
+    assert ledger.snapshot([A])[A] == BucketState(5, 0)
+    with pytest.raises(ConfigError, match="ttl"):
+        ledger.renew("x", 0)
+
+
+def test_renew_can_shorten_and_settles_cleanly(ledger: Ledger, clock: FakeClock) -> None:
+    exp = far(clock)
+    assert ledger.reserve("r", [Charge(A, 40, 100, exp)], 600) is None
+    assert ledger.reserve("s", [Charge(A, 30, 100, exp)], 600) is None
+    assert ledger.renew("r", 5) is True  # e.g. bounded by a deadline that is near
+    clock.advance(6)
+    assert ledger.snapshot([A])[A] == BucketState(0, 30)
+    assert ledger.renew("s", 600) is True
+    assert dict(ledger.settle("s", [Charge(A, 25, 100, exp)])) == {A: BucketState(25, 0)}
+    clock.advance(601)
+    assert ledger.snapshot([A])[A] == BucketState(25, 0)
+
+
 # -- snapshot, seed, claim --------------------------------------------------------------------
 
 
@@ -388,6 +436,7 @@ _ops = st.lists(
         ),
         st.tuples(st.just("settle"), st.integers(0, 7), st.integers(0, 60)),
         st.tuples(st.just("release"), st.integers(0, 7)),
+        st.tuples(st.just("renew"), st.integers(0, 7), st.integers(1, 30)),
         st.tuples(st.just("advance"), st.integers(1, 20)),
     ),
     max_size=25,
@@ -445,6 +494,12 @@ def test_matches_a_reference_model(kind: str, request: pytest.FixtureRequest, tm
             elif op[0] == "release":
                 live.pop(f"r{op[1]}", None)
                 ledger.release(f"r{op[1]}")
+            elif op[0] == "renew":
+                _, n, ttl = op
+                held = live.get(f"r{n}")
+                assert ledger.renew(f"r{n}", ttl) is (held is not None)
+                if held is not None:
+                    live[f"r{n}"] = (clock.now + ttl, held[1])
             else:
                 clock.advance(op[1])
         for rid in [r for r, (until, _) in live.items() if until <= clock.now]:
@@ -690,8 +745,8 @@ def test_sqlite_drops_dead_rows_and_fails_closed_when_locked(tmp_path: Path) -> 
     clock.advance(86_400 + 100)
     assert ledger.reserve("r2", [Charge(C, 1, None, clock.now + 10)], 30) is None
     raw = sqlite3.connect(path, isolation_level=None)
-    assert raw.execute("SELECT name FROM buckets").fetchall() == []
-    assert raw.execute("SELECT id FROM reservations").fetchall() == [("r2",)]
+    assert raw.execute("SELECT bucket FROM ledger WHERE id = ''").fetchall() == []  # spend rows: gone
+    assert raw.execute("SELECT bucket, id FROM ledger WHERE id > '' ORDER BY bucket").fetchall() == [("", "r2"), (C, "r2")]
     assert raw.execute("SELECT key FROM claims").fetchall() == []
     assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     raw.execute("BEGIN IMMEDIATE")  # another process holds the write lock too long
@@ -702,3 +757,22 @@ def test_sqlite_drops_dead_rows_and_fails_closed_when_locked(tmp_path: Path) -> 
     raw.close()
     ledger.close()
     assert repr(ledger) == f"SQLiteLedger({str(path)!r})"
+
+
+def test_sqlite_file_of_the_first_layout_keeps_its_spend(tmp_path: Path) -> None:
+    import sqlite3
+
+    clock = FakeClock()
+    path = tmp_path / "old.sqlite"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("CREATE TABLE buckets (name TEXT PRIMARY KEY, spent INTEGER NOT NULL DEFAULT 0, "
+                "expires_at REAL NOT NULL) WITHOUT ROWID")
+    raw.execute("CREATE TABLE reservations (id TEXT NOT NULL, bucket TEXT NOT NULL, amount INTEGER NOT NULL, "
+                "expires_at REAL NOT NULL, PRIMARY KEY (id, bucket)) WITHOUT ROWID")
+    raw.execute("INSERT INTO buckets VALUES (?, 700, ?)", (A, far(clock)))
+    raw.close()
+    with SQLiteLedger(path, clock=clock) as ledger:
+        assert ledger.snapshot([A])[A] == BucketState(700, 0)
+        assert ledger.reserve("r", [Charge(A, 301, 1000, far(clock))], 60) == Refusal(A, 700, 0, 1000, 301)
+    with SQLiteLedger(path, clock=clock) as again:  # migrated once; opening again changes nothing
+        assert again.snapshot([A])[A] == BucketState(700, 0)

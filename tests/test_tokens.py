@@ -13,27 +13,34 @@ def test_bound_is_at_least_utf8_bytes_for_any_script():
         assert size.safe_bound() >= len(text) // 4 * (3 if not text.isascii() else 1)
 
 
-def test_script_class_and_images_and_tools():
-    assert measure_messages([{"role": "user", "content": "abc " * 40}]).script_class == 0
-    assert measure_messages([{"role": "user", "content": THAI}]).script_class == 2
+def test_prose_words_images_and_tools():
+    english = measure_messages([{"role": "user", "content": "the cat sat on the mat " * 40}])
+    # every word (its space included), and the role "user"; not the trailing space
+    assert english.words == 6 * 40 + 1 and english.word_bytes == len("the cat sat on the mat " * 40) - 1 + len("user")
+    assert measure_messages([{"role": "user", "content": THAI}]).words == 1  # the role; Thai: bytes
+    assert measure_messages([{"role": "user", "content": "xqz " * 40}]).words == 1  # "xqz" is no word
     size = measure_messages(
         [{"role": "user", "content": [{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:..."}}]}],
         tools=[{"type": "function", "function": {"name": "lookup", "parameters": {}}}],
     )
     assert size.images == 1 and size.text_bytes > len("what is this") + len("lookup")
+    assert size.media_tokens > 0 and size.extras == 1
 
 
 def test_estimator_tightens_only_after_enough_observations():
     est = TokenEstimator()
-    size = InputSize(text_bytes=4000, non_ascii_bytes=0, messages=1, images=0)
+    # 4000 bytes of English: ~750 prose words, ~1000 tokens
+    size = InputSize(text_bytes=4000, non_ascii_bytes=0, messages=1, images=0, words=750, word_bytes=3600)
     assert est.bound("m", size) == size.safe_bound()
     for _ in range(MIN_OBSERVATIONS):
         est.observe("m", size, 1016)  # ~0.25 tokens/byte (English)
     tight = est.bound("m", size)
     assert 1016 <= tight < size.safe_bound() / 2
-    # Thai is another class: no learning carries over, so it keeps the safe bound
+    # Thai has no prose words: no learning carries over, so it keeps the safe bound
     thai = InputSize(text_bytes=4000, non_ascii_bytes=3600, messages=1, images=0)
     assert est.bound("m", thai) == thai.safe_bound()
+    # nor does another model's
+    assert est.bound("other", size) == size.safe_bound()
     # a denser observation raises the learned bound at once
     est.observe("m", size, 3000)
     assert est.bound("m", size) >= 3000

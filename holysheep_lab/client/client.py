@@ -21,7 +21,7 @@ from holysheep_lab.client.results import BatchEstimate, BudgetStatus, ChatResult
 from holysheep_lab.core import fastjson as fast_json
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.limits import RateLimit, Retry
-from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
+from holysheep_lab.core.metering import MAX_INPUT_HEADER, PAYLOAD_EXTENSION, PROJECT_HEADER, Metering
 from holysheep_lab.core.money import NANOS_PER_USD
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, PriceTable, Usage
 from holysheep_lab.core.validate import positive_seconds
@@ -274,20 +274,26 @@ class Client:
         body.update(params)
         return body
 
-    def _project_headers(self, project: str | None) -> dict[str, str]:
-        return {PROJECT_HEADER: project} if project else {}
+    def _project_headers(self, project: str | None, max_input_tokens: int | None = None) -> dict[str, str]:
+        headers = {PROJECT_HEADER: project} if project else {}
+        if max_input_tokens is not None:
+            headers[MAX_INPUT_HEADER] = str(max_input_tokens)
+        return headers
 
     def chat(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024,
              temperature: float | None = 0.7, *, project: str | None = None, stream: bool = False,
-             **params: Any) -> Any:
+             max_input_tokens: int | None = None, **params: Any) -> Any:
         """One chat completion -> ChatResult (or a ChatStream of text deltas with stream=True).
 
-        Raises BudgetExceededError (nothing sent) when the worst case could pass a budget,
-        UnknownModelError for an unpriced model, APIError subclasses for failed answers.
+        `max_input_tokens`: your bound on the whole input, needed when a part cannot be measured
+        before sending (a file_id, a PDF). Raises BudgetExceededError (nothing sent) when the
+        worst case could pass a budget, UnknownModelError for an unpriced model, APIError
+        subclasses for failed answers.
         """
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
-        request = self._http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
+        request = self._http.build_request("POST", self._chat_url, json=body,
+                                           headers=self._project_headers(project, max_input_tokens),
                                            extensions={PAYLOAD_EXTENSION: body})
         try:
             if stream:
@@ -298,12 +304,13 @@ class Client:
 
     async def achat(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024,
                     temperature: float | None = 0.7, *, project: str | None = None, stream: bool = False,
-                    **params: Any) -> Any:
+                    max_input_tokens: int | None = None, **params: Any) -> Any:
         """Async `chat`. Works at top level in Jupyter (`await client.achat(...)`)."""
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
         http = self._async_client()
-        request = http.build_request("POST", self._chat_url, json=body, headers=self._project_headers(project),
+        request = http.build_request("POST", self._chat_url, json=body,
+                                     headers=self._project_headers(project, max_input_tokens),
                                      extensions={PAYLOAD_EXTENSION: body})
         try:
             if stream:
@@ -402,11 +409,12 @@ class Client:
 
         return call
 
-    def estimate(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024, **params: Any) -> Estimate:
+    def estimate(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024, *,
+                 max_input_tokens: int | None = None, **params: Any) -> Estimate:
         """The worst-case cost the guard would reserve for this call, without sending it."""
         body = self._body(model, messages_or_prompt, max_tokens, None, False, params)
         try:
-            plan = self.metering.preview(CHAT_COMPLETIONS, body)
+            plan = self.metering.preview(CHAT_COMPLETIONS, body, self._project_headers(None, max_input_tokens))
         except HolySheepError as exc:
             raise exc.with_traceback(None) from exc.__cause__
         return Estimate(model, plan.input_bound, plan.output_bound, plan.estimate_nanos / NANOS_PER_USD)

@@ -3,10 +3,18 @@
 Refusal happens here, atomically in the ledger, so concurrent calls can never together pass
 a block threshold (checking spend after the fact, the common design, overshoots). After the
 call the reservation is settled to the actual cost, or released if nothing was spent.
+
+A reservation lives as long as its call: it is held for one `ttl` (the time within which the
+call must make progress or fail: its HTTP timeouts, see `attempt_ttl`) and renewed while the
+call is alive (`keep_alive`, at most every RENEW_EVERY seconds: as a stream is read, between
+retries). A process that dies stops renewing, so its holds lapse one ttl later; a call that
+hangs past its own timeouts has passed its deadline and lapses too.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -16,13 +24,34 @@ from holysheep_lab.core.budget import Budget, BudgetLine, Window, local_zone, wi
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.core.money import nanos_to_decimal
-from holysheep_lab.errors import BudgetExceededError
+from holysheep_lab.errors import BudgetExceededError, LedgerUnavailableError
 from holysheep_lab.ledger.base import BucketState, Charge, Ledger, bucket_name
 
-__all__ = ["Guard", "Reservation"]
+__all__ = ["RENEW_EVERY", "TTL_SLACK", "UNBOUNDED_TTL", "Guard", "Reservation", "attempt_ttl"]
+
+log = logging.getLogger("holysheep_lab")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: A live call renews its reservation at most this often (seconds), and at least every ttl / 4.
+RENEW_EVERY = 30.0
+#: Added to a call's timeouts: the hold outlives the longest wait by this much.
+TTL_SLACK = 60.0
+#: The hold of one wait that has no timeout (timeout=None): renewed as the call goes on.
+UNBOUNDED_TTL = 3_600.0
 
+
+def attempt_ttl(timeouts: Mapping[str, float | None] | None, default: float) -> float:
+    """How long one attempt can go without progress before it fails: its pool, connect, write
+    and read timeouts (httpx's `request.extensions["timeout"]`) plus TTL_SLACK; `default` when
+    the transport does not say. A reservation held this long and renewed at each step (each
+    stream read, each retry) lapses only when its process is dead or the call passed a deadline."""
+    if not timeouts:
+        return default
+    total = TTL_SLACK
+    for key in ("pool", "connect", "write", "read"):
+        value = timeouts.get(key)
+        total += UNBOUNDED_TTL if value is None or not math.isfinite(value) else max(0.0, float(value))
+    return total
 
 
 
@@ -36,6 +65,8 @@ class Reservation:
     project: str | None
     model: str | None
     done: bool = False
+    ttl: float = 0.0  # each renewal holds it this long
+    renewed_at: float = 0.0  # epoch seconds (the guard's clock) of the reserve or last renewal
 
 
 class Guard:
@@ -93,11 +124,14 @@ class Guard:
             templates[project] = template
         return template
 
-    def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None) -> Reservation:
-        """Reserve `amount` nanos in every line; BudgetExceededError (nothing reserved) if any would pass."""
+    def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None,
+                ttl: float | None = None) -> Reservation:
+        """Reserve `amount` nanos in every line for `ttl` seconds (default: `reservation_ttl`);
+        BudgetExceededError (nothing reserved) if any would pass."""
         now = self.clock()
         plan = self._plan(amount, project, now)
-        refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], self.reservation_ttl)
+        ttl = ttl or self.reservation_ttl
+        refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], ttl)
         if refusal is not None:
             line, _, key, end = next(p for p in plan if p[1].bucket == refusal.bucket)
             assert line is not None  # unlimited charges are never refused
@@ -116,7 +150,40 @@ class Guard:
                 resets_at=end.astimezone(self.zone),
                 model=model,
             )
-        return Reservation(call_id, amount, plan, project, model)
+        return Reservation(call_id, amount, plan, project, model, ttl=ttl, renewed_at=now.timestamp())
+
+    def renew(self, reservation: Reservation, ttl: float | None = None) -> bool:
+        """Hold the reservation `ttl` more seconds from now (default: its own ttl). False if it
+        had lapsed (its call was idle past its ttl): it is then held again, without a limit,
+        since its call is alive and may still be billed up to its worst case."""
+        if reservation.done:
+            return False
+        ttl = ttl or reservation.ttl or self.reservation_ttl
+        now = self.clock().timestamp()
+        reservation.renewed_at = now
+        if self.ledger.renew(reservation.id, ttl):
+            return True
+        if reservation.done:
+            return False  # settled meanwhile (another thread ended the call)
+        log.warning("the reservation of call %s had lapsed while the call was idle; holding it again", reservation.id)
+        held = [Charge(c.bucket, c.amount, None, c.expires_at) for _, c, _, _ in reservation.lines]
+        self.ledger.reserve(reservation.id, held, ttl)  # limit None: counted, never refused
+        if reservation.done:
+            self.ledger.release(reservation.id)  # ended while we held it again: give it back
+        return False
+
+    def keep_alive(self, reservation: Reservation | None) -> None:
+        """Renew if it is due (RENEW_EVERY, or a quarter of the ttl, since the last renewal).
+        Cheap when not due: one clock read. A ledger that cannot be reached is logged, not
+        raised: the call is already under way (the hold then lapses at its ttl)."""
+        if reservation is None or reservation.done:
+            return
+        if self.clock().timestamp() - reservation.renewed_at < min(RENEW_EVERY, reservation.ttl / 4):
+            return
+        try:
+            self.renew(reservation)
+        except LedgerUnavailableError as exc:
+            log.warning("could not renew the reservation of call %s: %s", reservation.id, exc)
 
     def settle(self, reservation: Reservation, actual: int, *, events: bool = True) -> list[SpendEvent]:
         """Turn the reservation into spend of `actual` nanos; return one event per limited line

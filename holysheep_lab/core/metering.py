@@ -37,7 +37,7 @@ from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, Price, PriceTable, Usage, relay_drift
 from holysheep_lab.core.tokens import InputSize, TokenEstimator
-from holysheep_lab.endpoints import Endpoint, find_endpoint, normalise_path
+from holysheep_lab.endpoints import Endpoint, RequestFacts, find_endpoint, normalise_path
 from holysheep_lab.endpoints.passthrough import Passthrough, metered_names
 from holysheep_lab.errors import (
     BudgetExceededError,
@@ -55,16 +55,19 @@ from holysheep_lab.log.schema import CallRecord
 if TYPE_CHECKING:
     from holysheep_lab.alerts import AlertManager
 
-__all__ = ["PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "CostDriftWarning", "LogKeptWarning", "Metered", "Metering",
-           "MeteringOptions", "UsageMissingWarning"]
+__all__ = ["MAX_INPUT_HEADER", "PAYLOAD_EXTENSION", "PROJECT_HEADER", "CallPlan", "CostDriftWarning", "LogKeptWarning",
+           "Metered", "Metering", "MeteringOptions", "UsageMissingWarning"]
 
 log = logging.getLogger("holysheep_lab")
 
 #: hs.Client passes a per-call project in this header; the transport strips it before sending.
 PROJECT_HEADER = "x-holysheep-project"
+#: A per-call bound on the whole input, in tokens, for parts that cannot be measured before
+#: sending (a file_id, a PDF): hs.Client's `max_input_tokens=`, or any SDK's extra_headers.
+#: Stripped before sending, like PROJECT_HEADER.
+MAX_INPUT_HEADER = "x-holysheep-max-input-tokens"
 #: hs.Client hands the request's dict to the transport here, so it is not parsed back from JSON.
 PAYLOAD_EXTENSION = "holysheep_payload"
-DEFAULT_MAX_TOKENS_WHEN_UNCAPPED = 16_384
 _NO_USAGE = Usage()
 #: Rows whose cost is spend (seeded into the ledger at start-up).
 _SPENDING = frozenset({"ok", "error", "unknown"})
@@ -143,6 +146,7 @@ class CallPlan:
     # or a 2xx whose body is still to be read): ending now, the relay may have billed it.
     in_doubt: bool = False
     idempotent: bool = False  # every attempt carries one idempotency key: the relay bills it once
+    ttl: float = 0.0  # how long its reservation is held per renewal (0: the guard's default)
     record: CallRecord | None = None  # the call's row, once it is logged
 
     @property
@@ -204,7 +208,7 @@ class Metering:
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        from holysheep_lab.ledger.memory import MemoryLedger
+        from holysheep_lab.ledger.sqlite import machine_ledger
         from holysheep_lab.log import LogWriter
 
         _check_options(budget, ledger, alerts, rate_limit, retry, project, log_dir, clock)
@@ -227,7 +231,8 @@ class Metering:
         self.estimator = TokenEstimator()
         self.log_dir = Path(log_dir or os.environ.get("HOLYSHEEP_LOG_DIR") or "holysheep_logs")
         self.writer = LogWriter(self.log_dir)
-        self.ledger: Ledger = ledger if ledger is not None else MemoryLedger()
+        # Default: one budget per machine, in the log folder (ledger=hs.MemoryLedger(): per process).
+        self.ledger: Ledger = ledger if ledger is not None else machine_ledger(self.log_dir)
         # A refusal is when a budget line is at its block line: alert levels above it (the
         # default EMERGENCY 98 % over block_at 0.95) can only fire then (see AlertManager).
         self.guard = Guard(budget, self.ledger, clock=clock, reservation_ttl=self.retry.max_total + 300,
@@ -306,7 +311,7 @@ class Metering:
         zone = self.guard.zone
         month_start = window_bounds(Window.MONTH, now, zone)[0]
         cols = ["ts", "status", "cost_nanos", "project", "model", "input_tokens", "input_bytes",
-                "input_non_ascii_bytes", "input_messages", "usage_missing"]
+                "input_non_ascii_bytes", "input_messages", "usage_missing", "input_words"]
         table = read_table(self.log_dir, start=month_start, columns=cols)
         if table.num_rows == 0:
             return spent, expires
@@ -317,7 +322,7 @@ class Metering:
         # Bounds, not clock arithmetic: right for any offset (UTC+00:07, +05:45) and DST day.
         days: list[tuple[datetime, datetime, list[tuple[str, float]]]] = []
         day: tuple[datetime, datetime, list[tuple[str, float]]] | None = None
-        for ts, status, cost, project, model, itok, ibytes, inon, imsg, missing in zip(
+        for ts, status, cost, project, model, itok, ibytes, inon, imsg, missing, iwords in zip(
                 *(rows[c] for c in cols), strict=True):
             if cost and status in _SPENDING:
                 if day is None or not day[0] <= ts < day[1]:
@@ -334,8 +339,8 @@ class Metering:
                         b = bucket_name(scope, key)
                         spent[b] = spent.get(b, 0) + cost
                         expires[b] = end
-            if calibrate and status == "ok" and not missing and ibytes and itok is not None:
-                self.estimator.observe(model, InputSize(ibytes, inon or 0, imsg or 1, 0), itok)
+            if calibrate and status == "ok" and not missing and iwords and itok is not None:
+                self.estimator.observe(model, InputSize(ibytes or 0, inon or 0, imsg or 1, words=iwords), itok)
         return spent, expires
 
     # -- one call ------------------------------------------------------------------------------
@@ -395,9 +400,8 @@ class Metering:
                                          estimated_cost_usd=None, endpoint=endpoint.name))
                 raise exc from None
             price = None
-        cap = (price.max_output if price else None) or DEFAULT_MAX_TOKENS_WHEN_UNCAPPED
-        output_bound = (min(facts.max_tokens, cap) if facts.max_tokens else cap) * facts.answers
-        input_bound = self.estimator.bound(model, facts.size) + facts.exact_tokens
+        output_bound = _output_bound(facts, price)
+        input_bound = _input_bound(facts, self.estimator.bound(model, facts.size), headers)
         estimate = price.worst_case_nanos(input_bound, output_bound) if price else 0
         strip = False
         if facts.stream and endpoint.request_usage(payload):
@@ -411,10 +415,10 @@ class Metering:
             conversation_id=facts.conversation_id, prompt=facts.content,
         )
 
-    def preview(self, endpoint: Endpoint, payload: dict[str, Any]) -> CallPlan:
+    def preview(self, endpoint: Endpoint, payload: dict[str, Any], headers: Mapping[str, str] | None = None) -> CallPlan:
         """Plan a request body without sending or logging it (for `client.estimate`)."""
         self.prices.price(endpoint.plan(payload, False).model)  # UnknownModelError, not logged: nothing was attempted
-        return self._plan(endpoint, payload, b"", {})
+        return self._plan(endpoint, payload, b"", headers or {})
 
     def admit(self, plan: CallPlan) -> None:
         """Reserve the worst case; BudgetExceededError (logged as 'blocked') if it would pass.
@@ -428,7 +432,7 @@ class Metering:
                     self._rebuild_from_log(calibrate=False)
                     self._ledger_down = False
                 plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project,
-                                                      model=plan.model)
+                                                      model=plan.model, ttl=plan.ttl or None)
             except (BudgetExceededError, LedgerUnavailableError) as exc:
                 self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
                 plan.finished = True
@@ -453,7 +457,7 @@ class Metering:
         if previous is not None:
             try:
                 plan.reservation = self.guard.reserve(f"{plan.call_id}/{attempt + 1}", plan.estimate_nanos,
-                                                      project=plan.project, model=plan.model)
+                                                      project=plan.project, model=plan.model, ttl=plan.ttl or None)
             except BudgetExceededError as refusal:
                 raise refusal from exc
         plan.in_doubt = False  # the unknown attempt is accounted for below; the next is not sent yet
@@ -675,7 +679,9 @@ class Metering:
         return CallRecord(
             call_id=call_id, ts=ts, model=model, project=project, price_version=self.prices.version,
             input_bytes=size.text_bytes, input_non_ascii_bytes=size.non_ascii_bytes,
-            input_messages=size.messages, max_tokens=max_tokens, **rest,
+            input_messages=size.messages, max_tokens=max_tokens,
+            # Calibrates the input bound; a call with images or files says nothing of prose.
+            input_words=None if size.media_tokens or size.unmeasured else size.words, **rest,
         )
 
     def _plan_record(self, plan: CallPlan, *, call_id: str | None = None, **ending: Any) -> CallRecord:
@@ -781,6 +787,48 @@ def _alert_refusals(alerts: AlertManager) -> Callable[[SpendEvent], None]:
         alerts.observe((event,))
 
     return observe
+
+
+def _output_bound(facts: RequestFacts, price: Price | None) -> int:
+    """The most output the relay can bill: the request's cap, else the model's declared cap;
+    with neither, nothing bounds it, so the call is refused (ConfigError, nothing sent)."""
+    if not facts.answers:
+        return 0  # no output (embeddings)
+    caps = [c for c in (facts.max_tokens, price.max_output if price else None) if c]
+    if not caps:
+        if price is None:
+            return facts.extra_output  # unpriced (allow_unpriced): no money to bound
+        raise ConfigError(
+            f"{facts.model} declares no output cap and the request sets no {facts.cap_key}, so nothing bounds "
+            f"what the call may cost; nothing was sent. Set {facts.cap_key.split(' ', 1)[0]}=..., or give the "
+            "model a max_output in prices=."
+        )
+    return min(caps) * facts.answers + facts.extra_output
+
+
+def _input_bound(facts: RequestFacts, measured: int, headers: Mapping[str, str]) -> int:
+    """The input bound: what was measured, or the caller's explicit bound (MAX_INPUT_HEADER)
+    where it is larger; required when a part cannot be measured (ConfigError, nothing sent)."""
+    measured += facts.exact_tokens
+    raw = headers.get(MAX_INPUT_HEADER)
+    explicit: int | None = None
+    if raw is not None:
+        try:
+            explicit = int(str(raw).strip())
+        except ValueError:
+            explicit = 0
+        if explicit < 1:
+            raise ConfigError(f"{MAX_INPUT_HEADER} (max_input_tokens=) must be a positive whole number of tokens, "
+                              f"not {raw!r}; nothing was sent.")
+    if facts.size.unmeasured and explicit is None:
+        parts = ", ".join(facts.size.unmeasured[:3])
+        raise ConfigError(
+            f"The request has parts whose size cannot be known before sending ({parts}); the relay bills their "
+            "tokens, so no bound would hold and nothing was sent. Give the call an explicit bound on its whole "
+            f"input: hs.Client.chat(..., max_input_tokens=N), or the header '{MAX_INPUT_HEADER}: N' "
+            "(openai/anthropic SDKs: extra_headers=...)."
+        )
+    return max(measured, explicit or 0)
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -113,9 +113,11 @@ class AnthropicMessages:
         system = payload.get("system")
         turns = [{"role": "system", "content": system}, *messages] if system else messages
         billed_extras = [payload[k] for k in ("tools", "output_format", "output_config") if payload.get(k)]
+        if isinstance(payload.get("tool_choice"), Mapping):
+            billed_extras.append(payload["tool_choice"])
         return RequestFacts(
             model=model,
-            size=measure_messages(turns, billed_extras),
+            size=measure_messages(turns, billed_extras, model=model),
             max_tokens=max_tokens,
             answers=1,
             stream=bool(payload.get("stream")),

@@ -51,6 +51,8 @@ class RequestFacts:
     answers: int  # how many answers the output bound pays for (chat's n; 0: no output, embeddings)
     stream: bool
     exact_tokens: int = 0  # input already given as tokens (token arrays): counted as is, never scaled
+    cap_key: str = "max_tokens"  # the request key that caps the output (named when it is missing)
+    extra_output: int = 0  # output tokens billed beyond the cap (chat's predicted-output text)
     conversation_id: str | None = None  # names a chain of calls without storing its text
     content: str | None = None  # the prompt as logged, only when the log keeps content
 

@@ -37,6 +37,17 @@ def chat_usage(usage: Mapping[str, Any]) -> Usage:
     return Usage(prompt, completion, cached, reasoning, relay_cost(usage))
 
 
+def _prediction_bytes(prediction: Any) -> int:
+    """Predicted Outputs: the prediction's tokens that the answer rejects are billed as output
+    on top of it; no more of them than its text has bytes."""
+    if not isinstance(prediction, Mapping):
+        return 0
+    content = prediction.get("content")
+    parts = [content] if isinstance(content, str) else [
+        p.get("text") for p in content or () if isinstance(p, Mapping) and isinstance(p.get("text"), str)]
+    return sum(len(p.encode("utf-8", "surrogatepass")) for p in parts if isinstance(p, str))
+
+
 class ChatEvents:
     """Reads Chat Completions stream chunks."""
 
@@ -94,11 +105,17 @@ class ChatCompletions:
         if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             raise ConfigError(f"n (answers per request) must be a positive integer, not {n!r}; nothing was sent.")
         answers = n if n is not None and n > 1 else 1
+        # Billed as input beside the messages: tool (and legacy function) definitions, a forced
+        # tool choice, and the response_format's JSON schema.
+        extras = [payload.get("tools"), payload.get("functions"), payload.get("response_format"),
+                  payload.get("tool_choice") if isinstance(payload.get("tool_choice"), dict) else None]
         return RequestFacts(
             model=model,
-            size=measure_messages(messages, payload.get("tools") or payload.get("functions")),
+            size=measure_messages(messages, [x for x in extras if x], model=model),
             max_tokens=max_tokens,
             answers=answers,
+            cap_key="max_tokens (or max_completion_tokens)",
+            extra_output=_prediction_bytes(payload.get("prediction")) * answers,
             stream=bool(payload.get("stream")),
             conversation_id=conversation_id([m for m in messages[:2] if isinstance(m, dict)]),
             content=json.dumps(messages, ensure_ascii=False) if keep_content else None,

@@ -72,7 +72,7 @@ class Completions:
         max_tokens = output_cap(payload, "max_tokens")
         return RequestFacts(
             model=model,
-            size=measure_messages(texts),
+            size=measure_messages(texts, model=model),
             max_tokens=DEFAULT_MAX_TOKENS if max_tokens is None else max_tokens,
             answers=prompts * _generations(payload),
             stream=bool(payload.get("stream")),

@@ -52,7 +52,7 @@ class Embeddings:
         texts, tokens, _ = split_prompts(payload["input"], "input")
         return RequestFacts(
             model=model,
-            size=measure_messages(texts),
+            size=measure_messages(texts, model=model),
             max_tokens=None,
             answers=0,  # no output: the bound is the input alone
             stream=False,

@@ -131,11 +131,14 @@ class Responses:
                 "its cost cannot be metered; nothing was sent. Call it without background (stream=True for long runs)."
             )
         items = _items(payload)
-        billed_extras = [v for v in (payload.get("tools"), payload.get("text")) if v]
+        tool_choice = payload.get("tool_choice")
+        billed_extras = [v for v in (payload.get("tools"), payload.get("text"),
+                                     tool_choice if isinstance(tool_choice, Mapping) else None) if v]
         return RequestFacts(
             model=model,
-            size=measure_messages(items, billed_extras),
+            size=measure_messages(items, billed_extras, model=model),
             max_tokens=output_cap(payload, "max_output_tokens"),
+            cap_key="max_output_tokens",
             answers=1,
             stream=bool(payload.get("stream")),
             conversation_id=conversation_id([i for i in items[:2] if isinstance(i, Mapping)]),

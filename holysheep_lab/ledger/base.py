@@ -83,6 +83,15 @@ class Ledger(Protocol):
         """
         ...
 
+    def renew(self, reservation_id: str, ttl: float) -> bool:
+        """Extend a live reservation: it now expires `ttl` seconds from now (sooner or later
+        than before). False, changing nothing, if it is not live: settled, released, expired
+        (a lapsed reservation is never revived; the caller reserves anew if it must).
+        The caller renews while its call is alive; a dead process stops renewing, so its
+        reservations lapse at most one ttl after its last renewal.
+        """
+        ...
+
     def settle(self, reservation_id: str | None, charges: Sequence[Charge]) -> Mapping[str, BucketState]:
         """Drop the reservation (if any) and add each charge's amount (the actual cost) to spent.
 

@@ -131,6 +131,20 @@ class MemoryLedger(ClosingContext):
             heapq.heappush(self._expiry_heap, (res.expires_at, reservation_id))
             return None
 
+    def renew(self, reservation_id: str, ttl: float) -> bool:
+        ttl = check_ttl(ttl)
+        with self._lock:
+            self._check_open()
+            now = self._clock()
+            self._purge(now)
+            res = self._reservations.get(reservation_id)
+            if res is None:
+                return False
+            # The old heap entry no longer matches the expiry and is skipped when popped.
+            res.expires_at = now + ttl
+            heapq.heappush(self._expiry_heap, (res.expires_at, reservation_id))
+            return True
+
     def settle(
         self, reservation_id: str | None, charges: Sequence[Charge]
     ) -> Mapping[str, BucketState]:

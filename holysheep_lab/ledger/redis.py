@@ -161,6 +161,26 @@ end
 return out
 """
 
+# KEYS: rkey. ARGV: now_override id ttl_ms gc_ms prefix. 1 if renewed, 0 if not live.
+_RENEW = _LUA_COMMON + r"""
+local now = now_ms(ARGV[1])
+local id = ARGV[2]
+local rkey = KEYS[1]
+local held = redis.call('HGET', rkey, '.exp')
+if not held or tonumber(held) <= now then return 0 end
+local exp = s(now + tonumber(ARGV[3]))
+local f = redis.call('HGETALL', rkey)
+for j = 1, #f, 2 do
+  if string.sub(f[j], 1, 2) == 'b:' then
+    -- XX: only a member still there (not purged) is moved; its amount stays in the bucket.
+    redis.call('ZADD', ARGV[5] .. 'z:' .. string.sub(f[j], 3), 'XX', exp, id)
+  end
+end
+redis.call('HSET', rkey, '.exp', exp)
+redis.call('PEXPIRE', rkey, tonumber(ARGV[3]) + tonumber(ARGV[4]))
+return 1
+"""
+
 # KEYS: rkey. ARGV: id prefix.
 _RELEASE = _LUA_COMMON + r"""
 drop_reservation(KEYS[1], ARGV[1], ARGV[2])
@@ -303,6 +323,7 @@ class RedisLedger(ClosingContext):
         self._reserve = register(_RESERVE)
         self._settle = register(_SETTLE)
         self._release = register(_RELEASE)
+        self._renew = register(_RENEW)
         self._snapshot = register(_SNAPSHOT)
         self._seed = register(_SEED)
         self._claim = register(_CLAIM)
@@ -436,6 +457,20 @@ class RedisLedger(ClosingContext):
             c.bucket: BucketState(int(result[2 * i]), int(result[2 * i + 1]))
             for i, c in enumerate(merged)
         }
+
+    def renew(self, reservation_id: str, ttl: float) -> bool:
+        check_id(reservation_id)
+        ttl = check_ttl(ttl)
+        ms = max(1, int(ttl * 1000))
+        result = self._run(
+            "renew",
+            self._renew,
+            [f"{self._prefix}r:{reservation_id}"],
+            [self._now_arg(), reservation_id, ms, _RESERVATION_GC_MS, self._prefix],
+            may_fail_open=True,
+        )
+        # Failing open, nothing is reserved in Redis: say renewed, as reserve said accepted.
+        return result is None or bool(result)
 
     def release(self, reservation_id: str) -> None:
         self._run(

@@ -1,9 +1,15 @@
 """A ledger in one SQLite file, shared by several processes (kernels) on one machine.
 
 Every write is one `BEGIN IMMEDIATE` transaction: SQLite's write lock makes check-and-reserve
-atomic across processes; WAL mode lets readers run beside the writer. In-flight reserved
-spend is the sum of a bucket's unexpired reservation rows, so a killed process's
-reservations stop counting at their expiry with no clean-up needed (rows are deleted later).
+atomic across processes; WAL mode (synchronous=NORMAL) lets readers run beside the writer and
+commits without an fsync. In-flight reserved spend is the sum of a bucket's unexpired
+reservation rows, so a killed process's reservations stop counting at their expiry with no
+clean-up needed (rows are deleted later).
+
+Speed: a commit costs a write per page it dirtied, so everything a call touches lives in one
+b-tree keyed (bucket, id): a bucket's settled spend is its row with id '', each reservation in
+flight a row per bucket plus a header row (bucket '') that makes its id unique. One reserve or
+settle then dirties a page or two, not one per table and index.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 
 from holysheep_lab.core.clock import BUCKET_GRACE_S
@@ -29,44 +36,61 @@ from holysheep_lab.ledger.common import (
     seed_items,
 )
 
-__all__ = ["SQLiteLedger"]
+__all__ = ["LEDGER_FILE", "SQLiteLedger", "machine_ledger"]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS buckets (
-    name TEXT PRIMARY KEY,
-    spent INTEGER NOT NULL DEFAULT 0,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS reservations (
-    id TEXT NOT NULL,
-    bucket TEXT NOT NULL,
+#: The machine-wide ledger of a log folder: every client logging there shares its budget.
+LEDGER_FILE = ".ledger.sqlite"
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS ledger (
+    bucket TEXT NOT NULL,      -- '' : a reservation's header row
+    id TEXT NOT NULL,          -- '' : the bucket's settled spend; else a reservation in flight
     amount INTEGER NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (id, bucket)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS reservations_live ON reservations (bucket, expires_at, amount);
-CREATE INDEX IF NOT EXISTS reservations_expiry ON reservations (expires_at);
-CREATE TABLE IF NOT EXISTS claims (
+    expires_at REAL NOT NULL,  -- the window's end (spend), or the reservation's expiry
+    buckets TEXT,              -- a header's bucket names, one per line
+    PRIMARY KEY (bucket, id)
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     expires_at REAL NOT NULL
-) WITHOUT ROWID;
-"""
-
-# Spent and live reserved of one bucket in one statement (the covering index serves the sum).
-_STATE = (
-    "SELECT (SELECT spent FROM buckets WHERE name = ?1), "
-    "(SELECT SUM(amount) FROM reservations WHERE bucket = ?1 AND expires_at > ?2)"
+) WITHOUT ROWID""",
 )
+# Files written by the first layout (tables buckets + reservations): their spend moves over.
+_MIGRATE = (
+    "INSERT INTO ledger (bucket, id, amount, expires_at) SELECT name, '', spent, expires_at FROM buckets "
+    "WHERE true ON CONFLICT (bucket, id) DO UPDATE SET amount = MAX(amount, excluded.amount)",
+    "DROP TABLE buckets",
+    "DROP TABLE IF EXISTS reservations",
+)
+
+_INSERT = "INSERT INTO ledger (bucket, id, amount, expires_at) VALUES (?, ?, ?, ?)"
+_HEADER = "INSERT INTO ledger (bucket, id, amount, expires_at, buckets) VALUES ('', ?, 0, ?, ?)"
+_HEADER_BUCKETS = "SELECT buckets FROM ledger WHERE bucket = '' AND id = ?"
+_DROP = "DELETE FROM ledger WHERE bucket = ? AND id = ?"
+_LIVE_HEADER = "SELECT buckets FROM ledger WHERE bucket = '' AND id = ?1 AND expires_at > ?2"
+_RENEW = "UPDATE ledger SET expires_at = ? WHERE bucket = ? AND id = ?"
 _ADD_SPENT = (
-    "INSERT INTO buckets (name, spent, expires_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET spent = spent + excluded.spent, "
+    "INSERT INTO ledger (bucket, id, amount, expires_at) VALUES (?, '', ?, ?) "
+    "ON CONFLICT (bucket, id) DO UPDATE SET amount = amount + excluded.amount, "
     "expires_at = MAX(expires_at, excluded.expires_at)"
 )
 _SEED = (
-    "INSERT INTO buckets (name, spent, expires_at) VALUES (?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET spent = MAX(spent, excluded.spent), "
+    "INSERT INTO ledger (bucket, id, amount, expires_at) VALUES (?, '', ?, ?) "
+    "ON CONFLICT (bucket, id) DO UPDATE SET amount = MAX(amount, excluded.amount), "
     "expires_at = MAX(expires_at, excluded.expires_at)"
 )
+
+
+@cache
+def _states_sql(n: int) -> str:
+    """(name, spent, live reserved) of n buckets in one statement: ?1 is now, ?2.. the names.
+    Both sums are range scans of the primary key."""
+    names = ", ".join(f"(?{i + 2})" for i in range(n))
+    return (
+        f"WITH q(name) AS (VALUES {names}) SELECT name, "
+        "(SELECT amount FROM ledger WHERE bucket = q.name AND id = ''), "
+        "(SELECT SUM(amount) FROM ledger WHERE bucket = q.name AND id > '' AND expires_at > ?1) FROM q"
+    )
 
 
 class SQLiteLedger(ClosingContext):
@@ -100,8 +124,11 @@ class SQLiteLedger(ClosingContext):
             try:
                 with self._write(conn):
                     # executescript would commit our IMMEDIATE transaction first: one by one.
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    old = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'buckets'")
+                    if old.fetchone():
+                        for statement in _MIGRATE:
                             conn.execute(statement)
             except sqlite3.Error as exc:
                 raise self._error(exc, "create tables") from None
@@ -168,14 +195,9 @@ class SQLiteLedger(ClosingContext):
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_EVERY
-        conn.execute("DELETE FROM reservations WHERE expires_at <= ?", (now,))
-        conn.execute("DELETE FROM buckets WHERE expires_at < ?", (now - BUCKET_GRACE_S,))
+        conn.execute("DELETE FROM ledger WHERE id > '' AND expires_at <= ?", (now,))
+        conn.execute("DELETE FROM ledger WHERE id = '' AND expires_at < ?", (now - BUCKET_GRACE_S,))
         conn.execute("DELETE FROM claims WHERE expires_at <= ?", (now,))
-
-    @staticmethod
-    def _state(conn: sqlite3.Connection, bucket: str, now: float) -> tuple[int, int]:
-        spent, reserved = conn.execute(_STATE, (bucket, now)).fetchone()
-        return spent or 0, reserved or 0
 
     # -- the Ledger protocol ------------------------------------------------------------------
 
@@ -186,29 +208,57 @@ class SQLiteLedger(ClosingContext):
     def use_seeder(self, seeder: Seeder) -> None:
         """Ignored: the file keeps its state (a deleted file is a new, empty ledger at open)."""
 
+    def _states(self, conn: sqlite3.Connection, names: Sequence[str], now: float) -> dict[str, tuple[int, int]]:
+        rows = conn.execute(_states_sql(len(names)), (now, *names)).fetchall()
+        return {name: (spent or 0, reserved or 0) for name, spent, reserved in rows}
+
     def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
         check_id(reservation_id)
         merged = merge_charges(charges)
         ttl = check_ttl(ttl)
+        # One IMMEDIATE transaction: the header row (a live id already in flight fails its
+        # primary key), the states of the limited buckets, the bucket rows.
         with self._txn("reserve") as conn:
             now = self._clock()
             self._sweep(conn, now)
-            # An expired reservation's id may be reused; a live one may not.
-            rid = reservation_id
-            conn.execute("DELETE FROM reservations WHERE id = ? AND expires_at <= ?", (rid, now))
-            if conn.execute("SELECT 1 FROM reservations WHERE id = ? LIMIT 1", (rid,)).fetchone():
-                raise LedgerError(f"Reservation {reservation_id!r} is already in flight")
-            for c in merged:
-                if c.limit is None:
-                    continue
-                spent, reserved = self._state(conn, c.bucket, now)
-                if spent + reserved + c.amount > c.limit:
-                    return Refusal(c.bucket, spent, reserved, c.limit, c.amount)
-            conn.executemany(
-                "INSERT INTO reservations (id, bucket, amount, expires_at) VALUES (?, ?, ?, ?)",
-                [(reservation_id, c.bucket, c.amount, now + ttl) for c in merged],
-            )
+            until = now + ttl
+            header = (reservation_id, until, "\n".join(c.bucket for c in merged))
+            try:
+                conn.execute(_HEADER, header)
+            except sqlite3.IntegrityError:
+                # The id is taken: by an expired reservation (drop it and go on) or a live one.
+                conn.execute("DELETE FROM ledger WHERE id = ? AND expires_at <= ?", (reservation_id, now))
+                if conn.execute("SELECT 1 FROM ledger WHERE bucket = '' AND id = ?", (reservation_id,)).fetchone():
+                    raise LedgerError(f"Reservation {reservation_id!r} is already in flight") from None
+                conn.execute(_HEADER, header)
+            limited = [c for c in merged if c.limit is not None]
+            if limited:
+                states = self._states(conn, [c.bucket for c in limited], now)
+                for c in limited:
+                    spent, reserved = states[c.bucket]
+                    assert c.limit is not None
+                    if spent + reserved + c.amount > c.limit:
+                        conn.execute(_DROP, ("", reservation_id))
+                        return Refusal(c.bucket, spent, reserved, c.limit, c.amount)
+            conn.executemany(_INSERT, [(c.bucket, reservation_id, c.amount, until) for c in merged])
             return None
+
+    def renew(self, reservation_id: str, ttl: float) -> bool:
+        ttl = check_ttl(ttl)
+        with self._txn("renew") as conn:
+            now = self._clock()
+            row = conn.execute(_LIVE_HEADER, (reservation_id, now)).fetchone()
+            if row is None:
+                return False  # settled, released, or lapsed: a lapsed hold is not revived
+            until = now + ttl
+            conn.executemany(_RENEW, [(until, b, reservation_id) for b in ("", *row[0].split("\n"))])
+            return True
+
+    def _drop(self, conn: sqlite3.Connection, reservation_id: str) -> None:
+        """Delete a reservation's rows: its header names its buckets (primary-key deletes)."""
+        row = conn.execute(_HEADER_BUCKETS, (reservation_id,)).fetchone()
+        if row is not None:  # (DELETE ... RETURNING is several times slower than this SELECT)
+            conn.executemany(_DROP, [("", reservation_id), *((b, reservation_id) for b in row[0].split("\n"))])
 
     def settle(
         self, reservation_id: str | None, charges: Sequence[Charge]
@@ -217,13 +267,14 @@ class SQLiteLedger(ClosingContext):
         with self._txn("settle") as conn:
             now = self._clock()
             if reservation_id is not None:
-                conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+                self._drop(conn, reservation_id)
             conn.executemany(_ADD_SPENT, [(c.bucket, c.amount, c.expires_at) for c in merged])
-            return {c.bucket: BucketState(*self._state(conn, c.bucket, now)) for c in merged}
+            states = self._states(conn, [c.bucket for c in merged], now)
+            return {c.bucket: BucketState(*states[c.bucket]) for c in merged}
 
     def release(self, reservation_id: str) -> None:
         with self._txn("release") as conn:
-            conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+            self._drop(conn, reservation_id)
 
     def snapshot(self, buckets: Sequence[str]) -> dict[str, BucketState]:
         with self._lock:
@@ -233,7 +284,8 @@ class SQLiteLedger(ClosingContext):
                 # One read transaction: every bucket seen at the same instant.
                 conn.execute("BEGIN")
                 try:
-                    return {b: BucketState(*self._state(conn, b, now)) for b in buckets}
+                    states = self._states(conn, list(dict.fromkeys(buckets)), now) if buckets else {}
+                    return {b: BucketState(*states[b]) for b in buckets}
                 finally:
                     conn.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -263,3 +315,17 @@ class SQLiteLedger(ClosingContext):
         # Only close our own process's connection; a fork's copy belongs to the parent.
         if conn is not None and self._pid == os.getpid():
             conn.close()
+
+
+def machine_ledger(log_dir: str | os.PathLike[str]) -> SQLiteLedger:
+    """The default ledger: one SQLite file in the log folder (hidden from the log's readers), so
+    two kernels, or a kernel and a script, logging to one folder share one budget with no
+    configuration. `ledger=hs.MemoryLedger()` opts out (one budget per process)."""
+    path = Path(log_dir) / LEDGER_FILE
+    try:
+        return SQLiteLedger(path)
+    except LedgerError as exc:
+        raise type(exc)(
+            f"{exc} The log folder's machine-wide budget ledger lives there; pass a writable log_dir=, "
+            "or ledger=hs.MemoryLedger() for a budget of this process alone."
+        ) from None

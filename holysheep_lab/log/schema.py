@@ -66,6 +66,7 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     # -- added in version 3 --
     ("cache_write_tokens", "int", True),  # prompt tokens written to a cache (part of input_tokens)
     ("cache_write_1h_tokens", "int", True),  # the 1-hour-TTL part of cache_write_tokens
+    ("input_words", "int", True),  # prose words in the prompt (core/tokens.py): calibrates the input bound
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
@@ -135,6 +136,7 @@ class CallRecord:
     usage_missing: bool = False
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
+    input_words: int | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The record as a dict of schema columns."""

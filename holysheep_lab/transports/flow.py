@@ -16,8 +16,16 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
 
+from holysheep_lab.core.guard import attempt_ttl
 from holysheep_lab.core.limits import Retry, parse_retry_after
-from holysheep_lab.core.metering import PAYLOAD_EXTENSION, PROJECT_HEADER, CallPlan, Metering, MeteringOptions
+from holysheep_lab.core.metering import (
+    MAX_INPUT_HEADER,
+    PAYLOAD_EXTENSION,
+    PROJECT_HEADER,
+    CallPlan,
+    Metering,
+    MeteringOptions,
+)
 from holysheep_lab.errors import APIConnectionError, APITimeoutError, HolySheepError
 from holysheep_lab.log.schema import CallRecord
 
@@ -88,6 +96,8 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
         if metering.idempotency_header not in request.headers:
             request.headers[metering.idempotency_header] = plan.call_id
         plan.idempotent = True
+    # Held as long as one attempt can go without progress; renewed at each step below.
+    plan.ttl = attempt_ttl(request.extensions.get("timeout"), metering.guard.reservation_ttl)
     metering.admit(plan)  # BudgetExceededError: logged as blocked, nothing sent
     try:
         response = yield from _send_with_retries(metering, lib, request, plan)
@@ -98,6 +108,7 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
             response.headers["x-should-retry"] = "false"
         if plan.stream and 200 <= response.status_code < 300:
             return _stream_response(metering, plan, response, metered_stream)
+        metering.guard.keep_alive(plan.reservation)
         content = yield _Read(response)  # a failed read of a 2xx body leaves the call in doubt
         record, payload, error = metering.complete(plan, response.status_code, content, response.headers)
         response.extensions[OUTCOME_KEY] = CallOutcome(record, error, payload)
@@ -110,11 +121,12 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
 
 
 def _for_relay(lib: ModuleType, request: Any, body: bytes, plan: CallPlan) -> Any:
-    """The request as the relay gets it: without our project header, with the planned body."""
+    """The request as the relay gets it: without our headers, with the planned body."""
     headers = request.headers
-    if PROJECT_HEADER not in headers and plan.body is body:
+    if PROJECT_HEADER not in headers and MAX_INPUT_HEADER not in headers and plan.body is body:
         return request
-    kept = [(k, v) for k, v in headers.multi_items() if k.lower() not in (PROJECT_HEADER, "content-length")]
+    ours = (PROJECT_HEADER, MAX_INPUT_HEADER, "content-length")
+    kept = [(k, v) for k, v in headers.multi_items() if k.lower() not in ours]
     extensions = {k: v for k, v in request.extensions.items() if k != PAYLOAD_EXTENSION}
     return lib.Request(request.method, request.url, headers=kept, content=plan.body, extensions=extensions)
 
@@ -133,6 +145,8 @@ def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: 
         wait = metering.limiter.acquire(plan.rate_tokens)
         if wait > 0:
             yield _Sleep(wait)
+        if plan.attempts or wait > 0:  # after waits and backoffs: held for this attempt
+            metering.guard.keep_alive(plan.reservation)
         plan.attempts += 1
         plan.in_doubt = True  # from the first byte sent until an answer is in hand
         try:

@@ -32,6 +32,9 @@ class MeteredStream:
         self._error: str | None = None
 
     def _feed(self, chunk: bytes) -> bytes:
+        # The call is alive while its stream is read: its reservation lives on (a clock read
+        # per chunk; a renewal at most every RENEW_EVERY seconds).
+        self._metering.guard.keep_alive(self._plan.reservation)
         out = self._acc.feed(chunk)
         if self._plan.ttft_ms is None and self._acc.first_token_at is not None:
             self._plan.ttft_ms = (self._acc.first_token_at - self._plan.started) * 1000

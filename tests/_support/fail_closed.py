@@ -25,6 +25,7 @@ def logged_nanos(log_dir: Any) -> int:
 
 
 def restarted_spent(log_dir: Any, budget: hs.Budget | None = None) -> int:
-    """What a fresh client on this log folder believes was spent today (the log is the truth)."""
-    with hs.Client(base_url="http://127.0.0.1:9/v1", log_dir=log_dir, budget=budget) as fresh:
+    """What a fresh client on this log folder believes was spent today (the log is the truth).
+    Its own memory ledger: relearned from the log alone, not from the folder's shared ledger."""
+    with hs.Client(base_url="http://127.0.0.1:9/v1", log_dir=log_dir, budget=budget, ledger=hs.MemoryLedger()) as fresh:
         return day_state(fresh.metering)[0]
