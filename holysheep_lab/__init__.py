@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "Client": "holysheep_lab.client.client",
     "EmailChannel": "holysheep_lab.alerts",
     "Estimate": "holysheep_lab.client.results",
+    "Experiment": "holysheep_lab.client.experiment",
     "HttpxMeteredTransport": "holysheep_lab.transports.legacy",
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
@@ -90,6 +91,7 @@ __all__ = [
     "ConfigError",
     "EmailChannel",
     "Estimate",
+    "Experiment",
     "HolySheepError",
     "HttpxMeteredTransport",
     "Ledger",
@@ -163,6 +165,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
         WebhookChannel,
     )
     from holysheep_lab.client.client import ChatStream, Client
+    from holysheep_lab.client.experiment import Experiment
     from holysheep_lab.client.results import ChatResult, Estimate
     from holysheep_lab.core.budget import Budget
     from holysheep_lab.core.limits import RateLimit, Retry

@@ -13,6 +13,7 @@ from typing import Any
 import httpx2
 
 from holysheep_lab.client.batch import run_batch
+from holysheep_lab.client.experiment import Experiment
 from holysheep_lab.client.loop import run_sync
 from holysheep_lab.client.results import ChatResult, Estimate, Messages
 from holysheep_lab.core import fastjson as fast_json
@@ -262,6 +263,12 @@ class Client:
         body = self._body(model, messages_or_prompt, max_tokens, None, False, params)
         plan = self.metering.preview(CHAT_COMPLETIONS, body)
         return Estimate(model, plan.input_bound, plan.output_bound, plan.estimate_nanos / NANOS_PER_USD)
+
+    def experiment(self, name: str, budget: float | str | None = None) -> Experiment:
+        """A named run of calls, capped by `budget` (USD) before sending, its rows tagged
+        ``experiment=name``: ``with client.experiment("rag-v2", budget=0.50) as exp: ...``, then
+        ``exp.cost_usd``, ``exp.calls``, ``exp.summary()`` (see holysheep_lab.client.experiment)."""
+        return Experiment(self.metering, name, budget)
 
     def _async_client(self) -> httpx2.AsyncClient:
         loop = asyncio.get_running_loop()

@@ -7,7 +7,7 @@ call the reservation is settled to the actual cost, or released if nothing was s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -16,6 +16,9 @@ from holysheep_lab.core.budget import Budget, BudgetLine, Window, local_zone, wi
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.core.money import nanos_to_decimal
+from holysheep_lab.core.scopes import CallScope, hold
+from holysheep_lab.core.scopes import release as release_holds
+from holysheep_lab.core.scopes import settle as settle_holds
 from holysheep_lab.errors import BudgetExceededError
 from holysheep_lab.ledger.base import BucketState, Charge, Ledger, bucket_name
 
@@ -36,6 +39,7 @@ class Reservation:
     project: str | None
     model: str | None
     done: bool = False
+    scopes: tuple[CallScope, ...] = ()  # the experiments / notebook cell it is also held in
 
 
 class Guard:
@@ -91,12 +95,28 @@ class Guard:
             templates[project] = template
         return template
 
-    def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None) -> Reservation:
-        """Reserve `amount` nanos in every line; BudgetExceededError (nothing reserved) if any would pass."""
+    def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None,
+                scopes: Sequence[CallScope] = ()) -> Reservation:
+        """Reserve `amount` nanos in every line and in every scope (an experiment's or a notebook
+        cell's budget); BudgetExceededError (nothing reserved) if any would pass."""
         now = self.clock()
         plan = self._plan(amount, project, now)
-        refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], self.reservation_ttl)
+        if scopes:
+            # The scopes first (in-process arithmetic); given back if the ledger refuses or fails.
+            refused = hold(scopes, call_id, amount)
+            if refused is not None:
+                raise BudgetExceededError(
+                    scope=refused.scope.scope, window=refused.scope.kind, spent=nanos_to_decimal(refused.spent),
+                    reserved=nanos_to_decimal(refused.reserved), limit=nanos_to_decimal(refused.limit),
+                    estimate=nanos_to_decimal(amount), resets_at=None, model=model,
+                )
+        try:
+            refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], self.reservation_ttl)
+        except BaseException:
+            release_holds(scopes, call_id)
+            raise
         if refusal is not None:
+            release_holds(scopes, call_id)
             line, _, _, end = next(p for p in plan if p[1].bucket == refusal.bucket)
             assert line is not None  # unlimited charges are never refused
             raise BudgetExceededError(
@@ -109,7 +129,7 @@ class Guard:
                 resets_at=end.astimezone(self.zone),
                 model=model,
             )
-        return Reservation(call_id, amount, plan, project, model)
+        return Reservation(call_id, amount, plan, project, model, scopes=tuple(scopes))
 
     def settle(self, reservation: Reservation, actual: int, *, events: bool = True) -> list[SpendEvent]:
         """Turn the reservation into spend of `actual` nanos; return one event per limited line
@@ -117,6 +137,8 @@ class Guard:
         if reservation.done:
             return []
         reservation.done = True
+        if reservation.scopes:
+            settle_holds(reservation.scopes, reservation.id, actual)  # first: it cannot fail
         charges = [Charge(c.bucket, actual, c.limit, c.expires_at) for _, c, _, _ in reservation.lines]
         after = self.ledger.settle(reservation.id, charges)
         return self._events(reservation, actual, after) if events else []
@@ -125,6 +147,8 @@ class Guard:
         """Give the reservation back: the call failed or was cancelled before costing anything."""
         if not reservation.done:
             reservation.done = True
+            if reservation.scopes:
+                release_holds(reservation.scopes, reservation.id)
             self.ledger.release(reservation.id)
 
     def _events(self, reservation: Reservation, actual: int, after: Mapping[str, BucketState]) -> list[SpendEvent]:

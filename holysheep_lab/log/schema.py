@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 __all__ = ["CALL_SCHEMA", "COLUMNS", "COLUMN_KINDS", "COLUMN_NAMES", "REQUIRED_COLUMNS",
            "SCHEMA_VERSION", "STATUSES", "CallRecord", "call_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: `ok` answered; `error` sent but failed; `blocked` refused by the guard, nothing sent;
 #: `unpriced` answered, but the model had no price (opt-in), so cost_usd is null, never 0;
@@ -63,6 +63,10 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("input_messages", "int", True),
     # -- added in version 2 --
     ("usage_missing", "bool", True),  # no usable usage (missing, null, implausible, no answer): cost is the bound
+    # -- added in version 3 --
+    ("experiment", "str", True),  # the innermost `client.experiment(name)` the call was made in
+    ("notebook_cell", "int", True),  # the execution count of the notebook cell that made it (%load_ext holysheep_lab)
+    ("notebook_path", "str", True),  # that notebook's path, where the kernel knows it
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
@@ -130,6 +134,9 @@ class CallRecord:
     input_non_ascii_bytes: int | None = None
     input_messages: int | None = None
     usage_missing: bool = False
+    experiment: str | None = None
+    notebook_cell: int | None = None
+    notebook_path: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The record as a dict of schema columns."""
