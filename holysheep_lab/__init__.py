@@ -152,6 +152,21 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext holysheep_lab``: a one-line spend summary after each cell that made calls, rows
+    tagged with the cell, ``%hs_budget 0.25`` to cap the next cell (see holysheep_lab.ipython)."""
+    from holysheep_lab.ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext holysheep_lab``: stop tagging and summarising cells."""
+    from holysheep_lab.ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from holysheep_lab.alerts import (
         Alert,
