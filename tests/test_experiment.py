@@ -285,3 +285,27 @@ def test_context_for_takes_only_the_owners_experiments():
     finally:
         leave(token)
     assert context_for(mine).scopes == ()
+
+
+def test_open_experiments_are_listed_for_meters_while_they_run(client):
+    from holysheep_lab.core.scopes import open_scopes
+
+    assert open_scopes(client.metering) == []
+    with client.experiment("live", budget=0.5) as exp:
+        seen = []
+
+        def meter_thread() -> None:  # a meter refreshes on its own thread, outside the context
+            seen.extend(s.snapshot() for s in open_scopes(client.metering))
+
+        first = client.chat("gpt-4.1", "hi", max_tokens=10)
+        t = threading.Thread(target=meter_thread)
+        t.start()
+        t.join()
+        worker = threading.Thread(target=exp.bind(client.chat), args=("gpt-4.1", "bound"))
+        worker.start()
+        worker.join()
+        assert open_scopes(client.metering) == [exp.scope]  # the bound thread left, the block has not
+        assert open_scopes(object()) == []  # another client's meter does not list it
+    assert [s.name for s in seen] == ["live"] and seen[0].calls == 1 and seen[0].limit_nanos == 500_000_000
+    assert seen[0].spent_nanos == round(first.cost_usd * 1e9) > 0
+    assert open_scopes(client.metering) == []

@@ -55,7 +55,7 @@ def usd_text(usd: float) -> str:
     return f"${usd:,.2f}" if abs(usd) >= 1 else f"${usd:.4f}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class ExperimentSummary:
     """One experiment run's numbers: `calls` (requests logged; refusals apart), `refused`,
     `errors`, tokens, `cost_usd`, the budget and what is left of it, and per-model tallies."""
@@ -79,6 +79,8 @@ class ExperimentSummary:
         errors = f", {self.errors:,} failed" if self.errors else ""
         return (f"experiment {self.name!r}: {self.calls:,} calls, {self.input_tokens + self.output_tokens:,} tokens, "
                 f"{usd_text(self.cost_usd)}{budget}{refused}{errors}")
+
+    __repr__ = __str__
 
     def _repr_html_(self) -> str:
         import html

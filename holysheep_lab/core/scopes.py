@@ -42,6 +42,7 @@ __all__ = [
     "enter",
     "hold",
     "leave",
+    "open_scopes",
     "release",
     "set_cell",
     "settle",
@@ -140,16 +141,40 @@ NO_CONTEXT = CallContext()
 
 _experiments: ContextVar[tuple[CallScope, ...]] = ContextVar("holysheep_experiments", default=())
 _cell: CallScope | None = None  # the notebook cell running now (process-wide; see the docstring)
+# Entered scopes, by how many contexts have them active: what a meter on another thread can list.
+_open: dict[int, tuple[CallScope, int]] = {}
 
 
 def enter(scope: CallScope) -> Token[tuple[CallScope, ...]]:
     """Make `scope` active in the current context (inside the ones already active)."""
+    with _LOCK:
+        _, n = _open.get(id(scope), (scope, 0))
+        _open[id(scope)] = (scope, n + 1)
     return _experiments.set((*_experiments.get(), scope))
 
 
 def leave(token: Token[tuple[CallScope, ...]]) -> None:
     """Undo the matching `enter` (in the context that entered)."""
+    scopes = _experiments.get()
     _experiments.reset(token)
+    if scopes:
+        scope = scopes[-1]
+        with _LOCK:
+            _, n = _open.get(id(scope), (scope, 1))
+            if n <= 1:
+                _open.pop(id(scope), None)
+            else:
+                _open[id(scope)] = (scope, n - 1)
+
+
+def open_scopes(owner: object) -> list[CallScope]:
+    """The scopes a call through Metering `owner` could join now, from any thread: the open
+    experiments of that Metering (in the order they were entered) and the running notebook cell.
+    Read each one's numbers with `snapshot()`; for live meters."""
+    with _LOCK:
+        mine = [s for s, _ in _open.values() if s.owner is None or s.owner is owner]
+    cell = _cell
+    return [cell, *mine] if cell is not None else mine
 
 
 def set_cell(scope: CallScope | None) -> None:
