@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "Client": "holysheep_lab.client.client",
     "EmailChannel": "holysheep_lab.alerts",
     "Estimate": "holysheep_lab.client.results",
+    "Experiment": "holysheep_lab.client.experiment",
     "HttpxMeteredTransport": "holysheep_lab.transports.legacy",
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
@@ -94,6 +95,7 @@ __all__ = [
     "ConfigError",
     "EmailChannel",
     "Estimate",
+    "Experiment",
     "HolySheepError",
     "HttpxMeteredTransport",
     "Ledger",
@@ -156,6 +158,21 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext holysheep_lab``: a one-line spend summary after each cell that made calls, rows
+    tagged with the cell, ``%hs_budget 0.25`` to cap the next cell (see holysheep_lab.ipython)."""
+    from holysheep_lab.ipython import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext holysheep_lab``: stop tagging and summarising cells."""
+    from holysheep_lab.ipython import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from holysheep_lab.alerts import (
         Alert,
@@ -170,6 +187,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     )
     from holysheep_lab.client.batch import BatchInterrupted
     from holysheep_lab.client.client import ChatStream, Client
+    from holysheep_lab.client.experiment import Experiment
     from holysheep_lab.client.results import ChatResult, Estimate
     from holysheep_lab.core.budget import Budget
     from holysheep_lab.core.limits import RateLimit, Retry

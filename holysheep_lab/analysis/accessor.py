@@ -19,6 +19,7 @@ from holysheep_lab.analysis.budgets import budget_status as _budget_status
 from holysheep_lab.analysis.drift import cost_drift as _cost_drift
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
+from holysheep_lab.analysis.plot import Plot
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, PriceTable
 
@@ -52,6 +53,11 @@ class HolySheepAccessor:
 
     def __repr__(self) -> str:
         return f"<df.hs accessor: {len(self._df)} calls>"
+
+    @property
+    def plot(self) -> Plot:
+        """The charts of this log (offline, interactive): see `holysheep_lab.analysis.plot`."""
+        return Plot(self._df)
 
     def daily(self, by: str | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
         """Spend per local day (optionally per `by` label): see `spend.daily`."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import httpx2
 
 from holysheep_lab.client.batch import BatchInterrupted, Outcome, batch_frame, check_concurrency, run_batch
+from holysheep_lab.client.experiment import Experiment
 from holysheep_lab.client.loop import run_sync
 from holysheep_lab.client.progress import BatchProgress
 from holysheep_lab.client.results import BatchEstimate, BudgetStatus, ChatResult, Estimate, Messages
@@ -437,6 +438,12 @@ class Client:
             return estimate_batch(self.metering, names, len(batch), bodies, self.budget_status(), project)
         except HolySheepError as exc:
             raise exc.with_traceback(None) from exc.__cause__
+
+    def experiment(self, name: str, budget: float | str | None = None) -> Experiment:
+        """A named run of calls, capped by `budget` (USD) before sending, its rows tagged
+        ``experiment=name``: ``with client.experiment("rag-v2", budget=0.50) as exp: ...``, then
+        ``exp.cost_usd``, ``exp.calls``, ``exp.summary()`` (see holysheep_lab.client.experiment)."""
+        return Experiment(self.metering, name, budget)
 
     def _async_client(self) -> httpx2.AsyncClient:
         loop = asyncio.get_running_loop()

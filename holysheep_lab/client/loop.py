@@ -9,6 +9,7 @@ so reservations are released and answered calls logged before the interrupt prop
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -56,14 +57,20 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run `coro` on the private loop and wait for it; safe to call from any thread.
 
     On Ctrl-C the task is cancelled and this waits until the coroutine has actually finished
-    (a cancelled future reports done at once, before the task's clean-up has run).
+    (a cancelled future reports done at once, before the task's clean-up has run). The
+    coroutine sees the caller's context variables.
     """
     loop = loop_thread()
     if threading.current_thread() is _private.thread:
         raise RuntimeError("run_sync was called from the private loop itself; await the coroutine instead.")
     finished = threading.Event()
+    caller = contextvars.copy_context()
 
     async def runner() -> T:
+        # The caller's context variables (an experiment's budget scope) hold in this task too,
+        # set here in the task's own context, whatever context the loop thread schedules it in.
+        for var, value in caller.items():
+            var.set(value)
         try:
             return await coro
         finally:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -24,6 +24,9 @@ from holysheep_lab.core.budget import Budget, BudgetLine, Window, local_zone, wi
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.events import SpendEvent
 from holysheep_lab.core.money import nanos_to_decimal
+from holysheep_lab.core.scopes import CallScope, hold
+from holysheep_lab.core.scopes import release as release_holds
+from holysheep_lab.core.scopes import settle as settle_holds
 from holysheep_lab.errors import BudgetExceededError, LedgerUnavailableError
 from holysheep_lab.ledger.base import BucketState, Charge, Ledger, bucket_name
 
@@ -67,6 +70,7 @@ class Reservation:
     done: bool = False
     ttl: float = 0.0  # each renewal holds it this long
     renewed_at: float = 0.0  # epoch seconds (the guard's clock) of the reserve or last renewal
+    scopes: tuple[CallScope, ...] = ()  # the experiments / notebook cell it is also held in
 
 
 class Guard:
@@ -125,14 +129,29 @@ class Guard:
         return template
 
     def reserve(self, call_id: str, amount: int, *, project: str | None = None, model: str | None = None,
-                ttl: float | None = None) -> Reservation:
-        """Reserve `amount` nanos in every line for `ttl` seconds (default: `reservation_ttl`);
-        BudgetExceededError (nothing reserved) if any would pass."""
+                ttl: float | None = None, scopes: Sequence[CallScope] = ()) -> Reservation:
+        """Reserve `amount` nanos in every line and in every scope (an experiment's or a notebook
+        cell's budget) for `ttl` seconds (default: `reservation_ttl`); BudgetExceededError
+        (nothing reserved) if any would pass."""
         now = self.clock()
         plan = self._plan(amount, project, now)
         ttl = ttl or self.reservation_ttl
-        refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], ttl)
+        if scopes:
+            # The scopes first (in-process arithmetic); given back if the ledger refuses or fails.
+            refused = hold(scopes, call_id, amount)
+            if refused is not None:
+                raise BudgetExceededError(
+                    scope=refused.scope.scope, window=refused.scope.kind, spent=nanos_to_decimal(refused.spent),
+                    reserved=nanos_to_decimal(refused.reserved), limit=nanos_to_decimal(refused.limit),
+                    estimate=nanos_to_decimal(amount), resets_at=None, model=model,
+                )
+        try:
+            refusal = self.ledger.reserve(call_id, [c for _, c, _, _ in plan], ttl)
+        except BaseException:
+            release_holds(scopes, call_id)
+            raise
         if refusal is not None:
+            release_holds(scopes, call_id)
             line, _, key, end = next(p for p in plan if p[1].bucket == refusal.bucket)
             assert line is not None  # unlimited charges are never refused
             if self._on_refusal is not None:
@@ -150,7 +169,8 @@ class Guard:
                 resets_at=end.astimezone(self.zone),
                 model=model,
             )
-        return Reservation(call_id, amount, plan, project, model, ttl=ttl, renewed_at=now.timestamp())
+        return Reservation(call_id, amount, plan, project, model, ttl=ttl, renewed_at=now.timestamp(),
+                           scopes=tuple(scopes))
 
     def renew(self, reservation: Reservation, ttl: float | None = None) -> bool:
         """Hold the reservation `ttl` more seconds from now (default: its own ttl). False if it
@@ -191,6 +211,8 @@ class Guard:
         if reservation.done:
             return []
         reservation.done = True
+        if reservation.scopes:
+            settle_holds(reservation.scopes, reservation.id, actual)  # first: it cannot fail
         charges = [Charge(c.bucket, actual, c.limit, c.expires_at) for _, c, _, _ in reservation.lines]
         after = self.ledger.settle(reservation.id, charges)
         return self._events(reservation, actual, after) if events else []
@@ -199,6 +221,8 @@ class Guard:
         """Give the reservation back: the call failed or was cancelled before costing anything."""
         if not reservation.done:
             reservation.done = True
+            if reservation.scopes:
+                release_holds(reservation.scopes, reservation.id)
             self.ledger.release(reservation.id)
 
     def _events(self, reservation: Reservation, actual: int, after: Mapping[str, BucketState]) -> list[SpendEvent]:

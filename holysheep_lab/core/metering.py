@@ -36,6 +36,7 @@ from holysheep_lab.core.ids import new_id
 from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, Price, PriceTable, Usage, relay_drift
+from holysheep_lab.core.scopes import NO_CONTEXT, CallContext, context_for
 from holysheep_lab.core.tokens import InputSize, TokenEstimator
 from holysheep_lab.endpoints import Endpoint, RequestFacts, find_endpoint, normalise_path
 from holysheep_lab.endpoints.passthrough import Passthrough, metered_names
@@ -148,6 +149,7 @@ class CallPlan:
     idempotent: bool = False  # every attempt carries one idempotency key: the relay bills it once
     ttl: float = 0.0  # how long its reservation is held per renewal (0: the guard's default)
     record: CallRecord | None = None  # the call's row, once it is logged
+    context: CallContext = NO_CONTEXT  # the experiment / notebook cell it was made in (tags, caps)
 
     @property
     def rate_tokens(self) -> int:
@@ -379,25 +381,27 @@ class Metering:
             except ValueError:
                 parsed = None
             model = parsed.get("model") if isinstance(parsed, dict) else None
+        context = context_for(self)
         self._write(self._record(
             new_id(), self.clock(), model if isinstance(model, str) else "unknown",
-            headers.get(PROJECT_HEADER) or self.project, InputSize(len(body), 0, 0, 0), None,
+            headers.get(PROJECT_HEADER) or self.project, InputSize(len(body), 0, 0, 0), None, context,
             status="unmetered", attempts=1, cost_usd=None, cost_nanos=None, estimated_cost_usd=None, endpoint=normal,
-        ))
+        ), context)
 
     def _plan(self, endpoint: Endpoint, payload: dict[str, Any], body: bytes, headers: Mapping[str, str]) -> CallPlan:
         facts = endpoint.plan(payload, self.log_content)
         model = facts.model
         project = headers.get(PROJECT_HEADER) or self.project
+        context = context_for(self)
         started = time.perf_counter()
         ts = self.clock()
         try:
             price: Price | None = self.prices.price(model, at=ts)  # the price in effect when the call starts
         except UnknownModelError as exc:
             if not self.allow_unpriced:
-                self._write(self._record(new_id(), ts, model, project, facts.size, facts.max_tokens, status="error",
-                                         error="unknown model: no price; not sent", attempts=0,
-                                         estimated_cost_usd=None, endpoint=endpoint.name))
+                self._write(self._record(new_id(), ts, model, project, facts.size, facts.max_tokens, context,
+                                         status="error", error="unknown model: no price; not sent", attempts=0,
+                                         estimated_cost_usd=None, endpoint=endpoint.name), context)
                 raise exc from None
             price = None
         output_bound = _output_bound(facts, price)
@@ -412,7 +416,7 @@ class Metering:
             call_id=new_id(), ts=ts, started=started, endpoint=endpoint, model=model, project=project, price=price,
             max_tokens=facts.max_tokens, output_bound=output_bound, size=facts.size, input_bound=input_bound,
             estimate_nanos=estimate, stream=facts.stream, strip_usage_chunk=strip, body=body,
-            conversation_id=facts.conversation_id, prompt=facts.content,
+            conversation_id=facts.conversation_id, prompt=facts.content, context=context,
         )
 
     def preview(self, endpoint: Endpoint, payload: dict[str, Any], headers: Mapping[str, str] | None = None) -> CallPlan:
@@ -432,12 +436,13 @@ class Metering:
                     self._rebuild_from_log(calibrate=False)
                     self._ledger_down = False
                 plan.reservation = self.guard.reserve(plan.call_id, plan.estimate_nanos, project=plan.project,
-                                                      model=plan.model, ttl=plan.ttl or None)
+                                                      model=plan.model, ttl=plan.ttl or None,
+                                                      scopes=plan.context.scopes)
             except (BudgetExceededError, LedgerUnavailableError) as exc:
                 self._ledger_down = self._ledger_down or isinstance(exc, LedgerUnavailableError)
                 plan.finished = True
                 plan.record = self._write(self._plan_record(plan, status="blocked", attempts=0,
-                                                            error=_short(str(exc))))
+                                                            error=_short(str(exc))), plan.context)
                 raise
         # else unpriced (opt-in): nothing to reserve, logged as 'unpriced'
         with self._open_lock:
@@ -457,7 +462,8 @@ class Metering:
         if previous is not None:
             try:
                 plan.reservation = self.guard.reserve(f"{plan.call_id}/{attempt + 1}", plan.estimate_nanos,
-                                                      project=plan.project, model=plan.model, ttl=plan.ttl or None)
+                                                      project=plan.project, model=plan.model, ttl=plan.ttl or None,
+                                                      scopes=plan.context.scopes)
             except BudgetExceededError as refusal:
                 raise refusal from exc
         plan.in_doubt = False  # the unknown attempt is accounted for below; the next is not sent yet
@@ -469,7 +475,7 @@ class Metering:
             cost_nanos=cost, cost_usd=nanos_to_usd(cost) if cost is not None else None, usage_missing=True,
             input_tokens=plan.input_bound, output_tokens=plan.output_bound,
             error=_short(f"{self._describe(exc)}; sent again, this attempt charged at its bound"),
-        ))
+        ), plan.context)
         self._observed(record, cost, events)
 
     def complete(self, plan: CallPlan, status_code: int, body: bytes,
@@ -638,7 +644,7 @@ class Metering:
             relay_cost_usd=counted.relay_cost_usd,
             usage_missing=at_bound and usage is None,
             error=_short(redact(error_text or str(error), *self.secrets)) if error_text or error is not None else None,
-        ))
+        ), plan.context)
         if record.relay_cost_usd is not None and cost is not None and usage is not None:
             self._check_drift(record, cost)
         self._observed(record, cost, events)
@@ -673,13 +679,14 @@ class Metering:
                                     "exited); charged at its bound")
 
     def _record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
-                max_tokens: int | None, **rest: Any) -> CallRecord:
+                max_tokens: int | None, context: CallContext, **rest: Any) -> CallRecord:
         """A log row: the request's side here, how it ended (status, cost, usage...) in `rest`.
         One constructor call, no intermediate dicts: this runs once per call."""
         return CallRecord(
             call_id=call_id, ts=ts, model=model, project=project, price_version=self.prices.version,
             input_bytes=size.text_bytes, input_non_ascii_bytes=size.non_ascii_bytes,
-            input_messages=size.messages, max_tokens=max_tokens,
+            input_messages=size.messages, max_tokens=max_tokens, experiment=context.experiment,
+            notebook_cell=context.notebook_cell, notebook_path=context.notebook_path,
             # Calibrates the input bound; a call with images or files says nothing of prose.
             input_words=None if size.media_tokens or size.unmeasured else size.words, **rest,
         )
@@ -687,13 +694,14 @@ class Metering:
     def _plan_record(self, plan: CallPlan, *, call_id: str | None = None, **ending: Any) -> CallRecord:
         """The log row of a planned call (or of one of its attempts); `ending` says how it ended."""
         return self._record(
-            call_id or plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens,
+            call_id or plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens, plan.context,
             estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
             stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt,
             endpoint=plan.endpoint.name, **ending,
         )
 
-    def _write(self, record: CallRecord) -> CallRecord:
+    def _write(self, record: CallRecord, context: CallContext) -> CallRecord:
+        """Log `record` and count it in the scopes (experiment, notebook cell) it was made in."""
         if not self.writer.append(record):
             # Paid for: the caller still gets its answer; the row and its spend (already in the
             # ledger) wait in memory and are written before the next row, once the disk is back.
@@ -702,6 +710,8 @@ class Metering:
             _warn(f"The call log could not be written ({self.writer.last_error}); the row is kept "
                   "in memory and written when the disk takes it again.", LogKeptWarning)
         self.calls += 1  # a display counter: a rare lost increment under threads is harmless
+        for scope in context.scopes:
+            scope.observe(record)
         return record
 
     # -- observers -----------------------------------------------------------------------------

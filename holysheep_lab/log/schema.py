@@ -67,6 +67,9 @@ COLUMNS: tuple[tuple[str, str, bool], ...] = (
     ("cache_write_tokens", "int", True),  # prompt tokens written to a cache (part of input_tokens)
     ("cache_write_1h_tokens", "int", True),  # the 1-hour-TTL part of cache_write_tokens
     ("input_words", "int", True),  # prose words in the prompt (core/tokens.py): calibrates the input bound
+    ("experiment", "str", True),  # the innermost `client.experiment(name)` the call was made in
+    ("notebook_cell", "int", True),  # the execution count of the notebook cell that made it (%load_ext holysheep_lab)
+    ("notebook_path", "str", True),  # that notebook's path, where the kernel knows it
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
@@ -137,6 +140,9 @@ class CallRecord:
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
     input_words: int | None = None
+    experiment: str | None = None
+    notebook_cell: int | None = None
+    notebook_path: str | None = None
 
     def as_row(self) -> dict[str, Any]:
         """The record as a dict of schema columns."""

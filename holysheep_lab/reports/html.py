@@ -6,7 +6,8 @@ models, latency, errors, context growth). Not to be confused with the usage repo
 JSON-ready dict of totals.
 
 `report(df, budget=None)` builds the whole page in memory (pure apart from reading the Vega
-JavaScript bundle, which vl-convert-python produces offline and we cache on disk) from one
+JavaScript bundle, which vl-convert-python produces offline: `notebook.render.vega_bundle`, the
+one the notebook charts inline too) from one
 building block per section (`_SECTIONS`); `.save(path)` writes it. The page loads nothing from
 the network: vega, vega-lite and vega-embed are inlined once, each chart's spec sits in a JSON
 script tag, and every piece of user text (title, model names, projects, errors) is HTML-escaped.
@@ -15,13 +16,11 @@ script tag, and every piece of user text (title, model names, projects, errors) 
 from __future__ import annotations
 
 import html
-import importlib
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,12 +34,13 @@ from holysheep_lab.analysis.forecast import forecast as _forecast
 from holysheep_lab.analysis.frames import NAT_MICROS, cost_usd, require_columns, valid_micros
 from holysheep_lab.core.budget import Budget, resolve_tz
 from holysheep_lab.core.clock import micros_to_datetime
-from holysheep_lab.errors import ConfigError, HolySheepError, MissingExtraError
+from holysheep_lab.errors import ConfigError, HolySheepError
+from holysheep_lab.notebook.render import vega_bundle
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Report", "report", "vega_bundle"]
+__all__ = ["Report", "report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,34 +74,6 @@ class Report:
 
 
 # --------------------------------------------------------------------------- JavaScript
-
-
-@lru_cache(maxsize=1)
-def vega_bundle() -> str:
-    """vega + vega-lite + vega-embed as one classic script (sets window.vegaEmbed).
-
-    vl-convert builds it offline (several seconds), so it is cached per process and on disk
-    under $XDG_CACHE_HOME/holysheep-lab (or ~/.cache), keyed by the vl-convert version.
-    """
-    try:  # as Any: its stubs mark the optional `snippet` of javascript_bundle as required
-        vlc: Any = importlib.import_module("vl_convert")
-    except ImportError as exc:  # pragma: no cover - in the lock
-        raise MissingExtraError("vl-convert-python", "Self-contained HTML reports") from exc
-    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "holysheep-lab"
-    cached = cache_dir / f"vega-bundle-{vlc.__version__}.js"
-    try:
-        return cached.read_text(encoding="utf-8")
-    except OSError:
-        pass
-    js: str = vlc.javascript_bundle()
-    try:  # the cache is only an optimisation: any failure just means rebuilding next time
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
-        tmp.write_text(js, encoding="utf-8")
-        os.replace(tmp, cached)
-    except OSError:
-        pass
-    return js
 
 
 _EMBED = """
