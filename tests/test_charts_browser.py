@@ -106,7 +106,12 @@ def executed(tmp_path_factory) -> nbformat.NotebookNode:
     nb.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
     path = root / "charts.ipynb"
     nbformat.write(nb, path)
-    return execute(path, venv_kernel(root / "jupyter"), timeout=300)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JUPYTER_PATH", "")  # remembers the old value: execute() points it at the venv kernel
+    try:
+        return execute(path, venv_kernel(root / "jupyter"), timeout=300)
+    finally:
+        mp.undo()
 
 
 def test_notebook_charts_carry_interactive_html_and_a_static_svg(executed):

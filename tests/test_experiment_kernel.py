@@ -40,7 +40,12 @@ def run(tmp_path_factory):
     nb.cells = [nbformat.v4.new_code_cell(c) for c in cells(str(log_dir))]
     path = root / "exp.ipynb"
     nbformat.write(nb, path)
-    return execute(path, venv_kernel(root / "jupyter"), timeout=180), log_dir
+    mp = pytest.MonkeyPatch()
+    mp.setenv("JUPYTER_PATH", "")  # remembers the old value: execute() points it at the venv kernel
+    try:
+        return execute(path, venv_kernel(root / "jupyter"), timeout=180), log_dir
+    finally:
+        mp.undo()
 
 
 def _outputs(cell) -> tuple[str, dict]:

@@ -60,6 +60,7 @@ def run(tmp_path_factory):
     nbformat.write(nb, path)
     mp = pytest.MonkeyPatch()
     mp.setenv("JPY_SESSION_NAME", NOTEBOOK_PATH)  # what Jupyter Server sets for a notebook's kernel
+    mp.setenv("JUPYTER_PATH", "")  # remembers the old value: execute() points it at the venv kernel
     try:
         executed = execute(path, venv_kernel(root / "jupyter"), timeout=180)
     finally:
