@@ -75,6 +75,12 @@ def prompt_tokens(messages: Any) -> int:
     return total
 
 
+class _Server(ThreadingHTTPServer):
+    # The default listen backlog (5) resets connections when 16 threads connect at once on a
+    # loaded machine; a relay's is in the hundreds.
+    request_queue_size = 128
+
+
 class BillingRelay:
     """A threaded loopback relay (http.server) that keeps a bill of what it received."""
 
@@ -120,7 +126,7 @@ class BillingRelay:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
