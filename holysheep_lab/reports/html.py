@@ -310,8 +310,9 @@ def _headline(page: _Page, log: _Log) -> None:
         me = fc.attrs["month_end"]
         kpis.append((f"projected {me['month']}", f"{_money(me['projected'])} ({_money(me['lo'])}–{_money(me['hi'])})"))
         if log.budget is not None:
-            ex = fc.attrs["exhaustion_date"]
-            kpis.append(("budget runs out", f"{ex:%Y-%m-%d}" if ex else f"not within {log.forecast_days} days"))
+            hit = fc.attrs["blocked_from"]  # the first global line the forecast reaches
+            kpis.append(("calls blocked from", f"{hit['date']:%Y-%m-%d}: {hit['line']} limit {_money(hit['limit_usd'])}, "
+                         f"blocks at {_money(hit['block_usd'])}" if hit else f"not within {log.forecast_days} days"))
     if n:
         status = log.status
         sent = int((status != "blocked").sum())
