@@ -2,7 +2,7 @@
 
 Modules: `frames` (the call-log column conventions every analysis shares), `spend` (sums and
 per-call statistics), `forecast` (the daily spend model and its backtest), `budgets` (budget
-status from a log, with projection), `charts` (altair), `accessor` (``df.hs``). The spend
+status from a log, with projection), `charts` (altair), `anomalies` (runaway spend), `accessor` (``df.hs``). The spend
 report (`hs.report`, `Report`) lives in `holysheep_lab.reports.html`, a floor above.
 
 Importing this package imports pandas and registers the `df.hs` accessor. Charts and the
@@ -12,6 +12,7 @@ report import altair only when they are built.
 from __future__ import annotations
 
 from holysheep_lab.analysis import accessor as _accessor  # noqa: F401  (registers df.hs)
+from holysheep_lab.analysis.anomalies import anomalies
 from holysheep_lab.analysis.budgets import budget_status
 from holysheep_lab.analysis.forecast import backtest, backtest_series, forecast, forecast_series
 from holysheep_lab.analysis.spend import (
@@ -29,6 +30,7 @@ from holysheep_lab.analysis.spend import (
 )
 
 __all__ = [
+    "anomalies",
     "backtest",
     "backtest_series",
     "budget_status",

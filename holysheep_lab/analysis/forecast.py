@@ -205,12 +205,13 @@ def _fit(y: np.ndarray, first_dow: int) -> _Fit:
     recent = after & (np.arange(W) >= W - _LEVEL_DAYS)
     lw = (0.5 ** (-t / _LEVEL_HALF_LIFE) * w / w0)[recent]
     recent_level = float(np.sum(lw * d[recent] * np.exp(-growth * t[recent])) / np.sum(lw))
-    noise = _mad(r) ** 2
+    noise = max(_mad(r) ** 2, sigma2)  # heavy tails (spike days) widen the band, not just the MAD
     level_var = float(np.sum(lw**2)) / float(np.sum(lw)) ** 2 * noise
     level = 0.5 * (line_level + recent_level)
     # A last week far off that level (beyond _NEW_LEVEL_Z standard errors) is a shift too recent
     # to fit: lean toward it, fully at _NEW_LEVEL_Z + _NEW_LEVEL_SPAN, as a run rate would.
-    week = float(np.mean(d[-7:] * np.exp(-growth * t[-7:])))
+    huber = (w / w0)[-7:]  # a spike day in that week counts as little as in the fit
+    week = float(np.sum(huber * d[-7:] * np.exp(-growth * t[-7:])) / np.sum(huber))
     if week > 0 and level > 0:
         z = abs(np.log(week / level)) / np.sqrt(noise / 7 + level_var + 1e-12)
         lean = min(max((z - _NEW_LEVEL_Z) / _NEW_LEVEL_SPAN, 0.0), 1.0)
