@@ -25,9 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
@@ -65,6 +64,7 @@ _UTC = UTC
 _DAY = timedelta(days=1)
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
+_PARALLEL_ROWS = 200_000  # below this, sorting or converting in threads costs more than it saves
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 
 
@@ -167,12 +167,15 @@ def parse_journal(data: bytes) -> tuple[dict[str, Any] | None, list[list[Any]], 
     return header, rows, problems
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table` with exactly `schema`'s columns: cast where needed, nulls where missing.
+def conform(table: pa.Table, schema: pa.Schema, *, fill: bool = True) -> pa.Table:
+    """`table` with exactly `schema`'s columns: cast where needed, nulls where missing (or,
+    with ``fill=False``, the missing ones left out).
 
     Raises an Arrow error if a column cannot be cast (a foreign file).
     """
     arrays = []
+    if not fill:
+        schema = pa.schema([f for f in schema if f.name in table.column_names])
     for f in schema:
         if f.name in table.column_names:
             column = table[f.name]
@@ -356,11 +359,13 @@ def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime 
             return _Part(table=pa.Table.from_batches([], schema=schema))
         if not for_pandas:
             return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
+        # For pandas, columns the file lacks stay out: `_unify` adds nulls only for columns some
+        # other piece has, and a column no file has is made in pandas at once (no Arrow nulls).
         file_format, filesystem = _file_format(as_dict)
         fragment = file_format.make_fragment(str(path), filesystem=filesystem, row_groups=groups)
         table = fragment.to_table(columns=[c for c in schema.names if c in names],
                                   batch_size=1 << 22, memory_pool=_pool())
-        return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
+        return _Part(table=_ts_filter(conform(table, schema, fill=False), lo, hi), groups=groups)
     except FileNotFoundError:
         return _Part(vanished=True)
     except (pa.ArrowException, OSError) as exc:  # corrupt, truncated or foreign: skip it
@@ -630,19 +635,19 @@ def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
 
 def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids] | None = None) -> pa.Table:
     """The pieces as one table sorted by ts, one row per (call_id, ts): the same rows and order
-    as concatenating them, keeping each row's first copy and stable-sorting by ts, but without
-    a copy of the table when the pieces are already in order (the usual case: each part file
-    is sorted and the days do not overlap). The list is emptied as pieces are consumed.
+    as concatenating them, keeping each row's first copy and stable-sorting by ts. Pieces whose
+    ts ranges overlap (several files of one day, as other tools write them) are merged and
+    sorted cluster by cluster; the clusters follow each other, so there is no sort of the whole
+    and no copy at all when the pieces are already in order (each part file sorted, the days
+    apart). The list is emptied as pieces are consumed.
 
     Pieces without a call_id column come with `ids` (one per piece): the ids of the few rows
     that share a ts with another are loaded from there."""
     import numpy as np
 
-    # Each piece sorted on its own (small), then ordered by its first ts; when the pieces
-    # follow each other, their concatenation is the stable sort of the whole.
     spans = []
     sorts: list[Any] = [None] * len(pieces)  # the order each piece was sorted in (None: as read)
-    repeats: list[Any] = []  # per piece: rows whose ts equals the next row's
+    repeats: list[Any] = [None] * len(pieces)  # per piece: rows whose ts equals the next row's
     for index, piece in enumerate(pieces):
         ts = _ts_values(piece["ts"])
         # One pass finds both: a row not before the next is a repeat, or the piece is unsorted.
@@ -652,40 +657,62 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids
             pieces[index] = piece.take(_indices(order))
             sorts[index], ts = order, ts[order]
             steps = np.flatnonzero(ts[1:] == ts[:-1])
-        repeats.append(steps)
+        repeats[index] = steps
         if len(ts):
             spans.append((int(ts[0]), index, int(ts[-1])))
     spans.sort()
-    chained = all(prev_hi < lo or (prev_hi == lo and prev_i < i)
-                  for (_, prev_i, prev_hi), (lo, i, _) in pairwise(spans))
-    sequence = [i for _, i, _ in spans] if chained else list(range(len(pieces)))
-    merged = _Merged(sequence, [pieces[i].num_rows for i in sequence], sorts)
-    same = None
-    if chained:  # runs of equal ts in the concatenation: each piece's, and across the seams
-        offsets = np.cumsum([0, *merged.sizes])
-        seams = [offsets[k + 1] - 1 for k, ((_, _, hi), (lo, _, _)) in enumerate(pairwise(spans)) if hi == lo]
-        same = np.concatenate([*(repeats[i] + offsets[k] for k, i in enumerate(sequence)),
-                               np.asarray(seams, dtype=np.int64)]) if sequence else np.empty(0, np.int64)
-        same.sort()
-    del repeats
-    ordered = [pieces[i] for i in sequence]
+    clusters: list[list[int]] = []  # pieces whose ts ranges overlap or touch, transitively
+    reach = 0
+    for lo, index, hi in spans:
+        if clusters and lo <= reach:
+            clusters[-1].append(index)
+            reach = max(reach, hi)
+        else:
+            clusters.append([index])
+            reach = hi
+    pending: list[pa.Table | None] = list(pieces)
     pieces.clear()
-    table = pa.concat_tables(ordered) if ordered else pa.Table.from_batches([], schema=schema)
-    del ordered
+
+    def place(members: list[int]) -> tuple[pa.Table, Any, Any]:
+        """One cluster as a sorted table, the order it was sorted in, and its repeats."""
+        members.sort()  # in list order: a stable sort then keeps each row's first copy first
+        parts = [cast("pa.Table", pending[i]) for i in members]
+        for i in members:
+            pending[i] = None  # each piece is let go once placed
+        if len(parts) == 1:
+            return parts[0], None, repeats[members[0]]
+        table = pa.concat_tables(parts)
+        del parts
+        ts = _ts_values(table["ts"])
+        resort = np.argsort(ts, kind="stable")
+        ts = ts[resort]
+        return table.take(_indices(resort)), resort, np.flatnonzero(ts[1:] == ts[:-1])
+
+    rows = [[p.num_rows for p in (cast("pa.Table", pending[i]) for i in sorted(m))] for m in clusters]
+    busy = sum(len(m) > 1 for m in clusters)
+    if busy > 1 and sum(map(sum, rows)) >= _PARALLEL_ROWS:  # sorts and takes release the GIL
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            placed = list(pool.map(place, clusters))
+    else:
+        placed = [place(m) for m in clusters]
+    out: list[pa.Table] = []
+    merged = _Merged(sorts)
+    same_parts = []
+    offset = 0
+    for members, sizes, (table, resort, same) in zip(clusters, rows, placed, strict=True):
+        merged.clusters.append(_Cluster(members, sizes, resort))
+        same_parts.append(same + offset)
+        out.append(table)
+        offset += table.num_rows
+    del placed
+    table = pa.concat_tables(out) if out else pa.Table.from_batches([], schema=schema)
+    del out
     holder = [table]
     del table
-    if not chained:
-        order = np.argsort(_ts_values(holder[0]["ts"]), kind="stable")
-        holder.append(_take_columns(holder, order))
-        merged.resorted = order if ids is not None else None
-        del order
+    same = np.concatenate(same_parts) if same_parts else np.empty(0, np.int64)
     # Copies of a row (a crash mid-roll, a read racing a roll or a compaction, a record appended
     # twice) share call_id and ts, so they sit in the same run of equal ts values, in their
     # original order: only rows of such runs are candidates, usually none.
-    if same is None:
-        ts = _ts_values(holder[0]["ts"])
-        same = np.flatnonzero(ts[1:] == ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
-        del ts
     if len(same):
         candidates = np.union1d(same, same + 1)
         stamps = _ts_values(_take_rows(holder[0]["ts"], candidates)).tolist()
@@ -725,31 +752,47 @@ def _plain(column: pa.ChunkedArray | pa.Array) -> list[Any]:
 
 
 @dataclass(slots=True)
+class _Cluster:
+    """Pieces merged into one run of the sorted table: which (in list order), their row counts,
+    and the order their concatenation was sorted in (None: one piece, as it was)."""
+
+    members: list[int]
+    sizes: list[int]
+    order: Any
+
+
+@dataclass(slots=True)
 class _Merged:
     """Where each row of a merged table came from: which piece, which row of it as read."""
 
-    sequence: list[int]  # the pieces in concatenation order (indices into the piece list)
-    sizes: list[int]  # their row counts
-    sorts: list[Any]  # per piece: the order it was sorted in, or None
-    resorted: Any = None  # the order the concatenation was then sorted in, or None
+    sorts: list[Any]  # per piece: the order it was sorted in on its own, or None
+    clusters: list[_Cluster] = field(default_factory=list)  # the runs of the table, in order
 
     def call_ids(self, rows: Any, ids: list[_Ids]) -> list[Any]:
         """The call_ids of these rows of the merged table, loaded piece by piece."""
         import numpy as np
 
-        at = rows if self.resorted is None else self.resorted[rows]  # row of the concatenation
-        offsets = np.cumsum([0, *self.sizes])
-        which = np.searchsorted(offsets, at, side="right") - 1
+        offsets = np.cumsum([0, *(sum(c.sizes) for c in self.clusters)])
+        which = np.searchsorted(offsets, rows, side="right") - 1
         out: list[Any] = [None] * len(rows)
         for k in np.unique(which).tolist():
             mask = which == k
-            piece = self.sequence[k]
-            local = at[mask] - offsets[k]
-            if self.sorts[piece] is not None:
-                local = self.sorts[piece][local]
-            values = _plain(ids[piece].load().take(_indices(local)))
-            for slot, value in zip(np.flatnonzero(mask).tolist(), values, strict=True):
-                out[slot] = value
+            cluster = self.clusters[k]
+            local = rows[mask] - offsets[k]
+            if cluster.order is not None:
+                local = cluster.order[local]  # row of the members' concatenation
+            starts = np.cumsum([0, *cluster.sizes])
+            member = np.searchsorted(starts, local, side="right") - 1
+            slots = np.flatnonzero(mask)
+            for j in np.unique(member).tolist():
+                piece = cluster.members[j]
+                chosen = member == j
+                at = local[chosen] - starts[j]
+                if self.sorts[piece] is not None:
+                    at = self.sorts[piece][at]
+                values = _plain(ids[piece].load().take(_indices(at)))
+                for slot, value in zip(slots[chosen].tolist(), values, strict=True):
+                    out[slot] = value
         return out
 
 
@@ -838,7 +881,21 @@ def _merge(sources: _Sources, lo: datetime | None, hi: datetime | None, schema: 
                 break
     pieces = parts + tables  # Parquet first: the first copy of a row is kept
     del parts, tables
-    return _sorted_and_unique(pieces, sources.schema(schema), part_ids + journal_ids if lazy_ids else None), problems
+    target = sources.schema(schema)
+    if for_pandas:
+        target = _unify(pieces, target)
+    return _sorted_and_unique(pieces, target, part_ids + journal_ids if lazy_ids else None), problems
+
+
+def _unify(pieces: list[pa.Table], schema: pa.Schema) -> pa.Schema:
+    """`schema` less the columns no piece has; pieces lacking some of the rest get them as
+    nulls (in place). Returns the schema kept."""
+    present = {name for piece in pieces if piece.num_rows for name in piece.column_names} | {"call_id", "ts"}
+    kept = pa.schema([f for f in schema if f.name in present]) if pieces else schema
+    for i, piece in enumerate(pieces):
+        if piece.schema != kept:
+            pieces[i] = conform(piece, kept)
+    return kept
 
 
 def _schemas(columns: Sequence[str] | None, dictionaries: Collection[str]) -> tuple[list[str], pa.Schema, pa.Schema]:
@@ -883,7 +940,9 @@ def _read(path: LogPaths, start: date | datetime | str | None,
         table, found = _merge(sources, lo, hi, with_ids, for_pandas)
     for problem in problems + found:
         warnings.warn(problem, LogReadWarning, stacklevel=3)
-    return table if table.column_names == wanted else table.select(wanted)
+    if table.column_names == wanted:
+        return table
+    return table.select([c for c in wanted if c in table.column_names])  # for pandas: those some file has
 
 
 def _day_number(day: date) -> int:
@@ -1048,21 +1107,58 @@ def _to_series(column: pa.ChunkedArray, name: str) -> Any:
     return column.to_pandas(memory_pool=_pool())
 
 
-def _frame(holder: list[pa.Table]) -> pd.DataFrame:
+def _all_null(n: int, field: pa.Field) -> Any:
+    """A column no file has, made in pandas with the dtype `_to_series` gives an all-null one,
+    without building Arrow nulls first (zeroed pages the kernel hands out lazily)."""
+    import numpy as np
+    import pandas as pd
+
+    kind = field.type
+    if field.name in CATEGORICAL_COLUMNS or field.name == SOURCE_COLUMN:
+        codes = np.full(n, -1, np.int8)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index([], dtype="str")), copy=False)
+    if pa.types.is_integer(kind):
+        return pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, dtype=bool)), copy=False)
+    if pa.types.is_boolean(kind):
+        return pd.Series(pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool)), copy=False)
+    if pa.types.is_floating(kind):
+        return pd.Series(np.full(n, np.nan), copy=False)
+    if pa.types.is_string(kind):
+        return pa.chunked_array([pa.nulls(n, pa.large_string())]).to_pandas()
+    return pa.chunked_array([pa.nulls(n, kind)]).to_pandas()
+
+
+
+def _frame(holder: list[pa.Table], fields: Sequence[pa.Field] | None = None) -> pd.DataFrame:
     """The table in `holder` as a DataFrame, consumed one column at a time (each Arrow column is
-    freed once converted, so the peak is the table plus about one column)."""
+    freed once converted, so the peak is the table plus a column per thread). `fields` are the
+    frame's columns in order; those the table lacks are all null."""
     import pandas as pd
 
     table = holder.pop()
     names = table.column_names
-    columns = list(table.columns)
+    columns: list[pa.ChunkedArray | None] = list(table.columns)
+    n = table.num_rows
     del table
-    out = {}
-    for i, name in enumerate(names):
-        column = columns[i]
-        columns[i] = None
-        out[name] = _to_series(column, name)
-        del column
+
+    def convert(i: int) -> Any:
+        column = cast("pa.ChunkedArray", columns[i])
+        columns[i] = None  # the frame's column replaces it
+        return _to_series(column, names[i])
+
+    fields = list(fields) if fields is not None else [pa.field(name, pa.null()) for name in names]
+    index = {name: i for i, name in enumerate(names)}
+
+    def make(f: pa.Field) -> Any:
+        return convert(index[f.name]) if f.name in index else _all_null(n, f)
+
+    if n >= _PARALLEL_ROWS and len(fields) > 1:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            made = list(pool.map(make, fields))
+    else:
+        made = [make(f) for f in fields]
+    out = {f.name: series for f, series in zip(fields, made, strict=True)}
+    del made
     return pd.DataFrame(out, copy=False)
 
 
@@ -1083,4 +1179,9 @@ def read_log(path: LogPaths, start: date | datetime | str | None = None,
     columns are read from Parquet as dictionaries, and the Arrow table is freed column by column
     as it is converted.
     """
-    return _frame([_read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)])
+    wanted = _columns(columns)
+    table = _read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)
+    if SOURCE_COLUMN in table.column_names and SOURCE_COLUMN not in wanted:
+        wanted.append(SOURCE_COLUMN)
+    fields = [pa.field(SOURCE_COLUMN, _SOURCE_TYPE) if c == SOURCE_COLUMN else CALL_SCHEMA.field(c) for c in wanted]
+    return _frame([table], fields)
