@@ -174,11 +174,14 @@ def conform(table: pa.Table, schema: pa.Schema, *, fill: bool = True) -> pa.Tabl
     Raises an Arrow error if a column cannot be cast (a foreign file).
     """
     arrays = []
+    have = {name: i for i, name in enumerate(table.column_names)}  # (a property: built per call)
     if not fill:
-        schema = pa.schema([f for f in schema if f.name in table.column_names])
+        schema = pa.schema([f for f in schema if f.name in have])
+    if table.schema.equals(schema):
+        return table
     for f in schema:
-        if f.name in table.column_names:
-            column = table[f.name]
+        if f.name in have:
+            column = table.column(have[f.name])
             if column.type != f.type:
                 if pa.types.is_dictionary(f.type):  # read as plain values: encode them here
                     if pa.types.is_dictionary(column.type):
@@ -283,10 +286,13 @@ class _Ids:
 
 
 def _row_groups(pf: Any, lo: datetime | None, hi: datetime | None) -> list[int]:
-    """Row groups whose ts statistics may hold rows in [lo, hi)."""
-    meta = pf.metadata
+    """Row groups of a ParquetFile whose ts statistics may hold rows in [lo, hi)."""
+    return _groups(pf.metadata, pf.schema_arrow.field("ts").type, lo, hi)
+
+
+def _groups(meta: Any, ts_type: pa.DataType, lo: datetime | None, hi: datetime | None) -> list[int]:
+    """Row groups (of a file's metadata) whose ts statistics may hold rows in [lo, hi)."""
     everything = list(range(meta.num_row_groups))
-    ts_type = pf.schema_arrow.field("ts").type
     if (lo is None and hi is None) or not pa.types.is_timestamp(ts_type):
         return everything
     paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
@@ -348,28 +354,43 @@ def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime 
     # Columns wanted as dictionaries are decoded as such (never materialised as strings).
     as_dict = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
     try:
-        with _open_part(path, () if for_pandas else as_dict) as pf:  # the footer: columns, statistics
+        if for_pandas:
+            return _read_fragment(path, schema, lo, hi, as_dict)
+        with _open_part(path, as_dict) as pf:  # the footer: columns, statistics
             names = pf.schema_arrow.names
             if "call_id" not in names or "ts" not in names:
                 return _Part(problem="not a call-log file (no call_id/ts columns)")
             groups = _row_groups(pf, lo, hi)
-            if groups and not for_pandas:
+            if groups:
                 table = pf.read_row_groups(groups, columns=[c for c in schema.names if c in names])
         if not groups:
             return _Part(table=pa.Table.from_batches([], schema=schema))
-        if not for_pandas:
-            return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
-        # For pandas, columns the file lacks stay out: `_unify` adds nulls only for columns some
-        # other piece has, and a column no file has is made in pandas at once (no Arrow nulls).
-        file_format, filesystem = _file_format(as_dict)
-        fragment = file_format.make_fragment(str(path), filesystem=filesystem, row_groups=groups)
-        table = fragment.to_table(columns=[c for c in schema.names if c in names],
-                                  batch_size=1 << 22, memory_pool=_pool())
-        return _Part(table=_ts_filter(conform(table, schema, fill=False), lo, hi), groups=groups)
+        return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
     except FileNotFoundError:
         return _Part(vanished=True)
     except (pa.ArrowException, OSError) as exc:  # corrupt, truncated or foreign: skip it
         return _Part(problem=f"unreadable ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+def _read_fragment(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime | None,
+                   as_dict: tuple[str, ...]) -> _Part:
+    """`_read_part` through pyarrow.dataset (its footer read once). Columns the file lacks stay
+    out: `_unify` adds nulls only for columns some other piece has, and a column no file has
+    is made in pandas at once (no Arrow nulls)."""
+    file_format, filesystem = _file_format(as_dict)
+    whole = file_format.make_fragment(str(path), filesystem=filesystem)
+    physical = whole.physical_schema
+    names = physical.names
+    if "call_id" not in names or "ts" not in names:
+        return _Part(problem="not a call-log file (no call_id/ts columns)")
+    meta = whole.metadata
+    groups = _groups(meta, physical.field("ts").type, lo, hi)
+    if not groups:
+        return _Part(table=pa.Table.from_batches([], schema=schema))
+    fragment = whole if len(groups) == meta.num_row_groups else whole.subset(row_group_ids=groups)
+    table = fragment.to_table(columns=[c for c in schema.names if c in names], batch_size=1 << 22,
+                              memory_pool=_pool())
+    return _Part(table=_ts_filter(conform(table, schema, fill=False), lo, hi), groups=groups)
 
 
 #: The column `read_table`/`read_log` add, when they read several logs, to name each row's log.
