@@ -1,6 +1,15 @@
-"""Daily spend by model on a 10M-row log: DuckDB vs pandas vs polars vs holysheep-lab.
+"""Daily spend by model on a 10M-row log: DuckDB vs pandas vs polars vs holysheep-lab; and
+`read_log` + `df.hs.daily()` on a 3M-row log written by another tool vs pyarrow alone.
 
     python bench/bench_analysis.py [--rows 10000000] [--days 180] [--dir /tmp/hs_bench_log] [--runs 3]
+        [--foreign-rows 3000000] [--foreign-dir /tmp/hs_bench_foreign] [--rounds 7]
+
+The foreign logs: the core columns (call_id .. schema_version), hive partitions by UTC date,
+written by DuckDB (COPY ... PARTITION_BY: one file per day) and by pyarrow's dataset writer
+(three overlapping files per day), see `make_foreign_log`. Measured in interleaved
+rounds in the same run: `pq.read_table` + `Table.group_by` (per UTC day: calls, cost and token
+sums) against `hs.read_log` + `df.hs.daily(tz="UTC")`, reading every column and reading only
+the ones daily() needs; the figure is the median over rounds of ours / pyarrow.
 
 Writes a synthetic hive-partitioned log (date=YYYY-MM-DD/part-0.parquet, CALL_SCHEMA, zstd;
 made with pyarrow directly, reused if present), then measures in the same run, medians of
@@ -100,6 +109,130 @@ def make_log(root: Path, rows: int, days: int, seed: int = 0) -> None:
     marker.write_text(json.dumps(spec))
 
 
+CORE = ("call_id", "ts", "model", "status", "input_tokens", "output_tokens", "cached_input_tokens",
+        "reasoning_tokens", "cost_usd", "estimated_cost_usd", "latency_ms", "attempts", "http_status", "error",
+        "project", "price_version", "schema_version")
+
+
+def _foreign_slice(rng: Any, first: int, n: int, days: int) -> Any:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    start_us = 1_780_000_000 * 1_000_000
+    ts = np.sort(start_us + rng.integers(0, days * 86_400_000_000, n))
+    st = rng.choice(np.array(["ok", "error", "blocked"], dtype=object), n, p=[0.96, 0.03, 0.01])
+    tin, tout = rng.integers(50, 8000, n), rng.integers(5, 1200, n)
+    cost = np.where(st == "ok", (tin * 2.0 + tout * 8.0) * 1e-6, 0.0)
+    table = pa.table({
+        "call_id": pc.cast(pa.array(np.arange(first, first + n)), pa.string()),
+        "ts": pa.array(ts.astype("datetime64[us]")).cast(pa.timestamp("us", tz="UTC")),
+        "model": pa.array(np.array(MODELS, dtype=object)[rng.integers(0, len(MODELS), n)]),
+        "status": pa.array(st), "input_tokens": tin, "output_tokens": tout,
+        "cached_input_tokens": tin // 4, "reasoning_tokens": np.zeros(n, np.int64), "cost_usd": cost,
+        "estimated_cost_usd": cost * 1.5, "latency_ms": rng.lognormal(6.5, 0.6, n),
+        "attempts": np.ones(n, np.int64), "http_status": np.full(n, 200), "error": pa.nulls(n, pa.string()),
+        "project": pa.array(np.array(PROJECTS, dtype=object)[rng.integers(0, len(PROJECTS), n)]),
+        "price_version": pa.array(np.array(["vendor-2026.11"], dtype=object)[np.zeros(n, np.int64)]),
+        "schema_version": np.ones(n, np.int64),
+    })
+    return table.append_column("date", pc.strftime(table["ts"], format="%Y-%m-%d"))
+
+
+def make_foreign_log(root: Path, rows: int, writer: str, days: int = 90, seed: int = 1) -> None:
+    """A log another tool wrote: the core columns, hive `date=` partitions by UTC date
+    (skipped if already there). `writer` "duckdb": DuckDB's COPY ... PARTITION_BY of the rows
+    ordered by ts (one file per day, a few of them not in ts order: its threads); "pyarrow":
+    pyarrow's dataset writer, fed in 1M-row slices (three files per day, their ts ranges
+    overlapping, so a reader that sorts must merge them)."""
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    marker = root / "_bench.json"
+    spec = {"rows": rows, "days": days, "seed": seed, "writer": writer, "columns": list(CORE)}
+    if marker.exists() and json.loads(marker.read_text()) == spec:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+    rng = np.random.default_rng(seed)
+    chunk = 1_000_000
+    slices = [_foreign_slice(rng, first, min(chunk, rows - first), days) for first in range(0, rows, chunk)]
+    if writer == "duckdb":
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET TimeZone='UTC'")
+        everything = pa.concat_tables(slices)
+        del slices
+        con.register("calls", everything)
+        con.execute(f"COPY (SELECT * FROM calls ORDER BY ts) TO '{root}' (FORMAT parquet, PARTITION_BY (date))")
+        con.close()
+    else:
+        for k, dated in enumerate(slices):
+            ds.write_dataset(dated, root, format="parquet", partitioning=["date"], partitioning_flavor="hive",
+                             basename_template=f"part-{k}-{{i}}.parquet", existing_data_behavior="overwrite_or_ignore")
+    marker.write_text(json.dumps(spec))
+
+
+def foreign_read_and_daily(root: Path, rounds: int) -> dict[str, Any]:
+    """`read_log` + `df.hs.daily()` against `pq.read_table` + `group_by`, interleaved rounds."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    import holysheep_lab as hs
+
+    need = ["ts", "model", "status", "cost_usd", "input_tokens", "output_tokens"]
+    aggs = [("call_id", "count"), ("cost_usd", "sum"), ("input_tokens", "sum"), ("output_tokens", "sum")]
+
+    def pyarrow_all() -> Any:
+        t = pq.read_table(root)
+        return t.append_column("day", pc.floor_temporal(t["ts"], unit="day")).group_by("day").aggregate(aggs)
+
+    def pyarrow_cols() -> Any:
+        t = pq.read_table(root, columns=need)
+        t = t.append_column("day", pc.floor_temporal(t["ts"], unit="day"))
+        return t.group_by("day").aggregate([("ts", "count"), *aggs[1:]])
+
+    def ours_all() -> Any:
+        return hs.read_log(root).hs.daily(tz="UTC")
+
+    def ours_cols() -> Any:
+        return hs.read_log(root, columns=need).hs.daily(tz="UTC")
+
+    variants = {"pyarrow_read_group_by_all_columns": pyarrow_all, "ours_read_log_hs_daily_all_columns": ours_all,
+                "pyarrow_read_group_by_daily_columns": pyarrow_cols, "ours_read_log_hs_daily_daily_columns": ours_cols}
+    for fn in variants.values():
+        fn()  # imports, page cache
+    wall: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
+    for i in range(rounds):
+        order = list(variants.items())
+        if i % 2:
+            order.reverse()
+        for name, fn in order:
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            wall[name].append(time.perf_counter() - t)
+            cpu[name].append(time.process_time() - c)
+    ours, theirs = ours_all(), pyarrow_all().sort_by("day")
+    agree = (ours["calls"].tolist() == theirs["call_id_count"].to_pylist()
+             and bool(np.allclose(ours["cost_usd"], theirs["cost_usd_sum"].to_numpy())))
+
+    def ratio(a: str, b: str, samples: dict[str, list[float]]) -> float:
+        return round(statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True)), 2)
+
+    return {
+        "rounds": rounds, "ours_equals_pyarrow": agree,
+        "median_wall_seconds": {k: round(statistics.median(v), 3) for k, v in wall.items()},
+        "median_cpu_seconds": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
+        "ratio_all_columns": ratio("ours_read_log_hs_daily_all_columns", "pyarrow_read_group_by_all_columns", wall),
+        "ratio_daily_columns": ratio("ours_read_log_hs_daily_daily_columns", "pyarrow_read_group_by_daily_columns",
+                                     wall),
+        "cpu_ratio_all_columns": ratio("ours_read_log_hs_daily_all_columns", "pyarrow_read_group_by_all_columns",
+                                       cpu),
+    }
+
+
 def timed(fn: Any, runs: int) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(runs):
@@ -189,7 +322,23 @@ def main() -> None:
     ap.add_argument("--dir", type=Path, default=Path("/tmp/hs_bench_log"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--skip-backtest", action="store_true")
+    ap.add_argument("--foreign-rows", type=int, default=3_000_000)
+    ap.add_argument("--foreign-dir", type=Path, default=Path("/tmp/hs_bench_foreign"),
+                    help="the logs go to DIR-duckdb and DIR-pyarrow")
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--only-foreign", action="store_true", help="just the 3M-row foreign log comparison")
     args = ap.parse_args()
+
+    foreign = {}
+    for writer in ("duckdb", "pyarrow"):
+        folder = Path(f"{args.foreign_dir}-{writer}")
+        t = time.perf_counter()
+        make_foreign_log(folder, args.foreign_rows, writer)
+        print(f"foreign log ({writer}) ready in {time.perf_counter() - t:.1f}s at {folder}", flush=True)
+        foreign[f"written_by_{writer}"] = foreign_read_and_daily(folder, args.rounds)
+        print("foreign", writer, json.dumps(foreign[f"written_by_{writer}"]), flush=True)
+    if args.only_foreign:
+        return
 
     t = time.perf_counter()
     make_log(args.dir, args.rows, args.days)
@@ -243,11 +392,15 @@ def main() -> None:
     def ours_read_log() -> Any:
         return read_log(args.dir, columns=["ts", "model", "status", "cost_usd"]).hs.daily(by="model", tz="UTC")
 
+    def ours_read_log_all() -> Any:
+        return read_log(args.dir).hs.daily(by="model", tz="UTC")
+
     for name, fn in [("duckdb", duck_disk), ("duckdb_tz_berlin", duck_disk_berlin), ("pandas", pandas_disk),
                      ("polars", polars_disk), ("ours_daily_from_log", ours_disk),
                      ("ours_daily_from_log_with_token_sums", ours_disk_tokens),
                      ("ours_daily_from_log_tz_berlin", ours_disk_berlin),
-                     ("ours_read_log_then_hs_daily", ours_read_log)]:
+                     ("ours_read_log_then_hs_daily", ours_read_log),
+                     ("ours_read_log_all_columns_then_hs_daily", ours_read_log_all)]:
         disk[name], out = timed(fn, args.runs)
         n_groups[f"disk_{name}"] = len(out)
         print(f"disk   {name:34s} {disk[name]:7.3f}s  ({len(out)} groups)", flush=True)
@@ -299,6 +452,8 @@ def main() -> None:
         "in_memory_seconds": {k: round(v, 3) for k, v in mem.items()},
         "groups": n_groups, "ours_equals_duckdb": agree,
         "read_log_memory": mem_res,
+        "foreign_log_3m": {"rows": args.foreign_rows, "command": "python bench/bench_analysis.py --only-foreign",
+                           **foreign},
         "backtest": bt,
     })
     print(f"saved {path}")

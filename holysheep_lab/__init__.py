@@ -11,6 +11,7 @@ altair and ipywidgets load only when analysis, charts or meters are used.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.errors import (
@@ -135,23 +136,29 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'holysheep_lab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
     if name == "read_log":
-        value = _with_accessor(value)
+        # `hs.read_log` registers the `df.hs` accessor, so analysts never import it by hand;
+        # read_log itself is returned (no wrapper: its warnings then name the caller's line).
+        importlib.import_module("holysheep_lab.analysis")
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
 
-def _with_accessor(read_log: Any) -> Any:
-    """`hs.read_log` registers the `df.hs` accessor, so analysts never import it by hand."""
-    import functools
+def _accessor_where_pandas_is() -> None:
+    """Register `df.hs` now if pandas is already imported (a notebook that imported pandas
+    first): frames from `pd.read_parquet` or DuckDB's `.df()` then have it at once. Without
+    pandas nothing is imported (it loads on first use of `hs.read_log` or the analysis)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None or getattr(pandas, "DataFrame", None) is None:  # absent, or mid-import
+        return
+    try:
+        importlib.import_module("holysheep_lab.analysis.accessor")
+    except ImportError:  # an unusable pandas: the error comes, clearer, on first use
+        return
 
-    @functools.wraps(read_log)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        importlib.import_module("holysheep_lab.analysis")
-        return read_log(*args, **kwargs)
 
-    return wrapper
+_accessor_where_pandas_is()
 
 
 def __dir__() -> list[str]:

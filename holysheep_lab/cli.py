@@ -78,7 +78,8 @@ def _report(args: argparse.Namespace) -> int:
     from holysheep_lab.log.reader import read_log
     from holysheep_lab.reports.html import report
 
-    df = read_log(args.log_dir)
+    paths = args.log_dir  # folders or globs; every log below them is read
+    df = read_log(paths[0] if len(paths) == 1 else paths)
     rep = report(df, title=args.title)
     if args.html:
         rep.save(args.html)
@@ -147,8 +148,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--latency", type=float, default=0.0)
     s.add_argument("--fault-rate", type=float, default=0.0)
     s.set_defaults(fn=_sim)
-    r = sub.add_parser("report", help="summarise a log folder (or write a self-contained HTML report)")
-    r.add_argument("log_dir")
+    r = sub.add_parser("report", help="summarise the logs below folders (or write a self-contained HTML report)")
+    r.add_argument("log_dir", nargs="+", help="folders or globs: every call log below them is read")
     r.add_argument("--html")
     r.add_argument("--title", default=None)
     r.set_defaults(fn=_report)

@@ -3,8 +3,8 @@
 Modules: `frames` (the call-log column conventions every analysis shares), `spend` (sums and
 per-call statistics), `forecast` (the daily spend model and its backtest), `budgets` (budget
 status from a log, with projection), `reprice` (costs under another price table, what-if
-models), `drift` (our cost against the relay's own figure), `charts` (altair), `accessor`
-(``df.hs``). The spend
+models), `drift` (our cost against the relay's own figure), `charts` (altair), `anomalies`
+(runaway spend), `accessor` (``df.hs``). The spend
 report (`hs.report`, `Report`) lives in `holysheep_lab.reports.html`, a floor above.
 
 Importing this package imports pandas and registers the `df.hs` accessor. Charts and the
@@ -14,6 +14,7 @@ report import altair only when they are built.
 from __future__ import annotations
 
 from holysheep_lab.analysis import accessor as _accessor  # noqa: F401  (registers df.hs)
+from holysheep_lab.analysis.anomalies import anomalies
 from holysheep_lab.analysis.budgets import budget_status
 from holysheep_lab.analysis.drift import cost_drift
 from holysheep_lab.analysis.forecast import backtest, backtest_series, forecast, forecast_series
@@ -33,6 +34,7 @@ from holysheep_lab.analysis.spend import (
 )
 
 __all__ = [
+    "anomalies",
     "backtest",
     "backtest_series",
     "budget_status",

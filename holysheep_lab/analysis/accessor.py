@@ -15,6 +15,7 @@ import pandas as pd
 
 from holysheep_lab.analysis import reprice as _rp
 from holysheep_lab.analysis import spend as _sp
+from holysheep_lab.analysis.anomalies import anomalies as _anomalies
 from holysheep_lab.analysis.budgets import budget_status as _budget_status
 from holysheep_lab.analysis.drift import cost_drift as _cost_drift
 from holysheep_lab.analysis.forecast import backtest as _backtest
@@ -102,6 +103,11 @@ class HolySheepAccessor:
         """Conversations whose prompt keeps growing: see `spend.context_growth`."""
         return _sp.context_growth(self._df, min_calls=min_calls, min_growth=min_growth,
                                   min_increasing=min_increasing, min_tokens=min_tokens)
+
+    def anomalies(self, tz: str | tzinfo | None = None, now: datetime | None = None, **options: Any) -> pd.DataFrame:
+        """Growing conversations, retry storms and spend days off the forecast band, one row
+        each: see `anomalies.anomalies` (its options pass through)."""
+        return _anomalies(self._df, tz=tz, now=now, **options)
 
     def forecast(
         self,

@@ -103,6 +103,11 @@ def daily(
         cols = {"date": cols.pop("date"), by: "object", **cols}
     if len(df) == 0:
         return empty_frame(cols)
+    if not by:
+        runs = _day_runs(us, zone)
+        if runs is not None:  # sorted by ts (as read_log gives it): each day is one run of rows
+            frame = _run_sums(df, *runs)
+            return (frame if fill else frame.loc[frame["calls"] > 0]).reset_index(drop=True)
     days = local_days(us, zone)
     d0 = int(days.min())
     nd = int(days.max()) - d0 + 1
@@ -133,6 +138,45 @@ def daily(
     elif not fill:
         frame = frame.loc[calls > 0]
     return frame.reset_index(drop=True)
+
+
+def _day_runs(us: np.ndarray, zone: tzinfo) -> tuple[np.ndarray, int, int] | None:
+    """For instants in ascending order: (the row where each local day d0 .. d0 + nd - 1 starts,
+    d0, nd); None if they are not in order (or local days go back, as where a clock falls back
+    across midnight). Found by binary search: no day number per row."""
+    if len(us) > 1 and not bool((us[1:] >= us[:-1]).all()):
+        return None
+    if is_utc(zone):
+        d0, d1 = int(us[0] // US_PER_DAY), int(us[-1] // US_PER_DAY)
+        edges = np.arange(d0 + 1, d1 + 1, dtype=np.int64) * US_PER_DAY
+        return np.r_[0, np.searchsorted(us, edges, side="left")], d0, d1 - d0 + 1
+    days = local_days(us, zone)
+    if len(days) > 1 and not bool((days[1:] >= days[:-1]).all()):
+        return None
+    d0, d1 = int(days[0]), int(days[-1])
+    return np.searchsorted(days, np.arange(d0, d1 + 1, dtype=np.int64), side="left"), d0, d1 - d0 + 1
+
+
+def _run_sums(df: pd.DataFrame, starts: np.ndarray, d0: int, nd: int) -> pd.DataFrame:
+    """`daily` without `by` from the day runs of a sorted frame: sums of contiguous rows."""
+    import pandas as pd
+
+    n = len(df)
+    calls = np.diff(np.r_[starts, n])
+    busy = calls > 0
+
+    def run_sum(values: np.ndarray) -> np.ndarray:
+        sums = np.add.reduceat(values, starts)  # an empty day's slot holds its next row: zero it
+        return np.where(busy, sums, 0)
+
+    cost, null = cost_usd(df)
+    out: dict[str, Any] = {"date": day_dates(np.arange(d0, d0 + nd, dtype=np.int64)), "calls": calls,
+                           "cost_usd": run_sum(cost)}
+    for col in ("input_tokens", "output_tokens"):
+        values = numbers(df[col]) if col in df.columns else np.zeros(n, dtype=np.int64)
+        out[col] = run_sum(values) if values.dtype.kind in "iu" else np.rint(run_sum(values)).astype(np.int64)
+    out["unpriced_calls"] = run_sum(null.astype(np.int64)) if null.any() else np.zeros(nd, np.int64)
+    return pd.DataFrame(out)
 
 
 def _int_sum(key: np.ndarray, df: pd.DataFrame, col: str, size: int) -> np.ndarray:

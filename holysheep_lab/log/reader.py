@@ -1,8 +1,11 @@
-"""Read a call-log folder: Parquet partitions plus the un-rolled journals of every writer.
+"""Read call logs: Parquet partitions plus the un-rolled journals of every writer.
 
-`read_table` returns an Arrow table with the call schema (or the requested columns),
-de-duplicated on `call_id` and sorted by `ts`; `read_log` returns the same as a typed pandas
-DataFrame. Only the `date=` partitions that can hold rows in [start, end) are listed, and row
+A path is a folder, a glob or a list of them; every call log at or below it is found
+(`find_logs`: a folder with ``date=`` partitions or a ``_journal`` folder, at any depth) and
+read: one log per person or machine in a team folder merges into one table, with a `source`
+column naming each row's log. `read_table` returns an Arrow table with the call schema (or the
+requested columns), de-duplicated on `call_id` and sorted by `ts`; `read_log` returns the same
+as a typed pandas DataFrame. Only the `date=` partitions that can hold rows in [start, end) are listed, and row
 groups whose `ts` statistics fall outside are not read. A corrupt or foreign file is skipped
 with a `LogReadWarning` that names it; the rest still reads.
 
@@ -22,9 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
@@ -38,10 +40,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CATEGORICAL_COLUMNS",
+    "SOURCE_COLUMN",
+    "LogPaths",
     "LogReadWarning",
+    "LogSource",
     "conform",
     "dedupe",
     "existing_root",
+    "find_logs",
     "parse_journal",
     "partition_date",
     "read_log",
@@ -58,6 +64,7 @@ _UTC = UTC
 _DAY = timedelta(days=1)
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
+_PARALLEL_ROWS = 200_000  # below this, sorting or converting in threads costs more than it saves
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 
 
@@ -160,15 +167,21 @@ def parse_journal(data: bytes) -> tuple[dict[str, Any] | None, list[list[Any]], 
     return header, rows, problems
 
 
-def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
-    """`table` with exactly `schema`'s columns: cast where needed, nulls where missing.
+def conform(table: pa.Table, schema: pa.Schema, *, fill: bool = True) -> pa.Table:
+    """`table` with exactly `schema`'s columns: cast where needed, nulls where missing (or,
+    with ``fill=False``, the missing ones left out).
 
     Raises an Arrow error if a column cannot be cast (a foreign file).
     """
     arrays = []
+    have = {name: i for i, name in enumerate(table.column_names)}  # (a property: built per call)
+    if not fill:
+        schema = pa.schema([f for f in schema if f.name in have])
+    if table.schema.equals(schema):
+        return table
     for f in schema:
-        if f.name in table.column_names:
-            column = table[f.name]
+        if f.name in have:
+            column = table.column(have[f.name])
             if column.type != f.type:
                 if pa.types.is_dictionary(f.type):  # read as plain values: encode them here
                     if pa.types.is_dictionary(column.type):
@@ -273,10 +286,13 @@ class _Ids:
 
 
 def _row_groups(pf: Any, lo: datetime | None, hi: datetime | None) -> list[int]:
-    """Row groups whose ts statistics may hold rows in [lo, hi)."""
-    meta = pf.metadata
+    """Row groups of a ParquetFile whose ts statistics may hold rows in [lo, hi)."""
+    return _groups(pf.metadata, pf.schema_arrow.field("ts").type, lo, hi)
+
+
+def _groups(meta: Any, ts_type: pa.DataType, lo: datetime | None, hi: datetime | None) -> list[int]:
+    """Row groups (of a file's metadata) whose ts statistics may hold rows in [lo, hi)."""
     everything = list(range(meta.num_row_groups))
-    ts_type = pf.schema_arrow.field("ts").type
     if (lo is None and hi is None) or not pa.types.is_timestamp(ts_type):
         return everything
     paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
@@ -338,21 +354,17 @@ def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime 
     # Columns wanted as dictionaries are decoded as such (never materialised as strings).
     as_dict = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
     try:
-        with _open_part(path, () if for_pandas else as_dict) as pf:  # the footer: columns, statistics
+        if for_pandas:
+            return _read_fragment(path, schema, lo, hi, as_dict)
+        with _open_part(path, as_dict) as pf:  # the footer: columns, statistics
             names = pf.schema_arrow.names
             if "call_id" not in names or "ts" not in names:
                 return _Part(problem="not a call-log file (no call_id/ts columns)")
             groups = _row_groups(pf, lo, hi)
-            if groups and not for_pandas:
+            if groups:
                 table = pf.read_row_groups(groups, columns=[c for c in schema.names if c in names])
         if not groups:
             return _Part(table=pa.Table.from_batches([], schema=schema))
-        if not for_pandas:
-            return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
-        file_format, filesystem = _file_format(as_dict)
-        fragment = file_format.make_fragment(str(path), filesystem=filesystem, row_groups=groups)
-        table = fragment.to_table(columns=[c for c in schema.names if c in names],
-                                  batch_size=1 << 22, memory_pool=_pool())
         return _Part(table=_ts_filter(conform(table, schema), lo, hi), groups=groups)
     except FileNotFoundError:
         return _Part(vanished=True)
@@ -360,27 +372,191 @@ def _read_part(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime 
         return _Part(problem=f"unreadable ({type(exc).__name__}: {str(exc)[:200]})")
 
 
+def _read_fragment(path: Path, schema: pa.Schema, lo: datetime | None, hi: datetime | None,
+                   as_dict: tuple[str, ...]) -> _Part:
+    """`_read_part` through pyarrow.dataset (its footer read once). Columns the file lacks stay
+    out: `_unify` adds nulls only for columns some other piece has, and a column no file has
+    is made in pandas at once (no Arrow nulls)."""
+    file_format, filesystem = _file_format(as_dict)
+    whole = file_format.make_fragment(str(path), filesystem=filesystem)
+    physical = whole.physical_schema
+    names = physical.names
+    if "call_id" not in names or "ts" not in names:
+        return _Part(problem="not a call-log file (no call_id/ts columns)")
+    meta = whole.metadata
+    groups = _groups(meta, physical.field("ts").type, lo, hi)
+    if not groups:
+        return _Part(table=pa.Table.from_batches([], schema=schema))
+    fragment = whole if len(groups) == meta.num_row_groups else whole.subset(row_group_ids=groups)
+    table = fragment.to_table(columns=[c for c in schema.names if c in names], batch_size=1 << 22,
+                              memory_pool=_pool())
+    return _Part(table=_ts_filter(conform(table, schema, fill=False), lo, hi), groups=groups)
+
+
+#: The column `read_table`/`read_log` add, when they read several logs, to name each row's log.
+SOURCE_COLUMN = "source"
+_SOURCE_TYPE = pa.dictionary(pa.int32(), pa.string())
+_GLOB_CHARS = frozenset("*?[")
+_MAX_NAMED = 50  # unrelated files named one warning each; past that, one warning counts the rest
+
+#: What `read_table`, `read_log` and `scan_days` accept as `path`.
+LogPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class LogSource:
+    """One call log found below the paths given: its folder, and its name in the `source`
+    column (its folder relative to the path given, or to the paths' common folder)."""
+
+    root: Path
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    logs: list[LogSource]
+    problems: list[str]
+    several: bool  # a list or a glob was given, or more than one log was found: add `source`
+
+
+def _given(path: LogPaths) -> tuple[list[Path], list[str], bool]:
+    """The folders `path` names (a folder, a glob, or a list of them), the problems of what a
+    glob matched that is not a folder, and whether several were asked for."""
+    import glob
+
+    if isinstance(path, (str, os.PathLike)):
+        items: list[str | os.PathLike[str]] = [path]
+        several = False
+    elif isinstance(path, Sequence) and path:
+        items, several = list(path), True
+    else:
+        raise ConfigError(f"path must be a folder, a glob or a non-empty list of them, not {path!r}.")
+    folders: list[Path] = []
+    problems: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        if isinstance(text, bytes) or not isinstance(item, (str, os.PathLike)):
+            raise ConfigError(f"path must be a folder, a glob or a non-empty list of them, not {item!r}.")
+        if isinstance(item, str) and not Path(text).exists() and _GLOB_CHARS & set(text):
+            several = True
+            matches = sorted(glob.glob(text, recursive=True))
+            if not matches:
+                raise LogError(f"No call log at {text}: the pattern matches nothing.")
+            for match in map(Path, matches):
+                if match.is_dir():
+                    folders.append(match)
+                elif match.suffix == ".parquet" and partition_date(match.parent.name) is not None:
+                    folders.append(match.parent.parent)  # a part file: its whole log
+                else:
+                    problems.append(f"{match}: not part of a holysheep-lab call log; ignored")
+        else:
+            folders.append(existing_root(text))
+    return list(dict.fromkeys(folders)), problems, several
+
+
+def _walk(folder: Path, problems: list[str], seen: set[tuple[int, int]]) -> Iterator[Path]:
+    """Every folder at or below `folder` that holds a call log (`date=` partitions or a
+    journal folder), in name order; files that belong to no log go to `problems`."""
+    try:
+        info = folder.stat()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        problems.append(f"{folder}: unreadable ({exc.strerror or exc}); skipped")
+        return
+    if (info.st_dev, info.st_ino) in seen:
+        return  # a symlink back up the tree
+    seen.add((info.st_dev, info.st_ino))
+    is_log = False
+    below: list[Path] = []
+    for entry in entries:
+        name = entry.name
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if name == JOURNAL_DIR and is_dir:
+            is_log = True
+        elif name.startswith((".", "_")):
+            continue  # temp files, quarantine, and the _SUCCESS-style files of other tools
+        elif is_dir and partition_date(name) is not None:
+            is_log = True
+        elif is_dir:
+            below.append(Path(entry.path))
+        else:
+            problems.append(f"{entry.path}: not part of a holysheep-lab call log; ignored")
+    if is_log:
+        yield folder
+    for sub in below:
+        yield from _walk(sub, problems, seen)
+
+
+def _discover(path: LogPaths) -> _Found:
+    """The logs below `path` and the problems met finding them."""
+    folders, problems, several = _given(path)
+    roots: list[Path] = []
+    walked: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for folder in folders:
+        roots.extend(_walk(folder, walked, seen))
+    roots = list(dict.fromkeys(roots))
+    if len(walked) > _MAX_NAMED:
+        walked = [*walked[:_MAX_NAMED], f"{len(walked) - _MAX_NAMED} more files below "
+                  f"{', '.join(map(str, folders))} are not part of a call log; ignored"]
+    if len(folders) == 1:
+        base = Path(os.path.abspath(folders[0]))
+    else:
+        base = Path(os.path.commonpath([os.path.abspath(f) for f in folders]))
+    logs = []
+    for root in roots:
+        relative = Path(os.path.abspath(root)).relative_to(base).as_posix()
+        logs.append(LogSource(root, base.name if relative == "." else relative))
+    return _Found(logs, problems + walked, several or len(logs) > 1)
+
+
+def find_logs(path: LogPaths) -> list[LogSource]:
+    """The call logs at or below `path` (a folder, a glob, or a list of them), in path order.
+
+    A log is a folder holding ``date=YYYY-MM-DD`` partitions or a ``_journal`` folder, at any
+    depth (a team folder with one log per person or machine, a log in ``data/calls``). Files
+    that belong to no log are named in a `LogReadWarning`; hidden and ``_``-prefixed entries
+    are ignored. Raises LogError if a path does not exist or is a file, or a glob matches nothing.
+    """
+    found = _discover(path)
+    for problem in found.problems:
+        warnings.warn(problem, LogReadWarning, stacklevel=2)
+    return found.logs
+
+
+def _partitions(root: Path, lo: datetime | None, hi: datetime | None) -> list[Path]:
+    """The `date=` partitions of one log that overlap [lo, hi), in date order."""
+    out = []
+    try:
+        entries = sorted(os.scandir(root), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    for entry in entries:
+        day = partition_date(entry.name)
+        if day is not None and _day_overlaps(day, lo, hi) and entry.is_dir():
+            out.append(Path(entry.path))
+    return out
+
+
 def _list_parts(root: Path, lo: datetime | None, hi: datetime | None) -> tuple[list[Path], list[str]]:
-    """The part files of partitions that overlap [lo, hi), and warnings for foreign entries."""
+    """The part files of one log's partitions that overlap [lo, hi) (at any depth inside a
+    partition, as other tools nest `key=value` folders), and warnings for foreign files."""
     files: list[Path] = []
     problems: list[str] = []
-    for entry in sorted(root.iterdir()):
-        name = entry.name
-        if name.startswith((".", "_")):
-            continue  # our journal folder, temp files, and the _SUCCESS-style files of others
-        day = partition_date(name) if entry.is_dir() else None
-        if day is None:
-            problems.append(f"{entry}: not part of a holysheep-lab call log; ignored")
-            continue
-        if not _day_overlaps(day, lo, hi):
-            continue  # pruned: never opened
-        for file in sorted(entry.iterdir()):
-            if file.name.startswith((".", "_")):
-                continue
-            if file.suffix == ".parquet":  # by name: `compact` may remove it as we look
-                files.append(file)
-            else:
-                problems.append(f"{file}: not part of a holysheep-lab call log; ignored")
+    for partition in _partitions(root, lo, hi):
+        for folder, dirs, names in os.walk(partition):
+            dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+            for name in sorted(names):
+                if name.startswith((".", "_")):
+                    continue
+                file = Path(folder, name)
+                if name.endswith(".parquet"):  # by name: `compact` may remove it as we look
+                    files.append(file)
+                else:
+                    problems.append(f"{file}: not part of a holysheep-lab call log; ignored")
     return files, problems
 
 
@@ -430,7 +606,7 @@ def _columns(columns: Sequence[str] | None) -> list[str]:
         return list(CALL_SCHEMA.names)
     if isinstance(columns, str):
         columns = [columns]
-    unknown = [c for c in columns if c not in CALL_SCHEMA.names]
+    unknown = [c for c in columns if c not in CALL_SCHEMA.names and c != SOURCE_COLUMN]
     if unknown:
         raise ConfigError(f"Unknown call-log column(s) {unknown}; known: {', '.join(CALL_SCHEMA.names)}.")
     return list(dict.fromkeys(columns))
@@ -480,19 +656,19 @@ def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
 
 def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids] | None = None) -> pa.Table:
     """The pieces as one table sorted by ts, one row per (call_id, ts): the same rows and order
-    as concatenating them, keeping each row's first copy and stable-sorting by ts, but without
-    a copy of the table when the pieces are already in order (the usual case: each part file
-    is sorted and the days do not overlap). The list is emptied as pieces are consumed.
+    as concatenating them, keeping each row's first copy and stable-sorting by ts. Pieces whose
+    ts ranges overlap (several files of one day, as other tools write them) are merged and
+    sorted cluster by cluster; the clusters follow each other, so there is no sort of the whole
+    and no copy at all when the pieces are already in order (each part file sorted, the days
+    apart). The list is emptied as pieces are consumed.
 
     Pieces without a call_id column come with `ids` (one per piece): the ids of the few rows
     that share a ts with another are loaded from there."""
     import numpy as np
 
-    # Each piece sorted on its own (small), then ordered by its first ts; when the pieces
-    # follow each other, their concatenation is the stable sort of the whole.
     spans = []
     sorts: list[Any] = [None] * len(pieces)  # the order each piece was sorted in (None: as read)
-    repeats: list[Any] = []  # per piece: rows whose ts equals the next row's
+    repeats: list[Any] = [None] * len(pieces)  # per piece: rows whose ts equals the next row's
     for index, piece in enumerate(pieces):
         ts = _ts_values(piece["ts"])
         # One pass finds both: a row not before the next is a repeat, or the piece is unsorted.
@@ -502,40 +678,62 @@ def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids
             pieces[index] = piece.take(_indices(order))
             sorts[index], ts = order, ts[order]
             steps = np.flatnonzero(ts[1:] == ts[:-1])
-        repeats.append(steps)
+        repeats[index] = steps
         if len(ts):
             spans.append((int(ts[0]), index, int(ts[-1])))
     spans.sort()
-    chained = all(prev_hi < lo or (prev_hi == lo and prev_i < i)
-                  for (_, prev_i, prev_hi), (lo, i, _) in pairwise(spans))
-    sequence = [i for _, i, _ in spans] if chained else list(range(len(pieces)))
-    merged = _Merged(sequence, [pieces[i].num_rows for i in sequence], sorts)
-    same = None
-    if chained:  # runs of equal ts in the concatenation: each piece's, and across the seams
-        offsets = np.cumsum([0, *merged.sizes])
-        seams = [offsets[k + 1] - 1 for k, ((_, _, hi), (lo, _, _)) in enumerate(pairwise(spans)) if hi == lo]
-        same = np.concatenate([*(repeats[i] + offsets[k] for k, i in enumerate(sequence)),
-                               np.asarray(seams, dtype=np.int64)]) if sequence else np.empty(0, np.int64)
-        same.sort()
-    del repeats
-    ordered = [pieces[i] for i in sequence]
+    clusters: list[list[int]] = []  # pieces whose ts ranges overlap or touch, transitively
+    reach = 0
+    for lo, index, hi in spans:
+        if clusters and lo <= reach:
+            clusters[-1].append(index)
+            reach = max(reach, hi)
+        else:
+            clusters.append([index])
+            reach = hi
+    pending: list[pa.Table | None] = list(pieces)
     pieces.clear()
-    table = pa.concat_tables(ordered) if ordered else pa.Table.from_batches([], schema=schema)
-    del ordered
+
+    def place(members: list[int]) -> tuple[pa.Table, Any, Any]:
+        """One cluster as a sorted table, the order it was sorted in, and its repeats."""
+        members.sort()  # in list order: a stable sort then keeps each row's first copy first
+        parts = [cast("pa.Table", pending[i]) for i in members]
+        for i in members:
+            pending[i] = None  # each piece is let go once placed
+        if len(parts) == 1:
+            return parts[0], None, repeats[members[0]]
+        table = pa.concat_tables(parts)
+        del parts
+        ts = _ts_values(table["ts"])
+        resort = np.argsort(ts, kind="stable")
+        ts = ts[resort]
+        return table.take(_indices(resort)), resort, np.flatnonzero(ts[1:] == ts[:-1])
+
+    rows = [[p.num_rows for p in (cast("pa.Table", pending[i]) for i in sorted(m))] for m in clusters]
+    busy = sum(len(m) > 1 for m in clusters)
+    if busy > 1 and sum(map(sum, rows)) >= _PARALLEL_ROWS:  # sorts and takes release the GIL
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            placed = list(pool.map(place, clusters))
+    else:
+        placed = [place(m) for m in clusters]
+    out: list[pa.Table] = []
+    merged = _Merged(sorts)
+    same_parts = []
+    offset = 0
+    for members, sizes, (table, resort, same) in zip(clusters, rows, placed, strict=True):
+        merged.clusters.append(_Cluster(members, sizes, resort))
+        same_parts.append(same + offset)
+        out.append(table)
+        offset += table.num_rows
+    del placed
+    table = pa.concat_tables(out) if out else pa.Table.from_batches([], schema=schema)
+    del out
     holder = [table]
     del table
-    if not chained:
-        order = np.argsort(_ts_values(holder[0]["ts"]), kind="stable")
-        holder.append(_take_columns(holder, order))
-        merged.resorted = order if ids is not None else None
-        del order
+    same = np.concatenate(same_parts) if same_parts else np.empty(0, np.int64)
     # Copies of a row (a crash mid-roll, a read racing a roll or a compaction, a record appended
     # twice) share call_id and ts, so they sit in the same run of equal ts values, in their
     # original order: only rows of such runs are candidates, usually none.
-    if same is None:
-        ts = _ts_values(holder[0]["ts"])
-        same = np.flatnonzero(ts[1:] == ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
-        del ts
     if len(same):
         candidates = np.union1d(same, same + 1)
         stamps = _ts_values(_take_rows(holder[0]["ts"], candidates)).tolist()
@@ -575,79 +773,158 @@ def _plain(column: pa.ChunkedArray | pa.Array) -> list[Any]:
 
 
 @dataclass(slots=True)
+class _Cluster:
+    """Pieces merged into one run of the sorted table: which (in list order), their row counts,
+    and the order their concatenation was sorted in (None: one piece, as it was)."""
+
+    members: list[int]
+    sizes: list[int]
+    order: Any
+
+
+@dataclass(slots=True)
 class _Merged:
     """Where each row of a merged table came from: which piece, which row of it as read."""
 
-    sequence: list[int]  # the pieces in concatenation order (indices into the piece list)
-    sizes: list[int]  # their row counts
-    sorts: list[Any]  # per piece: the order it was sorted in, or None
-    resorted: Any = None  # the order the concatenation was then sorted in, or None
+    sorts: list[Any]  # per piece: the order it was sorted in on its own, or None
+    clusters: list[_Cluster] = field(default_factory=list)  # the runs of the table, in order
 
     def call_ids(self, rows: Any, ids: list[_Ids]) -> list[Any]:
         """The call_ids of these rows of the merged table, loaded piece by piece."""
         import numpy as np
 
-        at = rows if self.resorted is None else self.resorted[rows]  # row of the concatenation
-        offsets = np.cumsum([0, *self.sizes])
-        which = np.searchsorted(offsets, at, side="right") - 1
+        offsets = np.cumsum([0, *(sum(c.sizes) for c in self.clusters)])
+        which = np.searchsorted(offsets, rows, side="right") - 1
         out: list[Any] = [None] * len(rows)
         for k in np.unique(which).tolist():
             mask = which == k
-            piece = self.sequence[k]
-            local = at[mask] - offsets[k]
-            if self.sorts[piece] is not None:
-                local = self.sorts[piece][local]
-            values = _plain(ids[piece].load().take(_indices(local)))
-            for slot, value in zip(np.flatnonzero(mask).tolist(), values, strict=True):
-                out[slot] = value
+            cluster = self.clusters[k]
+            local = rows[mask] - offsets[k]
+            if cluster.order is not None:
+                local = cluster.order[local]  # row of the members' concatenation
+            starts = np.cumsum([0, *cluster.sizes])
+            member = np.searchsorted(starts, local, side="right") - 1
+            slots = np.flatnonzero(mask)
+            for j in np.unique(member).tolist():
+                piece = cluster.members[j]
+                chosen = member == j
+                at = local[chosen] - starts[j]
+                if self.sorts[piece] is not None:
+                    at = self.sorts[piece][at]
+                values = _plain(ids[piece].load().take(_indices(at)))
+                for slot, value in zip(slots[chosen].tolist(), values, strict=True):
+                    out[slot] = value
         return out
 
 
-def _merge(root: Path, lo: datetime | None, hi: datetime | None, schema: pa.Schema,
+def _strings(values: Sequence[str]) -> pa.Array:
+    """A string array built from its buffers (`pa.array` would import pandas)."""
+    import numpy as np
+
+    encoded = [v.encode() for v in values]
+    offsets = np.cumsum([0, *map(len, encoded)]).astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+@dataclass(frozen=True, slots=True)
+class _Sources:
+    """The logs one read covers, and whether its rows get a `source` column."""
+
+    logs: list[LogSource]
+    labelled: bool
+
+    @property
+    def names(self) -> pa.Array:
+        return _strings([log.name for log in self.logs])
+
+    def label(self, table: pa.Table, code: int, names: pa.Array) -> pa.Table:
+        """`table` with its log's name as the `source` column (a dictionary: no string per row)."""
+        import numpy as np
+
+        if not self.labelled:
+            return table
+        codes = pa.Array.from_buffers(pa.int32(), table.num_rows,
+                                      [None, pa.py_buffer(np.full(table.num_rows, code, np.int32))])
+        return table.append_column(pa.field(SOURCE_COLUMN, _SOURCE_TYPE), pa.DictionaryArray.from_arrays(codes, names))
+
+    def schema(self, schema: pa.Schema) -> pa.Schema:
+        return schema.append(pa.field(SOURCE_COLUMN, _SOURCE_TYPE)) if self.labelled else schema
+
+
+def _read_files(files: list[Path], schema: pa.Schema, lo: datetime | None, hi: datetime | None,
+                for_pandas: bool) -> list[_Part]:
+    workers = min(8, os.cpu_count() or 1, len(files))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda f: _read_part(f, schema, lo, hi, for_pandas), files))
+    return [_read_part(f, schema, lo, hi, for_pandas) for f in files]
+
+
+def _merge(sources: _Sources, lo: datetime | None, hi: datetime | None, schema: pa.Schema,
            for_pandas: bool) -> tuple[pa.Table, list[str]]:
-    """Every row in [lo, hi) with `schema`, de-duplicated and sorted, and the problems met."""
+    """Every row in [lo, hi) of every log with `schema` (and `source`), de-duplicated and
+    sorted, and the problems met."""
     lazy_ids = "call_id" not in schema.names
+    names = sources.names
     # Journals first, then Parquet: a roll renames its Parquet file before it unlinks the
     # journal, so a row missed in one listing is always found in the next.
-    tables, journal_ids, problems = _read_journals(root, lo, hi, schema)
-    seen: set[Path] = set()
+    tables: list[pa.Table] = []
+    journal_ids: list[_Ids] = []
+    problems: list[str] = []
+    for code, log in enumerate(sources.logs):
+        found, found_ids, found_problems = _read_journals(log.root, lo, hi, schema)
+        tables += [sources.label(t, code, names) for t in found]
+        journal_ids += found_ids
+        problems += found_problems
     parts: list[pa.Table] = []
     part_ids: list[_Ids] = []
-    for _attempt in range(_RELIST_ATTEMPTS):
-        files, foreign = _list_parts(root, lo, hi)
-        files = [f for f in files if f not in seen]
-        if not _attempt:
-            problems += foreign
-        if not files:
-            break
-        workers = min(8, os.cpu_count() or 1, len(files))
-        if workers > 1:
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda f: _read_part(f, schema, lo, hi, for_pandas), files))
-        else:
-            results = [_read_part(f, schema, lo, hi, for_pandas) for f in files]
-        vanished = False
-        for file, result in zip(files, results, strict=True):
-            seen.add(file)
-            if result.table is not None:
-                parts.append(result.table)
-                part_ids.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
-            elif result.problem:
-                problems.append(f"{file}: {result.problem}; skipped")
-            vanished = vanished or result.vanished
-        del results
-        if not vanished:
-            break
+    for code, log in enumerate(sources.logs):
+        seen: set[Path] = set()
+        for _attempt in range(_RELIST_ATTEMPTS):
+            files, foreign = _list_parts(log.root, lo, hi)
+            files = [f for f in files if f not in seen]
+            if not _attempt:
+                problems += foreign
+            if not files:
+                break
+            results = _read_files(files, schema, lo, hi, for_pandas)
+            vanished = False
+            for file, result in zip(files, results, strict=True):
+                seen.add(file)
+                if result.table is not None:
+                    parts.append(sources.label(result.table, code, names))
+                    part_ids.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
+                elif result.problem:
+                    problems.append(f"{file}: {result.problem}; skipped")
+                vanished = vanished or result.vanished
+            del results
+            if not vanished:
+                break
     pieces = parts + tables  # Parquet first: the first copy of a row is kept
     del parts, tables
-    return _sorted_and_unique(pieces, schema, part_ids + journal_ids if lazy_ids else None), problems
+    target = sources.schema(schema)
+    if for_pandas:
+        target = _unify(pieces, target)
+    return _sorted_and_unique(pieces, target, part_ids + journal_ids if lazy_ids else None), problems
+
+
+def _unify(pieces: list[pa.Table], schema: pa.Schema) -> pa.Schema:
+    """`schema` less the columns no piece has; pieces lacking some of the rest get them as
+    nulls (in place). Returns the schema kept."""
+    present = {name for piece in pieces if piece.num_rows for name in piece.column_names} | {"call_id", "ts"}
+    kept = pa.schema([f for f in schema if f.name in present]) if pieces else schema
+    for i, piece in enumerate(pieces):
+        if piece.schema != kept:
+            pieces[i] = conform(piece, kept)
+    return kept
 
 
 def _schemas(columns: Sequence[str] | None, dictionaries: Collection[str]) -> tuple[list[str], pa.Schema, pa.Schema]:
     """(the columns wanted, the schema to read them without call_id, the same with call_id).
 
     Without call_id among the columns, its (string) column is not read: copies are found by ts,
-    and only their ids are looked up (`_Ids`)."""
+    and only their ids are looked up (`_Ids`). `source` is no file's column: it is in the
+    columns wanted, not in the schemas."""
     wanted = _columns(columns)
     unknown = [c for c in dictionaries if c not in CALL_SCHEMA.names]
     if unknown:
@@ -655,26 +932,38 @@ def _schemas(columns: Sequence[str] | None, dictionaries: Collection[str]) -> tu
                           f"known: {', '.join(CALL_SCHEMA.names)}.")
 
     def schema_of(names: Sequence[str]) -> pa.Schema:
-        fields = [CALL_SCHEMA.field(c) for c in dict.fromkeys(names)]
+        fields = [CALL_SCHEMA.field(c) for c in dict.fromkeys(names) if c != SOURCE_COLUMN]
         return pa.schema([f.with_type(pa.dictionary(pa.int32(), f.type))
                           if f.name in dictionaries and pa.types.is_string(f.type) else f for f in fields])
 
     return wanted, schema_of(["ts", *wanted]), schema_of(["call_id", "ts", *wanted])
 
 
-def _read(path: str | os.PathLike[str], start: date | datetime | str | None,
+def _sources(path: LogPaths, columns: Sequence[str] | None, wanted: list[str]) -> tuple[_Sources, list[str], list[str]]:
+    """The logs below `path`, the columns wanted (`source` added when the read covers several
+    logs and no columns were named), and the problems met finding the logs."""
+    found = _discover(path)
+    labelled = SOURCE_COLUMN in wanted or (columns is None and found.several)
+    if labelled and SOURCE_COLUMN not in wanted:
+        wanted = [*wanted, SOURCE_COLUMN]
+    return _Sources(found.logs, labelled), wanted, found.problems
+
+
+def _read(path: LogPaths, start: date | datetime | str | None,
           end: date | datetime | str | None, columns: Sequence[str] | None, *,
           dictionaries: Collection[str], for_pandas: bool) -> pa.Table:
-    root = existing_root(path)
     lo, hi = time_range(start, end)
     wanted, lean, with_ids = _schemas(columns, dictionaries)
+    sources, wanted, problems = _sources(path, columns, wanted)
     try:
-        table, problems = _merge(root, lo, hi, lean, for_pandas)
+        table, found = _merge(sources, lo, hi, lean, for_pandas)
     except _IdsVanished:  # compacted meanwhile: read again, the ids with the rest
-        table, problems = _merge(root, lo, hi, with_ids, for_pandas)
-    for problem in problems:
+        table, found = _merge(sources, lo, hi, with_ids, for_pandas)
+    for problem in problems + found:
         warnings.warn(problem, LogReadWarning, stacklevel=3)
-    return table if table.column_names == wanted else table.select(wanted)
+    if table.column_names == wanted:
+        return table
+    return table.select([c for c in wanted if c in table.column_names])  # for pandas: those some file has
 
 
 def _day_number(day: date) -> int:
@@ -695,95 +984,111 @@ def _journal_days(tables: list[pa.Table], ids: list[_Ids]) -> dict[int, list[tup
     return out
 
 
-def scan_days(path: str | os.PathLike[str], start: date | datetime | str | None = None,
+def scan_days(path: LogPaths, start: date | datetime | str | None = None,
               end: date | datetime | str | None = None, columns: Sequence[str] | None = None, *,
               dictionary_columns: Sequence[str] = ()) -> Iterator[pa.Table]:
     """The calls of `read_table` (same arguments), one table per UTC day, in day order.
 
     For scans that need not hold the whole log at once (sums, counts): while one day is used,
     the next days' files are read in the background, and memory holds a few days. The same
-    files, journals, pruning, warnings and de-duplication as `read_table` (copies of a call
-    share its ts, so its day, and are dropped within the day), and each table is sorted by ts:
-    for a log written by holysheep-lab, the tables concatenated are `read_table`'s.
-    Raises LogError (at the first `next`) if `path` is not a folder.
+    logs, files, journals, pruning, warnings and de-duplication as `read_table` (copies of a
+    call share its ts, so its day, and are dropped within the day), and each table is sorted by
+    ts: for a log written by holysheep-lab, the tables concatenated are `read_table`'s.
+    Raises LogError if `path` is not a folder (or a glob matches nothing).
     """
-    root = existing_root(path)
     lo, hi = time_range(start, end)
     wanted, lean, with_ids = _schemas(columns, frozenset(dictionary_columns))
-    return _scan(root, lo, hi, wanted, lean, with_ids)
+    sources, wanted, problems = _sources(path, columns, wanted)
+    return _scan(sources, lo, hi, wanted, lean, with_ids, problems)
 
 
-def _scan(root: Path, lo: datetime | None, hi: datetime | None, wanted: list[str], lean: pa.Schema,
-          with_ids: pa.Schema) -> Iterator[pa.Table]:
+def _scan(sources: _Sources, lo: datetime | None, hi: datetime | None, wanted: list[str], lean: pa.Schema,
+          with_ids: pa.Schema, problems: list[str]) -> Iterator[pa.Table]:
     from collections import deque
     from concurrent.futures import Future
 
+    names = sources.names
     # Journals first, then Parquet (see `_merge`).
-    tables, ids, problems = _read_journals(root, lo, hi, lean)
+    tables: list[pa.Table] = []
+    ids: list[_Ids] = []
+    for code, log in enumerate(sources.logs):
+        found, found_ids, found_problems = _read_journals(log.root, lo, hi, lean)
+        tables += [sources.label(t, code, names) for t in found]
+        ids += found_ids
+        problems = problems + found_problems
     journal = _journal_days(tables, ids)
     del tables, ids
-    files, foreign = _list_parts(root, lo, hi)
-    for problem in problems + foreign:
+    by_day: dict[int, list[tuple[Path, int]]] = {}
+    for code, log in enumerate(sources.logs):
+        files, foreign = _list_parts(log.root, lo, hi)
+        problems = problems + foreign
+        for file in files:
+            folder_day = next((d for d in map(partition_date, file.relative_to(log.root).parts) if d), None)
+            if folder_day is not None:
+                by_day.setdefault(_day_number(folder_day), []).append((file, code))
+    for problem in problems:
         warnings.warn(problem, LogReadWarning, stacklevel=3)
-    by_day: dict[int, list[Path]] = {}
-    for file in files:
-        folder_day = partition_date(file.parent.name)
-        if folder_day is not None:
-            by_day.setdefault(_day_number(folder_day), []).append(file)
     queue = iter([f for d in sorted(by_day) for f in by_day[d]])
     workers = min(8, os.cpu_count() or 1)
+    schema = sources.schema(lean)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque[tuple[Path, Future[_Part]]] = deque()
+        pending: deque[tuple[Path, int, Future[_Part]]] = deque()
 
         def fill() -> None:  # a few files ahead of the day in use, so memory stays at a few days
-            while len(pending) < 4 * workers and (file := next(queue, None)) is not None:
-                pending.append((file, pool.submit(_read_part, file, lean, lo, hi)))
+            while len(pending) < 4 * workers and (item := next(queue, None)) is not None:
+                pending.append((item[0], item[1], pool.submit(_read_part, item[0], lean, lo, hi)))
 
         fill()
         for day in sorted(set(by_day) | set(journal)):
             pieces: list[pa.Table] = []
-            sources: list[_Ids] = []
+            piece_sources: list[_Ids] = []
             vanished = False
             for _ in by_day.get(day, ()):
-                file, future = pending.popleft()
+                file, code, future = pending.popleft()
                 fill()
                 result = future.result()
                 if result.table is not None:
-                    pieces.append(result.table)
-                    sources.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
+                    pieces.append(sources.label(result.table, code, names))
+                    piece_sources.append(_Ids(path=file, groups=tuple(result.groups), lo=lo, hi=hi))
                 elif result.problem:
                     warnings.warn(f"{file}: {result.problem}; skipped", LogReadWarning, stacklevel=3)
                 vanished = vanished or result.vanished
             if vanished:  # compacted as we read: the merged file is in the same partition
-                yield _day_again(root, day, lo, hi, wanted, with_ids)
+                yield _day_again(sources, day, lo, hi, wanted, with_ids)
                 continue
             for piece, piece_ids in journal.pop(day, ()):
                 pieces.append(piece)
-                sources.append(piece_ids)
+                piece_sources.append(piece_ids)
             try:
-                table = _sorted_and_unique(pieces, lean, sources)
+                table = _sorted_and_unique(pieces, schema, piece_sources)
             except _IdsVanished:
-                table = _day_again(root, day, lo, hi, wanted, with_ids)
+                table = _day_again(sources, day, lo, hi, wanted, with_ids)
             yield table if table.column_names == wanted else table.select(wanted)
 
 
-def _day_again(root: Path, day: int, lo: datetime | None, hi: datetime | None, wanted: list[str],
+def _day_again(sources: _Sources, day: int, lo: datetime | None, hi: datetime | None, wanted: list[str],
                schema: pa.Schema) -> pa.Table:
     """One UTC day read as `read_table` reads (journals, listing, ids and all), for a day whose
     files changed under the scan."""
     begin = datetime(1970, 1, 1, tzinfo=_UTC) + day * _DAY
-    table, problems = _merge(root, max(begin, lo) if lo else begin,
+    table, problems = _merge(sources, max(begin, lo) if lo else begin,
                              min(begin + _DAY, hi) if hi else begin + _DAY, schema, for_pandas=False)
     for problem in problems:
         warnings.warn(problem, LogReadWarning, stacklevel=4)
     return table.select(wanted)
 
 
-def read_table(path: str | os.PathLike[str], start: date | datetime | str | None = None,
+def read_table(path: LogPaths, start: date | datetime | str | None = None,
                end: date | datetime | str | None = None,
                columns: Sequence[str] | None = None, *,
                dictionary_columns: Sequence[str] = ()) -> pa.Table:
-    """All calls logged under `path` in [start, end), one row per call_id, sorted by ts.
+    """All calls logged at or below `path` in [start, end), one row per call_id, sorted by ts.
+
+    `path` is a folder, a glob (``"team/*/calls"``) or a list of them; every call log below it
+    is read (`find_logs`: ``date=`` partitions and journals, at any depth). Reading more than
+    one log (or a list or a glob) adds a last column `source`, the name of each row's log (its
+    folder relative to the path given), unless `columns` are named (name ``"source"`` among
+    them to have it). A call found in several logs is read once (its first copy).
 
     Merges the Parquet partitions and the un-rolled journals of every writer (other processes
     too). Columns missing in old files are null. Raises LogError if `path` is not a folder.
@@ -801,7 +1106,7 @@ def _to_series(column: pa.ChunkedArray, name: str) -> Any:
     import pandas as pd
 
     kind = column.type
-    if name in CATEGORICAL_COLUMNS:
+    if name in CATEGORICAL_COLUMNS or name == SOURCE_COLUMN:
         if not pa.types.is_dictionary(kind):
             column = column.dictionary_encode()
         series = column.to_pandas(memory_pool=_pool())
@@ -811,10 +1116,17 @@ def _to_series(column: pa.ChunkedArray, name: str) -> Any:
             return series.cat.set_categories(pd.Index([], dtype="str"))
         # Categories in order of first appearance, unused ones dropped: the same categories
         # (and so the same group-by order) as dictionary-encoding the values.
-        codes = pd.unique(series.cat.codes.to_numpy())
-        codes = codes[codes >= 0]
-        if len(codes) != len(cats) or (codes != range(len(cats))).any():
-            series = series.cat.set_categories(cats[codes])
+        import numpy as np
+
+        codes = series.cat.codes.to_numpy()
+        first = pd.unique(codes)
+        first = first[first >= 0]
+        if len(first) != len(cats) or (first != range(len(cats))).any():
+            # Recode by table lookup (set_categories hashes every value: 10x slower).
+            table = np.full(len(cats) + 1, -1, dtype=codes.dtype)  # the last slot: code -1 (null)
+            table[first] = np.arange(len(first), dtype=codes.dtype)
+            series = pd.Series(pd.Categorical.from_codes(table[codes], categories=cats[first], validate=False),
+                               copy=False)
         return series
     if pa.types.is_integer(kind) and column.null_count:
         return column.to_pandas(types_mapper={kind: pd.Int64Dtype()}.get, memory_pool=_pool())
@@ -823,21 +1135,58 @@ def _to_series(column: pa.ChunkedArray, name: str) -> Any:
     return column.to_pandas(memory_pool=_pool())
 
 
-def _frame(holder: list[pa.Table]) -> pd.DataFrame:
+def _all_null(n: int, field: pa.Field) -> Any:
+    """A column no file has, made in pandas with the dtype `_to_series` gives an all-null one,
+    without building Arrow nulls first (zeroed pages the kernel hands out lazily)."""
+    import numpy as np
+    import pandas as pd
+
+    kind = field.type
+    if field.name in CATEGORICAL_COLUMNS or field.name == SOURCE_COLUMN:
+        codes = np.full(n, -1, np.int8)
+        return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index([], dtype="str")), copy=False)
+    if pa.types.is_integer(kind):
+        return pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, dtype=bool)), copy=False)
+    if pa.types.is_boolean(kind):
+        return pd.Series(pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool)), copy=False)
+    if pa.types.is_floating(kind):
+        return pd.Series(np.full(n, np.nan), copy=False)
+    if pa.types.is_string(kind):
+        return pa.chunked_array([pa.nulls(n, pa.large_string())]).to_pandas()
+    return pa.chunked_array([pa.nulls(n, kind)]).to_pandas()
+
+
+
+def _frame(holder: list[pa.Table], fields: Sequence[pa.Field] | None = None) -> pd.DataFrame:
     """The table in `holder` as a DataFrame, consumed one column at a time (each Arrow column is
-    freed once converted, so the peak is the table plus about one column)."""
+    freed once converted, so the peak is the table plus a column per thread). `fields` are the
+    frame's columns in order; those the table lacks are all null."""
     import pandas as pd
 
     table = holder.pop()
     names = table.column_names
-    columns = list(table.columns)
+    columns: list[pa.ChunkedArray | None] = list(table.columns)
+    n = table.num_rows
     del table
-    out = {}
-    for i, name in enumerate(names):
-        column = columns[i]
-        columns[i] = None
-        out[name] = _to_series(column, name)
-        del column
+
+    def convert(i: int) -> Any:
+        column = cast("pa.ChunkedArray", columns[i])
+        columns[i] = None  # the frame's column replaces it
+        return _to_series(column, names[i])
+
+    fields = list(fields) if fields is not None else [pa.field(name, pa.null()) for name in names]
+    index = {name: i for i, name in enumerate(names)}
+
+    def make(f: pa.Field) -> Any:
+        return convert(index[f.name]) if f.name in index else _all_null(n, f)
+
+    if n >= _PARALLEL_ROWS and len(fields) > 1:
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            made = list(pool.map(make, fields))
+    else:
+        made = [make(f) for f in fields]
+    out = {f.name: series for f, series in zip(fields, made, strict=True)}
+    del made
     return pd.DataFrame(out, copy=False)
 
 
@@ -847,13 +1196,20 @@ def table_to_frame(table: pa.Table) -> pd.DataFrame:
     return _frame([table])
 
 
-def read_log(path: str | os.PathLike[str], start: date | datetime | str | None = None,
+def read_log(path: LogPaths, start: date | datetime | str | None = None,
              end: date | datetime | str | None = None,
              columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The call log as a pandas DataFrame sorted by ts (see `read_table` and the module doc).
+    """The call logs at or below `path` (a folder, a glob or a list of them) as a pandas
+    DataFrame sorted by ts: every log found, merged, with a categorical `source` column when
+    there are several (see `read_table` and the module doc).
 
     An empty log gives an empty DataFrame with the same columns and dtypes. Low-cardinality
     columns are read from Parquet as dictionaries, and the Arrow table is freed column by column
     as it is converted.
     """
-    return _frame([_read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)])
+    wanted = _columns(columns)
+    table = _read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)
+    if SOURCE_COLUMN in table.column_names and SOURCE_COLUMN not in wanted:
+        wanted.append(SOURCE_COLUMN)
+    fields = [pa.field(SOURCE_COLUMN, _SOURCE_TYPE) if c == SOURCE_COLUMN else CALL_SCHEMA.field(c) for c in wanted]
+    return _frame([table], fields)

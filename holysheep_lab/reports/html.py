@@ -28,6 +28,7 @@ import numpy as np
 
 import holysheep_lab.analysis.charts as _charts
 import holysheep_lab.analysis.spend as _sp
+from holysheep_lab.analysis.anomalies import anomalies as _anomalies
 from holysheep_lab.analysis.budgets import budget_status
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
@@ -196,6 +197,8 @@ _CONTEXT_COLS = {
     "last_input_tokens": ("last prompt", "int"), "growth": ("growth x", "f1"),
     "cost_usd": ("cost", "usd"), "first_ts": ("started", "ts"),
 }
+_ANOMALY_COLS = {"kind": ("kind", "s"), "subject": ("what", "s"), "start": ("from", "ts"), "calls": ("calls", "int"),
+                 "cost_usd": ("cost", "usd"), "detail": ("detail", "s")}
 _BACKTEST_COLS = {"method": ("method", "s"), "origins": ("origins", "int"), "mae": ("MAE", "usd"),
                   "mape": ("MAPE %", "f1"), "total_ape": ("14-day total error %", "f1")}
 
@@ -282,8 +285,9 @@ def _headline(page: _Page, log: _Log) -> None:
         me = fc.attrs["month_end"]
         kpis.append((f"projected {me['month']}", f"{_money(me['projected'])} ({_money(me['lo'])}–{_money(me['hi'])})"))
         if log.budget is not None:
-            ex = fc.attrs["exhaustion_date"]
-            kpis.append(("budget runs out", f"{ex:%Y-%m-%d}" if ex else f"not within {log.forecast_days} days"))
+            hit = fc.attrs["blocked_from"]  # the first global line the forecast reaches
+            kpis.append(("calls blocked from", f"{hit['date']:%Y-%m-%d}: {hit['line']} limit {_money(hit['limit_usd'])}, "
+                         f"blocks at {_money(hit['block_usd'])}" if hit else f"not within {log.forecast_days} days"))
     if n:
         status = log.status
         sent = int((status != "blocked").sum())
@@ -347,6 +351,17 @@ def _context_section(page: _Page, log: _Log) -> None:
         page.add(_table(cg, _CONTEXT_COLS, max_rows=10))
 
 
+def _anomalies_section(page: _Page, log: _Log) -> None:
+    """Growing conversations, retry storms and spend days off the forecast band."""
+    page.add("<h2>Anomalies</h2>")
+    if not log.calls:
+        return
+    found = _anomalies(log.df, tz=log.zone, now=log.now)
+    page.add('<p class="note">Conversations whose prompt grows call over call, retry storms (10-minute windows), '
+             "and days whose spend left the 99 % band of the forecast made the day before.</p>",
+             _table(found, _ANOMALY_COLS))
+
+
 def _accuracy_section(page: _Page, log: _Log) -> None:
     page.add("<h2>Forecast accuracy</h2>")
     if not log.calls:
@@ -363,7 +378,7 @@ def _accuracy_section(page: _Page, log: _Log) -> None:
 #: The report's sections, in page order.
 _SECTIONS: tuple[Callable[[_Page, _Log], None], ...] = (
     _heading, _headline, _budget_section, _forecast_section, _spend_sections, _latency_section,
-    _errors_section, _context_section, _accuracy_section,
+    _errors_section, _context_section, _anomalies_section, _accuracy_section,
 )
 
 
@@ -382,7 +397,8 @@ def report(
 
     Sections: headline figures, budget status (with a budget), forecast (table and cumulative
     chart against the monthly budget), daily spend by model, model share, per-model and
-    per-project tables, latency, errors/retries, context growth, and the forecast backtest.
+    per-project tables, latency, errors/retries, context growth, anomalies (growing conversations, retry
+    storms, days off the forecast band), and the forecast backtest.
     `tz` defaults to the budget's zone, else local; `now` to the log's last call. Sections
     that the log cannot support (too short for a backtest, no conversation ids) say so
     instead of failing.
