@@ -143,17 +143,34 @@ class SQLiteLedger(ClosingContext):
             raise LedgerError(f"This SQLiteLedger ({self._path}) is closed")
         # A forked child must not share its parent's connection (SQLite forbids it).
         if self._conn is None or self._pid != os.getpid():
+            conn = self._open()
+            self._conn, self._pid = conn, os.getpid()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        # Switching a new file to WAL needs a moment alone with it, and SQLite reports "locked"
+        # at once (no busy wait) when another process opens it in the same instant (two kernels
+        # starting together): retry within the timeout.
+        deadline = time.monotonic() + self._timeout
+        while True:
             try:
                 conn = sqlite3.connect(
                     self._path, timeout=self._timeout, isolation_level=None, check_same_thread=False
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL survives a killed process; the log, not the ledger, is the truth.
-                conn.execute("PRAGMA synchronous=NORMAL")
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    # NORMAL in WAL survives a killed process; the log, not the ledger, is the truth.
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                except BaseException:
+                    conn.close()
+                    raise
+                return conn
+            except sqlite3.OperationalError as exc:
+                if not ("locked" in str(exc) or "busy" in str(exc)) or time.monotonic() > deadline:
+                    raise self._error(exc, "open") from None
+                time.sleep(0.01)
             except sqlite3.Error as exc:
                 raise self._error(exc, "open") from None
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
 
     def _error(self, exc: sqlite3.Error, op: str) -> LedgerError:
         text = str(exc)
