@@ -199,7 +199,11 @@ def numbers(col: pd.Series) -> np.ndarray:
 
 def cost_usd(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(`cost_usd` with nulls as 0, mask of the null (unpriced) rows)."""
-    cost = df["cost_usd"].to_numpy(dtype="float64", na_value=np.nan)
+    col = df["cost_usd"]
+    if col.dtype == np.float64:  # the log's own column: its NaNs are the nulls, no copy
+        cost = col.to_numpy()
+    else:
+        cost = col.to_numpy(dtype="float64", na_value=np.nan)
     null = np.isnan(cost)
     return (np.where(null, 0.0, cost) if null.any() else cost), null
 
