@@ -144,6 +144,9 @@ def test_a_list_and_a_glob_read_the_same_rows_as_the_folder(team):
     parts = quiet_read(str(team / "**" / "*.parquet"))
     assert set(parts["source"].astype(str)) == {"alice/calls", "bob", "carol/nested/deeper"}
     assert len(parts) == len(whole)  # the log's journal rows too
+    with pytest.warns(LogReadWarning, match="one day of a log"):
+        days = hs.read_log(str(team / "bob" / "date=*"))  # partitions, not logs: start=/end= pick days
+    assert len(days) == 0
     one = quiet_read([team / "bob"])
     assert set(one["source"].astype(str)) == {"bob"}  # a list: always labelled
     with pytest.raises(LogError, match="matches nothing"):

@@ -5,9 +5,15 @@ A path is a folder, a glob or a list of them; every call log at or below it is f
 read: one log per person or machine in a team folder merges into one table, with a `source`
 column naming each row's log. `read_table` returns an Arrow table with the call schema (or the
 requested columns), de-duplicated on `call_id` and sorted by `ts`; `read_log` returns the same
-as a typed pandas DataFrame. Only the `date=` partitions that can hold rows in [start, end) are listed, and row
-groups whose `ts` statistics fall outside are not read. A corrupt or foreign file is skipped
-with a `LogReadWarning` that names it; the rest still reads.
+as a typed pandas DataFrame. Only the `date=` partitions that can hold rows in [start, end) are
+listed, and row groups whose `ts` statistics fall outside are not read. A corrupt or foreign
+file, and a file that belongs to no log, is skipped with a `LogReadWarning` that names it; the
+rest still reads.
+
+For pandas, files are read through pyarrow.dataset (the memory pool chosen), columns that no
+file has are made in pandas directly (no Arrow nulls first), the files of one day whose ts
+ranges overlap (as other tools write them) are merged and sorted day by day in threads, and the
+Arrow table is freed column by column as it is converted.
 
 Time bounds: `start` and `end` accept a date, a datetime (naive means UTC) or an ISO string
 (``"2026-11-28"`` is a date, ``"2026-11-28T12:00"`` a datetime). `start` is inclusive. `end` is
@@ -434,8 +440,8 @@ def _given(path: LogPaths) -> tuple[list[Path], list[str], bool]:
     folders: list[Path] = []
     problems: list[str] = []
     for item in items:
-        text = os.fspath(item)
-        if isinstance(text, bytes) or not isinstance(item, (str, os.PathLike)):
+        text = os.fspath(item) if isinstance(item, (str, os.PathLike)) else None
+        if not isinstance(text, str):
             raise ConfigError(f"path must be a folder, a glob or a non-empty list of them, not {item!r}.")
         if isinstance(item, str) and not Path(text).exists() and _GLOB_CHARS & set(text):
             several = True
@@ -443,7 +449,10 @@ def _given(path: LogPaths) -> tuple[list[Path], list[str], bool]:
             if not matches:
                 raise LogError(f"No call log at {text}: the pattern matches nothing.")
             for match in map(Path, matches):
-                if match.is_dir():
+                if match.is_dir() and partition_date(match.name) is not None:
+                    problems.append(f"{match}: one day of a log; ignored (pass its log folder, "
+                                    f"{match.parent}, with start= and end= to choose days)")
+                elif match.is_dir():
                     folders.append(match)
                 elif match.suffix == ".parquet" and partition_date(match.parent.name) is not None:
                     folders.append(match.parent.parent)  # a part file: its whole log
@@ -502,6 +511,8 @@ def _discover(path: LogPaths) -> _Found:
     if len(walked) > _MAX_NAMED:
         walked = [*walked[:_MAX_NAMED], f"{len(walked) - _MAX_NAMED} more files below "
                   f"{', '.join(map(str, folders))} are not part of a call log; ignored"]
+    if not folders:  # a glob that matched only files of no log
+        return _Found([], problems + walked, several)
     if len(folders) == 1:
         base = Path(os.path.abspath(folders[0]))
     else:
