@@ -272,3 +272,19 @@ def test_served_report_and_usage_cover_a_nested_log(tmp_path):
         usage, page = asyncio.run(fetch())
     assert usage["total_requests"] == 4 and usage["total_cost_usd"] == pytest.approx(1.0)
     assert "gpt-4.1" in page  # an empty log's page names no model
+
+
+def test_the_pandas_path_reads_only_the_row_groups_in_range(tmp_path):
+    from holysheep_lab.log import reader
+
+    folder = tmp_path / "log" / "date=2026-03-14"
+    folder.mkdir(parents=True)
+    hours = [datetime(2026, 3, 14, h, tzinfo=UTC) for h in range(24)]
+    pq.write_table(pa.table({"call_id": [f"h{h}" for h in range(24)], "ts": pa.array(hours, pa.timestamp("us", tz="UTC")),
+                             "model": ["m"] * 24, "status": ["ok"] * 24, "cost_usd": [1.0] * 24}),
+                   folder / "part-hours.parquet", row_group_size=4)
+    lo, hi = datetime(2026, 3, 14, 9, tzinfo=UTC), datetime(2026, 3, 14, 11, tzinfo=UTC)
+    part = reader._read_part(folder / "part-hours.parquet", CALL_SCHEMA, lo, hi, for_pandas=True)
+    assert part.groups == [2] and part.table is not None and part.table.num_rows == 2
+    df = hs.read_log(tmp_path / "log", start=lo, end=hi)
+    assert df["call_id"].tolist() == ["h9", "h10"] and df["input_tokens"].isna().all()
