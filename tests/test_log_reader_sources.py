@@ -205,6 +205,15 @@ def test_date_filters_prune_partitions_in_every_log(team):
     assert sorted(df["call_id"]) == ["c-1", "c-2", "call-000012", "call-000013", "call-000014", "call-000050"]
 
 
+def test_nothing_in_range_still_gives_the_typed_columns_and_source(team, tmp_path):
+    df = quiet_read(team, start="2030-01-01")
+    (tmp_path / "empty").mkdir()
+    empty = hs.read_log(tmp_path / "empty")  # an empty log's frame: the reference dtypes
+    assert len(df) == 0 and list(df.columns) == [*empty.columns, "source"]
+    assert df.drop(columns="source").dtypes.astype(str).tolist() == empty.dtypes.astype(str).tolist()
+    assert df["source"].dtype == "category"
+
+
 def test_scan_days_and_daily_from_log_cover_every_log(team):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LogReadWarning)

@@ -922,7 +922,8 @@ def _merge(sources: _Sources, lo: datetime | None, hi: datetime | None, schema: 
 def _unify(pieces: list[pa.Table], schema: pa.Schema) -> pa.Schema:
     """`schema` less the columns no piece has; pieces lacking some of the rest get them as
     nulls (in place). Returns the schema kept."""
-    present = {name for piece in pieces if piece.num_rows for name in piece.column_names} | {"call_id", "ts"}
+    present = {name for piece in pieces if piece.num_rows for name in piece.column_names}
+    present |= {"call_id", "ts", SOURCE_COLUMN}  # kept even when nothing is in range
     kept = pa.schema([f for f in schema if f.name in present]) if pieces else schema
     for i, piece in enumerate(pieces):
         if piece.schema != kept:
@@ -1153,6 +1154,8 @@ def _all_null(n: int, field: pa.Field) -> Any:
     import pandas as pd
 
     kind = field.type
+    if n == 0:  # no rows, so no nulls: the dtypes of an empty log
+        return _to_series(pa.chunked_array([], type=kind), field.name)
     if field.name in CATEGORICAL_COLUMNS or field.name == SOURCE_COLUMN:
         codes = np.full(n, -1, np.int8)
         return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index([], dtype="str")), copy=False)
