@@ -44,3 +44,18 @@ def test_one_row_and_float_tokens():
     df = frame(3).assign(input_tokens=lambda d: d["input_tokens"].astype("float64") + 0.4)
     pd.testing.assert_frame_equal(spend.daily(df, tz="UTC"), spend.daily(df.iloc[::-1], tz="UTC"),
                                   check_exact=False, rtol=1e-12)
+
+
+@pytest.mark.parametrize("tz", ["UTC", "Europe/Berlin"])
+@pytest.mark.parametrize("kind", ["category", "str", "many_categories"])
+def test_by_a_label_in_day_runs_like_the_general_path(tz, kind):
+    df = frame(4)
+    rng = np.random.default_rng(5)
+    pool = [f"m{i}" for i in range(200 if kind == "many_categories" else 4)]
+    labels = pd.Series(rng.choice(pool, len(df)), dtype="object")
+    labels[rng.random(len(df)) < 0.03] = None  # calls without the label: "(none)"
+    df["project"] = labels.astype("category" if kind != "str" else "str").to_numpy()
+    fast = spend.daily(df, by="project", tz=tz)
+    slow = spend.daily(df.sample(frac=1.0, random_state=1), by="project", tz=tz)
+    pd.testing.assert_frame_equal(fast, slow, check_exact=False, rtol=1e-12)
+    assert "(none)" in set(fast["project"]) and fast["calls"].sum() == len(df)

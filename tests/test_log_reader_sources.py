@@ -144,6 +144,9 @@ def test_a_list_and_a_glob_read_the_same_rows_as_the_folder(team):
     parts = quiet_read(str(team / "**" / "*.parquet"))
     assert set(parts["source"].astype(str)) == {"alice/calls", "bob", "carol/nested/deeper"}
     assert len(parts) == len(whole)  # the log's journal rows too
+    with pytest.warns(LogReadWarning, match="one day of a log"):
+        days = hs.read_log(str(team / "bob" / "date=*"))  # partitions, not logs: start=/end= pick days
+    assert len(days) == 0
     one = quiet_read([team / "bob"])
     assert set(one["source"].astype(str)) == {"bob"}  # a list: always labelled
     with pytest.raises(LogError, match="matches nothing"):
@@ -200,6 +203,15 @@ def test_date_filters_prune_partitions_in_every_log(team):
         df = hs.read_log(team, start=date(2026, 3, 15), end=date(2026, 3, 15))
     # bob's calls 12-14 fall on 15 March too (12 rolled into that partition, 13-14 in his journal).
     assert sorted(df["call_id"]) == ["c-1", "c-2", "call-000012", "call-000013", "call-000014", "call-000050"]
+
+
+def test_nothing_in_range_still_gives_the_typed_columns_and_source(team, tmp_path):
+    df = quiet_read(team, start="2030-01-01")
+    (tmp_path / "empty").mkdir()
+    empty = hs.read_log(tmp_path / "empty")  # an empty log's frame: the reference dtypes
+    assert len(df) == 0 and list(df.columns) == [*empty.columns, "source"]
+    assert df.drop(columns="source").dtypes.astype(str).tolist() == empty.dtypes.astype(str).tolist()
+    assert df["source"].dtype == "category"
 
 
 def test_scan_days_and_daily_from_log_cover_every_log(team):
@@ -269,3 +281,19 @@ def test_served_report_and_usage_cover_a_nested_log(tmp_path):
         usage, page = asyncio.run(fetch())
     assert usage["total_requests"] == 4 and usage["total_cost_usd"] == pytest.approx(1.0)
     assert "gpt-4.1" in page  # an empty log's page names no model
+
+
+def test_the_pandas_path_reads_only_the_row_groups_in_range(tmp_path):
+    from holysheep_lab.log import reader
+
+    folder = tmp_path / "log" / "date=2026-03-14"
+    folder.mkdir(parents=True)
+    hours = [datetime(2026, 3, 14, h, tzinfo=UTC) for h in range(24)]
+    pq.write_table(pa.table({"call_id": [f"h{h}" for h in range(24)], "ts": pa.array(hours, pa.timestamp("us", tz="UTC")),
+                             "model": ["m"] * 24, "status": ["ok"] * 24, "cost_usd": [1.0] * 24}),
+                   folder / "part-hours.parquet", row_group_size=4)
+    lo, hi = datetime(2026, 3, 14, 9, tzinfo=UTC), datetime(2026, 3, 14, 11, tzinfo=UTC)
+    part = reader._read_part(folder / "part-hours.parquet", CALL_SCHEMA, lo, hi, for_pandas=True)
+    assert part.groups == [2] and part.table is not None and part.table.num_rows == 2
+    df = hs.read_log(tmp_path / "log", start=lo, end=hi)
+    assert df["call_id"].tolist() == ["h9", "h10"] and df["input_tokens"].isna().all()

@@ -1,7 +1,8 @@
 """The `df.hs` accessor: a thin front over the pure functions in `spend` and `forecast`.
 
-Registered when `holysheep_lab.analysis` is imported (the package root does that lazily, on
-first use of `hs.read_log` / `hs.report` or of `holysheep_lab.analysis`). It checks the columns
+Registered when `holysheep_lab.analysis` is imported: at `import holysheep_lab` if pandas is
+already imported, else lazily, on first use of `hs.read_log` / `hs.report` or of
+`holysheep_lab.analysis`. It checks the columns
 every method needs in `__init__` and holds nothing but the frame.
 """
 

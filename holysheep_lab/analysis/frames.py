@@ -169,13 +169,16 @@ def local_day_bounds(start: date | datetime | str | None, end: date | datetime |
     return lo, hi
 
 
-def group_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
-    """Integer group codes (no -1) and their labels; nulls become NONE_LABEL."""
+def group_codes(col: pd.Series, *, narrow: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Integer group codes (no -1) and their labels; nulls become NONE_LABEL. Codes are int64,
+    or with `narrow` a categorical's own (int8 for few labels: no copy when none is null)."""
     import pandas as pd
 
     if isinstance(col.dtype, pd.CategoricalDtype):
-        codes = np.asarray(col.cat.codes, dtype=np.int64)
+        codes = col.cat.codes.to_numpy()
         labels = [str(c) for c in col.cat.categories]
+        if not narrow or len(labels) >= np.iinfo(codes.dtype).max:  # room for NONE_LABEL's code
+            codes = codes.astype(np.int64)
     else:
         raw, uniques = pd.factorize(col, use_na_sentinel=True)
         codes = raw.astype(np.int64, copy=False)
@@ -199,7 +202,11 @@ def numbers(col: pd.Series) -> np.ndarray:
 
 def cost_usd(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(`cost_usd` with nulls as 0, mask of the null (unpriced) rows)."""
-    cost = df["cost_usd"].to_numpy(dtype="float64", na_value=np.nan)
+    col = df["cost_usd"]
+    if col.dtype == np.float64:  # the log's own column: its NaNs are the nulls, no copy
+        cost = col.to_numpy()
+    else:
+        cost = col.to_numpy(dtype="float64", na_value=np.nan)
     null = np.isnan(cost)
     return (np.where(null, 0.0, cost) if null.any() else cost), null
 
