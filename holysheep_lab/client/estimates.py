@@ -52,7 +52,7 @@ def calibrations(metering: Metering, models: Sequence[str]) -> dict[str, Calibra
     if not may_hold_rows(metering.log_dir):
         return dict.fromkeys(models)
     start = metering.clock() - timedelta(days=CALIBRATION_DAYS)
-    table = read_table(metering.log_dir, start=start,
+    table = read_table(metering.log_dir, start=start, below=False,
                        columns=["model", "status", "input_tokens", "output_tokens", "input_bytes", "max_tokens",
                                 "usage_missing"])
     rows = table.to_pydict()

@@ -314,7 +314,7 @@ class Metering:
         month_start = window_bounds(Window.MONTH, now, zone)[0]
         cols = ["ts", "status", "cost_nanos", "project", "model", "input_tokens", "input_bytes",
                 "input_non_ascii_bytes", "input_messages", "usage_missing", "input_words"]
-        table = read_table(self.log_dir, start=month_start, columns=cols)
+        table = read_table(self.log_dir, start=month_start, columns=cols, below=False)
         if table.num_rows == 0:
             return spent, expires
         projects = set(self.budget.projects) if self.budget else set()

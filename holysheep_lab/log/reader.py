@@ -951,22 +951,31 @@ def _schemas(columns: Sequence[str] | None, dictionaries: Collection[str]) -> tu
     return wanted, schema_of(["ts", *wanted]), schema_of(["call_id", "ts", *wanted])
 
 
-def _sources(path: LogPaths, columns: Sequence[str] | None, wanted: list[str]) -> tuple[_Sources, list[str], list[str]]:
+def _sources(path: LogPaths, columns: Sequence[str] | None, wanted: list[str], *,
+             below: bool = True) -> tuple[_Sources, list[str], list[str]]:
     """The logs below `path`, the columns wanted (`source` added when the read covers several
-    logs and no columns were named), and the problems met finding the logs."""
-    found = _discover(path)
+    logs and no columns were named), and the problems met finding the logs. With `below`
+    False, `path` is one folder read as one log (its own partitions and journals only)."""
+    found = _discover(path) if below else _one_log(path)
     labelled = SOURCE_COLUMN in wanted or (columns is None and found.several)
     if labelled and SOURCE_COLUMN not in wanted:
         wanted = [*wanted, SOURCE_COLUMN]
     return _Sources(found.logs, labelled), wanted, found.problems
 
 
+def _one_log(path: LogPaths) -> _Found:
+    if not isinstance(path, str | os.PathLike):
+        raise LogError(f"below=False reads one log folder, not a {type(path).__name__}; pass one path.")
+    folder = existing_root(path)
+    return _Found([LogSource(folder, folder.name)], [], False)
+
+
 def _read(path: LogPaths, start: date | datetime | str | None,
           end: date | datetime | str | None, columns: Sequence[str] | None, *,
-          dictionaries: Collection[str], for_pandas: bool) -> pa.Table:
+          dictionaries: Collection[str], for_pandas: bool, below: bool = True) -> pa.Table:
     lo, hi = time_range(start, end)
     wanted, lean, with_ids = _schemas(columns, dictionaries)
-    sources, wanted, problems = _sources(path, columns, wanted)
+    sources, wanted, problems = _sources(path, columns, wanted, below=below)
     try:
         table, found = _merge(sources, lo, hi, lean, for_pandas)
     except _IdsVanished:  # compacted meanwhile: read again, the ids with the rest
@@ -1093,7 +1102,7 @@ def _day_again(sources: _Sources, day: int, lo: datetime | None, hi: datetime | 
 def read_table(path: LogPaths, start: date | datetime | str | None = None,
                end: date | datetime | str | None = None,
                columns: Sequence[str] | None = None, *,
-               dictionary_columns: Sequence[str] = ()) -> pa.Table:
+               dictionary_columns: Sequence[str] = (), below: bool = True) -> pa.Table:
     """All calls logged at or below `path` in [start, end), one row per call_id, sorted by ts.
 
     `path` is a folder, a glob (``"team/*/calls"``) or a list of them; every call log below it
@@ -1107,8 +1116,11 @@ def read_table(path: LogPaths, start: date | datetime | str | None = None,
     The table may be chunked (one chunk per file or so); `combine_chunks()` if you need one.
     String columns named in `dictionary_columns` come as Arrow dictionaries, decoded as such
     from Parquet (no string per row: fast to read and to group by); others are unaffected.
+    With `below` False, `path` is one folder read as one log, without the logs in its
+    subfolders (a client's own log: its budget is its own log's spend).
     """
-    return _read(path, start, end, columns, dictionaries=frozenset(dictionary_columns), for_pandas=False)
+    return _read(path, start, end, columns, dictionaries=frozenset(dictionary_columns), for_pandas=False,
+                 below=below)
 
 
 # -- pandas ------------------------------------------------------------------------------------

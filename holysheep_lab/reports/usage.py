@@ -100,7 +100,7 @@ def _usage_table(log_dir: Path, start: datetime) -> Any:
 
     if not log_dir.exists():
         return pa.table({c: [] for c in USAGE_COLUMNS})
-    return read_table(log_dir, start=start, columns=list(USAGE_COLUMNS))
+    return read_table(log_dir, start=start, columns=list(USAGE_COLUMNS), below=False)
 
 
 def usage_report(meter: Metering, days: int = 7) -> UsageReport:
