@@ -9,12 +9,12 @@ import logging
 import ssl
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
+from _support.alerting import RESETS, TS, alert, deliver
 from _support.receivers import SMTPReceiver, WebhookReceiver, closed_port, self_signed_cert
 from conftest import require_ci_tool
 
@@ -31,25 +31,6 @@ from holysheep_lab.alerts.styles import DiscordStyle, GenericStyle, SlackStyle, 
 from holysheep_lab.errors import AlertDeliveryError, ConfigError
 
 TOKEN = "s3cretTOKENxyz"
-BERLIN = ZoneInfo("Europe/Berlin")
-RESETS = datetime(2026, 11, 29, 0, 0, tzinfo=BERLIN)
-TS = datetime(2026, 11, 28, 14, 3, 7, tzinfo=UTC)
-
-
-def alert(level: Level = Level.WARNING, *, project: str | None = None, scope: str = "global",
-          spent: str = "7.62") -> Alert:
-    return Alert(level, scope, "daily", "day:2026-11-28", Decimal(spent), Decimal("10"),
-                 float(Decimal(spent) / 10), Decimal("0.12"), RESETS, TS, project, "gpt-4.1")
-
-
-def deliver(channel, *alerts: Alert, **kw) -> AlertManager:
-    kw.setdefault("backoff", 0.01)
-    m = AlertManager([channel], cooldown=0, **kw)
-    for a in alerts:
-        m.fire(a)
-    assert m.flush(10)
-    m.close()
-    return m
 
 
 # ---------------------------------------------------------------- webhook payloads

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from datetime import UTC, datetime
-from decimal import Decimal
-from zoneinfo import ZoneInfo
 
 import pytest
+from _support.alerting import alert, deliver
 from _support.chat_receivers import UUID, FakeLine, utf16_len
 from _support.receivers import closed_port
 
 import holysheep_lab as hs
-from holysheep_lab.alerts import Alert, AlertManager, Level, LineChannel
+from holysheep_lab.alerts import AlertManager, Level, LineChannel
 from holysheep_lab.alerts.line import line_flex_message, line_text_message
 from holysheep_lab.errors import AlertDeliveryError, ConfigError
 
@@ -23,25 +21,6 @@ GROUP = "C" + "0123456789abcdef" * 2
 ROOM = "R" + "fedcba9876543210" * 2
 USER1 = "U" + "1" * 32
 USER2 = "U" + "2" * 32
-BERLIN = ZoneInfo("Europe/Berlin")
-RESETS = datetime(2026, 11, 29, 0, 0, tzinfo=BERLIN)
-TS = datetime(2026, 11, 28, 14, 3, 7, tzinfo=UTC)
-
-
-def alert(level: Level = Level.WARNING, *, spent: str = "7.62", project: str | None = None,
-          model: str | None = "gpt-4.1", scope: str = "global") -> Alert:
-    return Alert(level, scope, "daily", "day:2026-11-28", Decimal(spent), Decimal(10),
-                 float(Decimal(spent) / 10), Decimal("0.12"), RESETS, TS, project, model)
-
-
-def deliver(channel: LineChannel, *alerts: Alert, **kw) -> AlertManager:
-    kw.setdefault("backoff", 0.01)
-    m = AlertManager([channel], cooldown=0, **kw)
-    for a in alerts:
-        m.fire(a)
-    assert m.flush(10)
-    m.close()
-    return m
 
 
 def channel(line: FakeLine, to=GROUP, **kw) -> LineChannel:

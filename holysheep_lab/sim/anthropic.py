@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from holysheep_lab.sim.text import SimulatedCompletion, compact, pieces, simulate_answer, text_bytes
-from holysheep_lab.sim.wire import Call, cut, sse
+from holysheep_lab.sim.wire import Call, cut, envelope_problem, sse
 
 __all__ = ["ANTHROPIC", "AnthropicFormat", "total_input_tokens"]
 
@@ -58,10 +58,8 @@ class AnthropicFormat:
     paths: tuple[str, ...] = ("/v1/messages", "/messages")
 
     def validate(self, body: Any) -> str | None:
-        if not isinstance(body, dict):
-            return "The request body must be a JSON object."
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            return "model: Field required"
+        if (problem := envelope_problem(body, "model: Field required")) is not None:
+            return problem
         cap = body.get("max_tokens")
         if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
             return "max_tokens: Field required (an integer >= 1)"

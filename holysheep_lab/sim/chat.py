@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from holysheep_lab.sim.text import SimulatedCompletion, pieces, simulate_completion
-from holysheep_lab.sim.wire import Call, cut, openai_error, sse_data
+from holysheep_lab.sim.wire import Call, cut, envelope_problem, openai_error, sse_data
 
 __all__ = ["CHAT", "ChatFormat", "chat_usage"]
 
@@ -52,11 +52,8 @@ class ChatFormat:
 
     def validate(self, body: Any) -> str | None:
         """The reason a chat request is invalid, or None (messages mirror OpenAI's wording)."""
-        if not isinstance(body, dict):
-            return "The request body must be a JSON object."
-        model = body.get("model")
-        if not isinstance(model, str) or not model:
-            return "you must provide a model parameter"
+        if (problem := envelope_problem(body)) is not None:
+            return problem
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             return "'messages' is a required property and must be a non-empty array"

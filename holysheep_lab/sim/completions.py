@@ -13,7 +13,7 @@ from typing import Any
 
 from holysheep_lab.sim.chat import chat_usage
 from holysheep_lab.sim.text import SimulatedCompletion, pieces, simulate_answer
-from holysheep_lab.sim.wire import Call, cut, openai_error, sse_data
+from holysheep_lab.sim.wire import Call, cut, envelope_problem, openai_error, sse_data
 
 __all__ = ["COMPLETIONS", "DEFAULT_MAX_TOKENS", "CompletionsFormat"]
 
@@ -37,10 +37,8 @@ class CompletionsFormat:
     paths: tuple[str, ...] = ("/v1/completions", "/completions")
 
     def validate(self, body: Any) -> str | None:
-        if not isinstance(body, dict):
-            return "The request body must be a JSON object."
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            return "you must provide a model parameter"
+        if (problem := envelope_problem(body)) is not None:
+            return problem
         prompt = body.get("prompt", "")
         ok = isinstance(prompt, str) or (
             isinstance(prompt, list) and bool(prompt) and (

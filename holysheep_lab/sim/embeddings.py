@@ -16,7 +16,7 @@ import zlib
 from typing import Any
 
 from holysheep_lab.sim.text import compact
-from holysheep_lab.sim.wire import Call, openai_error
+from holysheep_lab.sim.wire import Call, envelope_problem, openai_error
 
 __all__ = ["DEFAULT_DIMENSIONS", "EMBEDDINGS", "EmbeddingsFormat", "embed", "embedding_tokens"]
 
@@ -52,10 +52,8 @@ class EmbeddingsFormat:
     paths: tuple[str, ...] = ("/v1/embeddings", "/embeddings")
 
     def validate(self, body: Any) -> str | None:
-        if not isinstance(body, dict):
-            return "The request body must be a JSON object."
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            return "you must provide a model parameter"
+        if (problem := envelope_problem(body)) is not None:
+            return problem
         raw = body.get("input")
         ok = (isinstance(raw, str) and raw != "") or (
             isinstance(raw, list) and bool(raw) and (

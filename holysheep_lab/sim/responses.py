@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from holysheep_lab.sim.text import DEFAULT_MAX_TOKENS, SimulatedCompletion, compact, pieces, simulate_answer, text_bytes
-from holysheep_lab.sim.wire import Call, cut, openai_error, sse
+from holysheep_lab.sim.wire import Call, cut, envelope_problem, openai_error, sse
 
 __all__ = ["RESPONSES", "ResponsesFormat", "input_tokens"]
 
@@ -40,10 +40,8 @@ class ResponsesFormat:
     paths: tuple[str, ...] = ("/v1/responses", "/responses")
 
     def validate(self, body: Any) -> str | None:
-        if not isinstance(body, dict):
-            return "The request body must be a JSON object."
-        if not isinstance(body.get("model"), str) or not body["model"]:
-            return "you must provide a model parameter"
+        if (problem := envelope_problem(body)) is not None:
+            return problem
         raw = body.get("input")
         if not (isinstance(raw, str) or (isinstance(raw, list) and raw)):
             return "'input' must be a string or a non-empty array of input items"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from holysheep_lab.sim.config import SimConfig
 from holysheep_lab.sim.text import dumps
 
-__all__ = ["Call", "WireFormat", "cut", "openai_error", "sse", "sse_data"]
+__all__ = ["OPENAI_NO_MODEL", "Call", "WireFormat", "cut", "envelope_problem", "openai_error", "sse", "sse_data"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,20 @@ class WireFormat(Protocol):
     def stream(self, call: Call) -> list[bytes] | None: ...
 
     def error(self, status: int, code: str | None, message: str, kind: str) -> dict[str, Any]: ...
+
+
+#: OpenAI's wording for a request without a model.
+OPENAI_NO_MODEL = "you must provide a model parameter"
+
+
+def envelope_problem(body: Any, no_model: str = OPENAI_NO_MODEL) -> str | None:
+    """Why `body` is not a JSON object naming a model (what every format checks first), or None."""
+    if not isinstance(body, dict):
+        return "The request body must be a JSON object."
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return no_model
+    return None
 
 
 def openai_error(status: int, code: str | None, message: str, kind: str) -> dict[str, Any]:

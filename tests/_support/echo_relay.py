@@ -8,26 +8,23 @@ answer (relays behind a CDN do), so redaction must happen after decoding.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import gzip as gzip_module
 import json
-import threading
 
 from aiohttp import web
+
+from _support.local_service import LocalService
 
 __all__ = ["EchoRelay"]
 
 
-class EchoRelay:
+class EchoRelay(LocalService):
     def __init__(self, *, gzip: bool = False, status: int = 401) -> None:
+        super().__init__()
         self.gzip = gzip
         self.status = status
         self.seen: list[str] = []  # the credential of each request, as received
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
-        self.port = 0
 
     @property
     def base_url(self) -> str:
@@ -41,37 +38,15 @@ class EchoRelay:
             return base64.b64decode(value).decode().partition(":")[2]
         return value or request.headers.get("api-key") or request.headers.get("x-api-key") or ""
 
-    async def _handle(self, request: web.Request) -> web.Response:
-        await request.read()
+    async def answer(self, request: web.Request, body: bytes) -> web.Response:
         key = self._credential(request)
         self.seen.append(key)
-        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}. You can find your key at "
+        text = json.dumps({"error": {"message": f"Incorrect API key provided: {key}. You can find your key at "
                                                 f"https://relay.example/keys (key={key})",
                                      "type": "invalid_request_error", "code": "invalid_api_key", "param": key}})
-        data = body.encode()
+        data = text.encode()
         headers = {"Content-Type": "application/json"}
         if self.gzip:
             data = gzip_module.compress(data)
             headers["Content-Encoding"] = "gzip"
         return web.Response(status=self.status, body=data, headers=headers)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
-
-    def __enter__(self) -> EchoRelay:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
