@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import holysheep_lab as hs
 from holysheep_lab.core.pricing import Usage
 from holysheep_lab.endpoints import ENDPOINTS, find_endpoint, normalise_path
 from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS, ChatEvents
@@ -79,6 +80,19 @@ def test_usage_reads_cached_and_reasoning_parts_and_relay_cost():
     assert CHAT_COMPLETIONS.usage(body) == Usage(100, 40, 30, 25, 0.01)
 
 
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens_details": {"cached_tokens": 30, "cache_write_tokens": 50}},  # OpenRouter
+    {"prompt_tokens_details": {"cached_tokens": 30, "cache_creation_tokens": 50}},  # LiteLLM
+    {"prompt_tokens_details": {"cached_tokens": 30}, "cache_creation_input_tokens": 50},  # LiteLLM, Anthropic models
+])
+def test_usage_reads_relay_reported_cache_writes_as_part_of_the_prompt(usage):
+    body = {"usage": {"prompt_tokens": 100, "completion_tokens": 40, **usage}}
+    assert CHAT_COMPLETIONS.usage(body) == Usage(100, 40, 30, 0, None, cache_write_tokens=50)
+    # billed above the input price: the cost is higher than reading them as plain input
+    price = hs.Price("3", "15", "0.3", cache_write="3.75")
+    assert price.cost_nanos(CHAT_COMPLETIONS.usage(body)) > price.cost_nanos(Usage(100, 40, 30, 0))
+
+
 @pytest.mark.parametrize(
     "usage, match",
     [
@@ -86,6 +100,10 @@ def test_usage_reads_cached_and_reasoning_parts_and_relay_cost():
         ({"prompt_tokens": -1, "completion_tokens": 3}, "non-negative"),
         ({"prompt_tokens": "7", "completion_tokens": 3}, "non-negative integer"),
         ({"prompt_tokens": 5, "completion_tokens": 3, "prompt_tokens_details": {"cached_tokens": 9}}, "Impossible"),
+        ({"prompt_tokens": 9, "completion_tokens": 3,
+          "prompt_tokens_details": {"cached_tokens": 5, "cache_write_tokens": 5}}, "Impossible"),
+        ({"prompt_tokens": 9, "completion_tokens": 3, "prompt_tokens_details": {"cache_write_tokens": -1}},
+         "non-negative"),
     ],
 )
 def test_bad_usage_is_a_named_error(usage, match):

@@ -77,6 +77,15 @@ def test_usage_reads_cached_and_reasoning_parts():
     assert RESPONSES.usage({"usage": {"input_tokens": 3, "output_tokens": 1, "cost": 0.5}}) == Usage(3, 1, 0, 0, 0.5)
 
 
+def test_usage_reads_relay_reported_cache_writes_as_part_of_the_input():
+    body = {"usage": {"input_tokens": 120, "input_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 40},
+                      "output_tokens": 50}}
+    assert RESPONSES.usage(body) == Usage(120, 50, 60, 0, cache_write_tokens=40)
+    with pytest.raises(ResponseFormatError, match="Impossible"):
+        RESPONSES.usage({"usage": {"input_tokens": 90, "output_tokens": 5,
+                                   "input_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 40}}})
+
+
 @pytest.mark.parametrize(("usage", "match"), [
     ({"output_tokens": 3}, "input_tokens is missing"),
     ({"input_tokens": 3}, "output_tokens is missing"),

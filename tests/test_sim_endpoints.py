@@ -52,11 +52,14 @@ def expected_usage(kind: str, answer: dict) -> Usage:
     """The bill of an answer, read by hand from each format's documented usage fields."""
     u = answer["usage"]
     if kind in ("chat", "completions"):
-        return Usage(u["prompt_tokens"], u["completion_tokens"], u["prompt_tokens_details"]["cached_tokens"],
-                     u["completion_tokens_details"]["reasoning_tokens"])
+        details = u["prompt_tokens_details"]
+        return Usage(u["prompt_tokens"], u["completion_tokens"], details["cached_tokens"],
+                     u["completion_tokens_details"]["reasoning_tokens"],
+                     cache_write_tokens=details.get("cache_write_tokens", 0))
     if kind == "responses":
-        return Usage(u["input_tokens"], u["output_tokens"], u["input_tokens_details"]["cached_tokens"],
-                     u["output_tokens_details"]["reasoning_tokens"])
+        details = u["input_tokens_details"]
+        return Usage(u["input_tokens"], u["output_tokens"], details["cached_tokens"],
+                     u["output_tokens_details"]["reasoning_tokens"], cache_write_tokens=details["cache_write_tokens"])
     if kind == "embeddings":
         return Usage(u["prompt_tokens"], 0)
     # Anthropic: input_tokens excludes cache reads and writes.

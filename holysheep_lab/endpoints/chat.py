@@ -14,7 +14,7 @@ from typing import Any
 from holysheep_lab.core.pricing import Usage
 from holysheep_lab.core.tokens import measure_messages
 from holysheep_lab.endpoints.base import RequestFacts, StreamEvent
-from holysheep_lab.endpoints.common import conversation_id, count, output_cap, relay_cost, request_model, usage_object
+from holysheep_lab.endpoints.common import cache_writes, conversation_id, count, output_cap, relay_cost, request_model, usage_object
 from holysheep_lab.errors import ConfigError, ResponseFormatError
 
 __all__ = ["CHAT_COMPLETIONS", "ChatCompletions", "ChatEvents", "chat_usage"]
@@ -27,14 +27,16 @@ def chat_usage(usage: Mapping[str, Any]) -> Usage:
     """A Chat Completions `usage` object as Usage; ResponseFormatError if it is impossible."""
     prompt = count(usage, "prompt_tokens", True)
     completion = count(usage, "completion_tokens", True)  # missing or null is not 0: fail closed
-    cached = count(usage.get("prompt_tokens_details"), "cached_tokens", False)
+    details = usage.get("prompt_tokens_details")
+    cached = count(details, "cached_tokens", False, "usage.prompt_tokens_details")
+    writes = cache_writes(details, usage, "usage.prompt_tokens_details")
     reasoning = count(usage.get("completion_tokens_details"), "reasoning_tokens", False)
-    if cached > prompt or reasoning > completion:
+    if cached + writes > prompt or reasoning > completion:
         raise ResponseFormatError(
-            f"Impossible usage: cached {cached} > prompt {prompt} or reasoning {reasoning} > "
-            f"completion {completion} (they are parts of those totals)."
+            f"Impossible usage: cached {cached} + cache writes {writes} > prompt {prompt} or reasoning "
+            f"{reasoning} > completion {completion} (they are parts of those totals)."
         )
-    return Usage(prompt, completion, cached, reasoning, relay_cost(usage))
+    return Usage(prompt, completion, cached, reasoning, relay_cost(usage), cache_write_tokens=writes)
 
 
 def _prediction_bytes(prediction: Any) -> int:

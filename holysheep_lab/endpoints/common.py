@@ -12,7 +12,7 @@ from typing import Any
 
 from holysheep_lab.errors import ConfigError, ResponseFormatError
 
-__all__ = ["conversation_id", "count", "output_cap", "relay_cost", "request_model", "split_prompts", "usage_object"]
+__all__ = ["cache_writes", "conversation_id", "count", "output_cap", "relay_cost", "request_model", "split_prompts", "usage_object"]
 
 
 def count(obj: Any, key: str, required: bool, where: str = "usage") -> int:
@@ -25,6 +25,18 @@ def count(obj: Any, key: str, required: bool, where: str = "usage") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ResponseFormatError(f"{where}.{key} must be a non-negative integer; got {value!r}.")
     return value
+
+
+def cache_writes(details: Any, usage: Mapping[str, Any], where: str) -> int:
+    """Prompt-cache writes an OpenAI-shaped usage reports (OpenAI itself reports none): in its
+    details (``cache_write_tokens``, OpenRouter; ``cache_creation_tokens``, LiteLLM) or, from
+    LiteLLM's Anthropic passthrough, as ``usage.cache_creation_input_tokens``. A part of the
+    input total either way; they are billed above the input price, so they must not be read as
+    plain input."""
+    for key in ("cache_write_tokens", "cache_creation_tokens"):
+        if isinstance(details, Mapping) and details.get(key) is not None:
+            return count(details, key, False, where)
+    return count(usage, "cache_creation_input_tokens", False)
 
 
 def relay_cost(usage: Mapping[str, Any]) -> float | None:

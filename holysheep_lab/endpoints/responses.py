@@ -24,7 +24,15 @@ from typing import Any
 from holysheep_lab.core.pricing import Usage
 from holysheep_lab.core.tokens import measure_messages
 from holysheep_lab.endpoints.base import RequestFacts, StreamEvent
-from holysheep_lab.endpoints.common import conversation_id, count, output_cap, relay_cost, request_model, usage_object
+from holysheep_lab.endpoints.common import (
+    cache_writes,
+    conversation_id,
+    count,
+    output_cap,
+    relay_cost,
+    request_model,
+    usage_object,
+)
 from holysheep_lab.errors import ConfigError, ResponseFormatError
 
 __all__ = ["RESPONSES", "Responses", "ResponsesEvents", "responses_usage"]
@@ -45,14 +53,16 @@ def responses_usage(usage: Mapping[str, Any]) -> Usage:
     """A Responses API `usage` object as Usage; ResponseFormatError if it is impossible."""
     inp = count(usage, "input_tokens", True)
     out = count(usage, "output_tokens", True)
-    cached = count(usage.get("input_tokens_details"), "cached_tokens", False, "usage.input_tokens_details")
+    details = usage.get("input_tokens_details")
+    cached = count(details, "cached_tokens", False, "usage.input_tokens_details")
+    writes = cache_writes(details, usage, "usage.input_tokens_details")
     reasoning = count(usage.get("output_tokens_details"), "reasoning_tokens", False, "usage.output_tokens_details")
-    if cached > inp or reasoning > out:
+    if cached + writes > inp or reasoning > out:
         raise ResponseFormatError(
-            f"Impossible usage: cached {cached} > input {inp} or reasoning {reasoning} > output {out} "
-            "(they are parts of those totals)."
+            f"Impossible usage: cached {cached} + cache writes {writes} > input {inp} or reasoning {reasoning} "
+            f"> output {out} (they are parts of those totals)."
         )
-    return Usage(inp, out, cached, reasoning, relay_cost(usage))
+    return Usage(inp, out, cached, reasoning, relay_cost(usage), cache_write_tokens=writes)
 
 
 def _items(payload: Mapping[str, Any]) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from holysheep_lab.sim.text import SimulatedCompletion, pieces, simulate_completion
@@ -21,7 +22,7 @@ def chat_usage(result: SimulatedCompletion, call: Call) -> dict[str, Any] | None
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": completion,
         "total_tokens": result.prompt_tokens + completion,
-        "prompt_tokens_details": {"cached_tokens": result.cached_tokens, "audio_tokens": 0},
+        "prompt_tokens_details": _prompt_details(result, call),
         "completion_tokens_details": {
             "reasoning_tokens": result.reasoning_tokens,
             "audio_tokens": 0,
@@ -34,6 +35,14 @@ def chat_usage(result: SimulatedCompletion, call: Call) -> dict[str, Any] | None
     if cost is not None:
         usage["cost"] = cost
     return usage
+
+
+def _prompt_details(result: SimulatedCompletion, call: Call) -> dict[str, int]:
+    details = {"cached_tokens": result.cached_tokens, "audio_tokens": 0}
+    if call.cfg.cache_write_ratio:  # as OpenRouter reports them: a part of prompt_tokens
+        details["cache_write_tokens"] = min(result.prompt_tokens - result.cached_tokens,
+                                            math.floor(result.prompt_tokens * call.cfg.cache_write_ratio))
+    return details
 
 
 def _validate_caps(body: dict[str, Any], *names: str) -> str | None:

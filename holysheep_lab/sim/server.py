@@ -129,8 +129,8 @@ class Simulator:
     ``retry_after`` (seconds advertised by ``rate_limit``), ``fault`` (a name from `FAULTS` or a
     list to draw from), ``fail_first`` (only the first N valid requests fail),
     ``fault_rate`` (each request fails with this probability, from a RNG seeded by ``seed``),
-    ``cached_ratio``, ``cache_write_ratio`` (Anthropic's cache writes; Responses'
-    ``cache_write_tokens``), ``reasoning_ratio``, ``report_cost`` (add ``usage.cost`` in USD) with
+    ``cached_ratio``, ``cache_write_ratio`` (Anthropic's cache writes; Responses' and Chat's
+    ``cache_write_tokens``, as OpenRouter reports them), ``reasoning_ratio``, ``report_cost`` (add ``usage.cost`` in USD) with
     ``prices`` ({model: (input, output[, cached_input])} USD per 1M tokens, or hs.Price values;
     default: the seed's four models) and ``cost_factor`` (scale it, to simulate drift),
     ``models`` (what ``/v1/models`` lists; any model is accepted).
