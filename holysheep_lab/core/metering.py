@@ -36,6 +36,7 @@ from holysheep_lab.core.ids import new_id
 from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, Price, PriceTable, Usage, relay_drift
+from holysheep_lab.core.runaway import RunawayWatch
 from holysheep_lab.core.scopes import NO_CONTEXT, CallContext, context_for
 from holysheep_lab.core.tokens import InputSize, TokenEstimator
 from holysheep_lab.endpoints import Endpoint, RequestFacts, find_endpoint, normalise_path
@@ -257,6 +258,7 @@ class Metering:
         self._secrets = tuple(dict.fromkeys(s for s in secrets if s))
         self._secrets_lock = threading.Lock()
         self.recent = _Recent()
+        self.runaways = RunawayWatch()  # growing conversations and retry storms, for the meters
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
         self._on_close: list[Callable[[], None]] = []  # views that freeze when the metering closes
         self.calls = 0
@@ -710,6 +712,7 @@ class Metering:
             _warn(f"The call log could not be written ({self.writer.last_error}); the row is kept "
                   "in memory and written when the disk takes it again.", LogKeptWarning)
         self.calls += 1  # a display counter: a rare lost increment under threads is harmless
+        self.runaways.observe(record)
         for scope in context.scopes:
             scope.observe(record)
         return record
