@@ -38,3 +38,22 @@ def require_ci_tool(name: str) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{name} is required under CI=true; .ci/run installs it")
         pytest.skip(f"{name} not installed")
+
+
+def _fail_skips_under_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    # Under CI=true nothing may be skipped (a missing dev package, tool or service is a failure).
+    if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which must run every test: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_skips_under_ci(outcome.get_result())

@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,32 @@ def venv_kernel(root: Path) -> str:
     return str(root)
 
 
+#: Longer than this between one cell going idle and the next starting: the runner stalled on
+#: the cell's output (nbclient waits out its whole timeout, without an error, on some widget output).
+STALL_S = 30.0
+
+
+def stalls(nb: nbformat.NotebookNode) -> list[str]:
+    """The cells after which the runner waited, from nbclient's recorded timings."""
+    from datetime import datetime
+
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    out = []
+    for cell, after in pairwise(code):
+        idle, busy = cell.metadata["execution"]["iopub.status.idle"], after.metadata["execution"]["iopub.status.busy"]
+        gap = (datetime.fromisoformat(busy) - datetime.fromisoformat(idle)).total_seconds()
+        if gap > STALL_S:
+            out.append(f"{gap:.0f} s after {cell.source[:60]!r}")
+    return out
+
+
 def execute(path: Path, jupyter_path: str, timeout: int = 120) -> nbformat.NotebookNode:
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(CHECK))
     os.environ["JUPYTER_PATH"] = jupyter_path  # read when the kernel spec is looked up
-    NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, store_widget_state=True,
+    NotebookClient(nb, kernel_name=KERNEL, timeout=timeout, store_widget_state=True, record_timing=True,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    assert not stalls(nb), f"{path.name}: the runner stalled: {stalls(nb)}"
     return nb
 
 
@@ -89,7 +110,7 @@ def test_notebook_runs_in_the_venv_kernel(executed, name):
 def test_quickstart_shows_meter_refusal_and_sdk(executed):
     nb = executed["01-quickstart"]
     if isinstance(nb, Exception):
-        pytest.skip("reported by test_notebook_runs_in_the_venv_kernel")
+        pytest.fail(f"the notebook did not run: {nb}")
     meters = [o for o in outputs(nb) if "class='hs-meter " in o.get("data", {}).get("text/html", "")]
     assert len(meters) == 2  # shown twice: before and after the batch
     # The client closed in the last cell: both outputs are the meter's final snapshot, no widget
@@ -111,7 +132,7 @@ def test_analysis_notebooks_draw_charts(executed):
     for name in ("02-spend-analysis", "03-forecasting"):
         nb = executed[name]
         if isinstance(nb, Exception):
-            pytest.skip("reported by test_notebook_runs_in_the_venv_kernel")
+            pytest.fail(f"{name} did not run: {nb}")
         # Charts are SVG drawn in the kernel: visible with no CDN and no Vega renderer.
         charts = [o["data"]["image/svg+xml"] for o in outputs(nb) if "image/svg+xml" in o.get("data", {})]
         assert len(charts) >= (2 if name.startswith("02") else 1), name
@@ -123,7 +144,7 @@ def test_analysis_notebooks_draw_charts(executed):
 def test_report_notebook_writes_a_page(executed):
     nb = executed["04-budget-report"]
     if isinstance(nb, Exception):
-        pytest.skip("reported by test_notebook_runs_in_the_venv_kernel")
+        pytest.fail(f"the notebook did not run: {nb}")
     out = text(nb)
     assert "spend-report.html" in out and "<iframe srcdoc=" in out and "total_cost_usd" in out
     # The dashboard's charts live in its Output widget's state, as SVG.

@@ -1,8 +1,8 @@
 """hs.dashboard: live meters, the latest alerts and the spend charts of the last days.
 
 The meter's refresher (see `meter.py`) also redraws the alert list and the status line, so
-they never lag the meter; the charts are redrawn from the log by the Refresh button, on the
-kernel's main thread (the only place that writes into the Output widget). When the client
+they never lag the meter; the charts are redrawn from the log by the Refresh button (set as
+the Output widget's outputs, so no output capture is involved). When the client
 closes, the dashboard's outputs become a static snapshot (meters, status, alerts, charts).
 """
 
@@ -100,12 +100,12 @@ class Dashboard:
         self.alerts.value = self._alerts_html()
         self.figures = self._charts()
         self.status.value = self._status_html(self.meter.state if self.meter is not None else None)
-        self.charts.clear_output(wait=True)
         bundles = [chart_bundle(chart) for chart in self.figures]
         self._svgs = [b["image/svg+xml"] for b in bundles]  # drawn once: the snapshot reuses them
-        with self.charts:  # main thread only (a button click or this call)
-            for bundle in bundles:
-                _display(bundle)
+        # The outputs set as a trait, not captured with `with self.charts:` (which routes output
+        # by message id: nbclient and other headless runners stall on it).
+        self.charts.outputs = tuple({"output_type": "display_data", "data": bundle, "metadata": {}}
+                                    for bundle in bundles)
 
     def _frame(self) -> pd.DataFrame | None:
         from holysheep_lab.log.reader import read_log
@@ -188,13 +188,6 @@ def _display_handle(bundle: dict[str, Any]) -> Any:
 
     show: Callable[..., object] = display  # IPython leaves display() unannotated
     return show(bundle, raw=True, display_id=True)
-
-
-def _display(bundle: dict[str, Any]) -> None:
-    from IPython.display import display
-
-    show: Callable[..., object] = display  # IPython leaves display() unannotated
-    show(bundle, raw=True)
 
 
 def dashboard(client_or_log_dir: Metered | Metering | str | Path, *, days: int = 14,

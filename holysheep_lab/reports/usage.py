@@ -93,14 +93,14 @@ def _check_days(days: Any) -> int:
     return days
 
 
-def _usage_table(log_dir: Path, start: datetime) -> Any:
+def _usage_table(log_dir: Path, start: datetime, *, below: bool) -> Any:
     import pyarrow as pa
 
     from holysheep_lab.log import read_table
 
     if not log_dir.exists():
         return pa.table({c: [] for c in USAGE_COLUMNS})
-    return read_table(log_dir, start=start, columns=list(USAGE_COLUMNS), below=False)
+    return read_table(log_dir, start=start, columns=list(USAGE_COLUMNS), below=below)
 
 
 def usage_report(meter: Metering, days: int = 7) -> UsageReport:
@@ -111,15 +111,16 @@ def usage_report(meter: Metering, days: int = 7) -> UsageReport:
     start = window_bounds(Window.DAY, meter.clock() - timedelta(days=days - 1), meter.guard.zone)[0]
     lines = {(ln["scope"], ln["window"]): ln for ln in ledger_status(meter)}
     day, month = lines.get(("global", "daily")), lines.get(("global", "monthly"))
-    return summarize_usage(_usage_table(meter.log_dir, start), days,
+    return summarize_usage(_usage_table(meter.log_dir, start, below=False), days,
                            daily_remaining=day["remaining_usd"] if day else None,
                            monthly_remaining=month["remaining_usd"] if month else None)
 
 
 def usage_from_log(log_dir: str | Path, days: int = 7, *, budget: Budget | None = None,
                    now: datetime | None = None) -> UsageReport:
-    """The same report from a log folder alone (no client, no ledger): budget remainders are
-    the budget's limits minus the spend the log holds for today and this month."""
+    """The same report from a log folder alone (no client, no ledger), every log below it (a
+    team folder) included: budget remainders are the budget's limits minus the spend the logs
+    hold for today and this month."""
     import pyarrow.compute as pc
 
     days = _check_days(days)
@@ -128,7 +129,7 @@ def usage_from_log(log_dir: str | Path, days: int = 7, *, budget: Budget | None 
     start = window_bounds(Window.DAY, now - timedelta(days=days - 1), zone)[0]
     month_start = window_bounds(Window.MONTH, now, zone)[0]
     day_start = window_bounds(Window.DAY, now, zone)[0]
-    table = _usage_table(Path(log_dir), min(start, month_start) if budget is not None else start)
+    table = _usage_table(Path(log_dir), min(start, month_start) if budget is not None else start, below=True)
 
     def since(moment: datetime) -> Any:
         return table.filter(pc.field("ts") >= pc.scalar(moment)) if table.num_rows else table
