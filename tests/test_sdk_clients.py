@@ -57,9 +57,14 @@ def anthropic_client(sim, log_dir, **options) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=sim.url, api_key="x", http_client=httpx2.Client(transport=transport))
 
 
+def cache_writes(details) -> int:
+    """`cache_write_tokens`, as the SDK reads it (None when the relay reports none)."""
+    return details.cache_write_tokens or 0
+
+
 def responses_usage(u) -> Usage:
     return Usage(u.input_tokens, u.output_tokens, u.input_tokens_details.cached_tokens,
-                 u.output_tokens_details.reasoning_tokens)
+                 u.output_tokens_details.reasoning_tokens, cache_write_tokens=cache_writes(u.input_tokens_details))
 
 
 def check_row(row: dict, endpoint: str, model: str, usage: Usage, *, stream: bool = False) -> None:
@@ -131,7 +136,8 @@ def test_openai_legacy_completions_are_metered(sim, log_dir):
     u = done.usage
     check_row(plain, "completions", "gpt-3.5-turbo-instruct",
               Usage(u.prompt_tokens, u.completion_tokens, u.prompt_tokens_details.cached_tokens,
-                    u.completion_tokens_details.reasoning_tokens))
+                    u.completion_tokens_details.reasoning_tokens,
+                    cache_write_tokens=cache_writes(u.prompt_tokens_details)))
     assert streamed["stream"] and streamed["status"] == "ok" and streamed["cost_nanos"] > 0
     assert "".join(c.choices[0].text for c in chunks if c.choices) == done.choices[0].text
 

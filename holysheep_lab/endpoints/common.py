@@ -28,9 +28,9 @@ def count(obj: Any, key: str, required: bool, where: str = "usage") -> int:
 
 
 def cache_writes(details: Any, usage: Mapping[str, Any], where: str) -> int:
-    """Prompt-cache writes an OpenAI-shaped usage reports (OpenAI itself reports none): in its
-    details (``cache_write_tokens``, OpenRouter; ``cache_creation_tokens``, LiteLLM) or, from
-    LiteLLM's Anthropic passthrough, as ``usage.cache_creation_input_tokens``. A part of the
+    """Prompt-cache writes an OpenAI-shaped usage reports: in its details (``cache_write_tokens``,
+    as the openai SDK's types and OpenRouter name them; ``cache_creation_tokens``, LiteLLM) or,
+    from LiteLLM's Anthropic passthrough, as ``usage.cache_creation_input_tokens``. A part of the
     input total either way; they are billed above the input price, so they must not be read as
     plain input."""
     for key in ("cache_write_tokens", "cache_creation_tokens"):
