@@ -8,7 +8,8 @@ Experiments (`client.experiment(...)`) show as lines of their own, after the bud
 spent, in flight, budget, calls, refusals, live while the block runs. An experiment has no
 reset (its budget is for one run): its line's `resets_at` is None. When the block ends the line
 stays, marked done, with the run's final figures, until the same name runs again (its new run
-takes the line). `Experiments` remembers which runs a meter has seen.
+takes the line). `Experiments` remembers which runs a meter has seen. A notebook cell's scope
+(`%hs_budget`) has no line: the extension prints its summary under the cell.
 """
 
 from __future__ import annotations
