@@ -23,9 +23,9 @@ from holysheep_lab.core.display import NO_MATH
 from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.notebook.view import (
     EXPERIMENT_WINDOW,
-    Experiments,
     LineState,
     MeterState,
+    SeenExperiments,
     describe,
     meter_state,
     render_html,
@@ -84,7 +84,7 @@ class BudgetMeter:
         self._metering = _metering_of(client_or_metering)
         self.title = title
         self._lock = threading.Lock()  # refresh() may be called by hand while the thread runs
-        self._experiments = Experiments(self._metering)
+        self._experiments = SeenExperiments(self._metering)
         self._state: MeterState = meter_state(self._metering, self._experiments)
         self._rows = {ln.key: MeterRow(w, ln) for ln in self._state.lines}
         self.footer = w.HTML()

@@ -8,7 +8,7 @@ Experiments (`client.experiment(...)`) show as lines of their own, after the bud
 spent, in flight, budget, calls, refusals, live while the block runs. An experiment has no
 reset (its budget is for one run): its line's `resets_at` is None. When the block ends the line
 stays, marked done, with the run's final figures, until the same name runs again (its new run
-takes the line). `Experiments` remembers which runs a meter has seen. A notebook cell's scope
+takes the line). `SeenExperiments` remembers which runs a meter has seen. A notebook cell's scope
 (`%hs_budget`) has no line: the extension prints its summary under the cell.
 """
 
@@ -33,9 +33,9 @@ __all__ = [
     "EXPERIMENT_WINDOW",
     "NO_LIMIT_COLOUR",
     "OK_COLOUR",
-    "Experiments",
     "LineState",
     "MeterState",
+    "SeenExperiments",
     "describe",
     "experiment_line",
     "level_for",
@@ -151,7 +151,7 @@ def experiment_line(scope: CallScope, levels: Sequence[Level], *, done: bool) ->
                      blocking, None, calls=s.calls, refused=s.refused, done=done)
 
 
-class Experiments:
+class SeenExperiments:
     """The experiment runs a meter shows: the latest run of each name it has seen.
 
     A run is seen when the meter refreshes while it is open (`note_open`) or when one of its calls
@@ -190,7 +190,7 @@ def _recent(metering: Metering) -> tuple[int, float]:
     return calls, nanos / NANOS_PER_USD
 
 
-def meter_state(metering: Metering, experiments: Experiments | None = None) -> MeterState:
+def meter_state(metering: Metering, experiments: SeenExperiments | None = None) -> MeterState:
     """Read the Metering's in-memory totals (ledger snapshot, recent calls, last alert), and the
     numbers of the `experiments` runs (open ones first noted)."""
     from holysheep_lab.reports.budget import ledger_status
