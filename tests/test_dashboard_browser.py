@@ -1,5 +1,6 @@
 """A dashboard notebook, executed in a real kernel, exported with its widget state, opened in
-headless Chromium: the meters (and the dashboard's charts) are on the rendered page.
+headless Chromium: the meters (and the dashboard's charts) are on the rendered page, with the
+line of the experiment whose calls moved it live (sampled in the kernel while the calls ran).
 
 nbconvert is not in the venv and the widget manager's JavaScript (@jupyter-widgets/html-manager)
 is normally fetched from a CDN, which is unreachable here. So the export is written below the
@@ -22,13 +23,30 @@ from conftest import require_ci_tool
 from test_notebooks import execute, venv_kernel
 
 CELLS = [
-    "import tempfile\nimport holysheep_lab as hs\n"
+    "import tempfile, time\nimport holysheep_lab as hs\n"
     "sim = hs.Simulator(latency=0.01).start()\n"
     "client = hs.Client(base_url=sim.base_url, log_dir=tempfile.mkdtemp(),\n"
     "                   budget=hs.Budget(daily=0.02, monthly=1.0), alerts=hs.AlertManager())",
-    "for i in range(45):\n    client.chat('gpt-4.1', f'Summarise ticket {i}.', max_tokens=64)\n"
-    "client.metering.alerts.flush(5)  # alerts are delivered in the background",
     "board = hs.dashboard(client)\nboard",
+    # The meter's own refresher draws the experiment's line: sampled between calls, no refresh().
+    "key, seen = ('experiment:rag-v2', 'experiment'), []\n"
+    "with client.experiment('rag-v2', budget=0.01) as exp:\n"
+    "    time.sleep(1.5)  # open, no call yet: the refresher's idle wake-up adds the line\n"
+    "    seen.append(board.meter.rows()[key].bar.value if key in board.meter.rows() else None)\n"
+    "    for i in range(45):\n"
+    "        try:\n"
+    "            client.chat('gpt-4.1', f'Summarise ticket {i}.', max_tokens=64)\n"
+    "        except hs.BudgetExceededError:\n"
+    "            pass\n"
+    "        if i % 5 == 4:\n"
+    "            time.sleep(0.4)\n"
+    "            seen.append(board.meter.rows()[key].bar.value)\n"
+    "for i in range(15):  # outside the experiment: the daily line alone\n"
+    "    client.chat('gpt-4.1', f'Summarise ticket {i}.', max_tokens=64)\n"
+    "time.sleep(1.5)  # the block ended: the idle wake-up marks the line done\n"
+    "print('SEEN', seen, exp.cost_usd, exp.refused, board.meter.state.lines[-1].done)\n"
+    "client.metering.alerts.flush(5)  # alerts are delivered in the background\n"
+    "board.refresh()  # the charts, from the log",
     "client.close(); sim.stop()",
 ]
 
@@ -96,8 +114,25 @@ def test_dashboard_meters_render_in_chromium(tmp_path):
     page = tmp_path / "dashboard.html"
     page.write_text(export(executed), encoding="utf-8")
 
+    # In the kernel: the experiment's line was there before its first call and moved with its calls.
+    printed = "".join(o.get("text", "") for o in executed.cells[2].outputs)
+    seen_text, cost, refused, done = re.search(r"SEEN \[([^\]]*)\] ([\d.e-]+) (\d+) (\w+)", printed).groups()
+    seen = [float(v) for v in seen_text.split(", ")]
+    assert seen[0] == 0.0 and len(set(seen)) >= 5 and seen == sorted(seen), seen
+    assert int(refused) > 0 and done == "True"  # its budget capped it; the block ended
+    final = round(float(cost) / 0.01 * 100, 1)
+    assert 50 < final <= 100 and seen[-1] <= final
+
     dom, log = dump_dom(tmp_path, page.as_uri())
     assert [ln for ln in log.splitlines() if ":CONSOLE" in ln] == []
+    # The experiment's line in the meter's own rendering (the snapshot the closed client left):
+    # its final figures, marked done, no reset time.
+    (exp_line,) = re.findall(r'<div class="hs-meter-line" data-scope="experiment:rag-v2" data-window="experiment" '
+                             r'data-percent="([\d.]+)".*?</div>', dom)
+    assert float(exp_line) == final
+    exp_html = re.search(r'data-scope="experiment:rag-v2".*?</div>', dom).group(0)
+    assert "experiment rag-v2" in exp_html and "· done" in exp_html and "resets" not in exp_html
+    assert re.search(rf"\$0\.\d+ of \$0\.01000 · {final}% \w+ · .* · \d+ calls, {refused} refused · done", exp_html)
     # The meters' own rendering: one line per budget window, spent > 0, labelled.
     lines = re.findall(r"class=\"hs-meter-line\" data-scope=\"global\" "
                        r"data-window=\"(\w+)\" data-percent=\"([\d.]+)\"", dom)
@@ -109,7 +144,8 @@ def test_dashboard_meters_render_in_chromium(tmp_path):
     bars = [float(v) for v in re.findall(r'class="state-bar" data-value="([\d.]+)"', dom)]
     assert daily in bars, (daily, bars)
     labels = re.findall(r'<span class="state-label">([^<]+)</span>', dom)
-    assert {"daily", "monthly"} <= set(labels)
+    assert {"daily", "monthly", "experiment rag-v2"} <= set(labels)
+    assert final in bars, (final, bars)  # the live widget's last value: the final figures
     # And the dashboard's charts (inside its Output widget) are real SVG in the page.
     charts = re.findall(r'<div class="state-chart"><svg', dom)
     assert len(charts) == 2

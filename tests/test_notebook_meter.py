@@ -345,3 +345,67 @@ def test_progress_widget_turns_red_when_failures_dominate(log_dir):
     bar.update(answer)
     assert bar._bar.style.bar_color == MIXED_COLOUR
     bar.close()
+
+
+EXP = ("experiment:rag-v2", "experiment")
+
+
+def test_an_experiment_has_a_live_line_that_stays_final_after_its_block(client):
+    meter = BudgetMeter(client, idle=0.2)
+    assert EXP not in meter.rows()
+    with client.experiment("rag-v2", budget=0.012) as exp:
+        # Open, no call yet: the idle wake-up notices it.
+        assert _wait(lambda: EXP in meter.rows()), [ln.key for ln in meter.state.lines]
+        row = meter.rows()[EXP]
+        assert row.label.value == "experiment rag-v2" and row.bar.value == 0
+        assert row.box in meter.box.children
+        bars = Recorder(row.bar)
+        # ~28 calls fit, two at a time: 14 rounds of 60 ms for a refresher at ~4 Hz to show.
+        results = client.chat_many(PROMPTS, model="gpt-4.1", max_tokens=64, concurrency=2, progress=False)
+        during = bars.before(time.monotonic())
+        refused = sum(isinstance(r, hs.BudgetExceededError) for r in results)
+        assert refused > 0  # the experiment's cap, not the daily budget (0.2)
+        # Moved while the batch ran (the refresher, no refresh() call), never past the cap.
+        assert len(set(during)) >= 3 and during == sorted(during) and max(during) <= 100, during
+        line = meter.state.lines[-1]
+        assert line.key == EXP and line.resets_at is None and not line.done and "running" in line.detail
+    final = exp.summary()
+    assert _wait(lambda: meter.state.lines[-1].done), meter.state.lines[-1]
+    line = meter.state.lines[-1]
+    assert line.spent == final.cost_usd and line.limit == 0.012 and line.calls == final.calls
+    assert line.refused == final.refused == refused and line.reserved == 0
+    assert row.bar.value == round(final.cost_usd / 0.012 * 100, 1)
+    detail = row.detail.value
+    assert f"{format_usd(final.cost_usd)} of {format_usd(0.012)}" in detail and f"{refused:,} refused" in detail
+    assert "done" in detail and "resets" not in detail and "tex2jax_ignore" in detail
+    html = meter._repr_mimebundle_()["text/html"]
+    assert "data-scope='experiment:rag-v2' data-window='experiment'" in html
+    assert "experiment rag-v2" in meter._repr_mimebundle_()["text/plain"]
+    # The same name again: its new run takes the line.
+    with client.experiment("rag-v2") as again:
+        client.chat("gpt-4.1", "one more", max_tokens=16)
+        assert _wait(lambda: meter.state.lines[-1].calls == 1)
+        assert meter.state.lines[-1].limit is None and "no limit" in meter.rows()[EXP].detail.value
+    assert len([ln for ln in meter.state.lines if ln.key == EXP]) == 1 and again.calls == 1
+    meter.close()
+
+
+def test_a_run_shorter_than_a_refresh_still_gets_its_line(client):
+    meter = BudgetMeter(client, interval=5.0, idle=60.0)  # the refresher sleeps through the whole run
+    meter.refresh()
+    with client.experiment("blink") as exp:
+        client.chat("gpt-4.1", "hi", max_tokens=16)
+    meter.refresh()  # after the block: only the call's listener saw the run open
+    line = meter.state.lines[-1]
+    assert line.key == ("experiment:blink", "experiment") and line.done and line.calls == 1
+    assert line.spent == exp.cost_usd > 0
+    meter.close()
+
+
+def test_experiments_of_another_client_stay_off_this_meter(client, sim, log_dir):
+    meter = BudgetMeter(client)
+    with hs.Client(base_url=sim.base_url, log_dir=log_dir / "other") as other, other.experiment("theirs"):
+        other.chat("gpt-4.1", "hi", max_tokens=16)
+        meter.refresh()
+        assert [ln.window for ln in meter.state.lines] == ["daily", "monthly"]
+    meter.close()

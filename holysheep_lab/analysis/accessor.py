@@ -18,6 +18,7 @@ from holysheep_lab.analysis import reprice as _rp
 from holysheep_lab.analysis import spend as _sp
 from holysheep_lab.analysis.anomalies import anomalies as _anomalies
 from holysheep_lab.analysis.budgets import budget_status as _budget_status
+from holysheep_lab.analysis.display import shown
 from holysheep_lab.analysis.drift import cost_drift as _cost_drift
 from holysheep_lab.analysis.forecast import backtest as _backtest
 from holysheep_lab.analysis.forecast import forecast as _forecast
@@ -37,8 +38,9 @@ class HolySheepAccessor:
     """Spend analytics on a call-log DataFrame: ``df.hs.daily()``, ``df.hs.forecast()``, ...
 
     Every method returns a new tidy DataFrame (see the function of the same name in
-    `holysheep_lab.analysis.spend` / `.forecast` for its columns). `tz` is the IANA zone of
-    calendar days and months (None = local), as for budgets.
+    `holysheep_lab.analysis.spend` / `.forecast` for its columns) that displays money, shares and
+    milliseconds readably, its values exact (`holysheep_lab.analysis.display`). `tz` is the IANA
+    zone of calendar days and months (None = local), as for budgets.
     """
 
     __slots__ = ("_df",)
@@ -63,52 +65,52 @@ class HolySheepAccessor:
 
     def daily(self, by: str | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
         """Spend per local day (optionally per `by` label): see `spend.daily`."""
-        return _sp.daily(self._df, by=by, tz=tz)
+        return shown(_sp.daily(self._df, by=by, tz=tz))
 
     def monthly(self, by: str | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
         """Spend per calendar month: see `spend.monthly`."""
-        return _sp.monthly(self._df, by=by, tz=tz)
+        return shown(_sp.monthly(self._df, by=by, tz=tz))
 
     def by_model(self) -> pd.DataFrame:
         """Totals per model: see `spend.by`."""
-        return _sp.by_model(self._df)
+        return shown(_sp.by_model(self._df))
 
     def by(self, column: str) -> pd.DataFrame:
         """Totals per value of `column`: see `spend.by`."""
-        return _sp.by(self._df, column)
+        return shown(_sp.by(self._df, column))
 
     def latency(self, by: str | None = "model") -> pd.DataFrame:
         """p50/p95/p99 latency per group: see `spend.latency`."""
-        return _sp.latency(self._df, by=by)
+        return shown(_sp.latency(self._df, by=by))
 
     def tokens_per_call(self, by: str | None = "model") -> pd.DataFrame:
         """Token use per answered call: see `spend.tokens_per_call`."""
-        return _sp.tokens_per_call(self._df, by=by)
+        return shown(_sp.tokens_per_call(self._df, by=by))
 
     def error_rates(self, by: str | None = "model") -> pd.DataFrame:
         """Error, blocked and retry rates: see `spend.error_rates`."""
-        return _sp.error_rates(self._df, by=by)
+        return shown(_sp.error_rates(self._df, by=by))
 
     def burn_rate(self, now: datetime | None = None, tz: str | tzinfo | None = None) -> pd.DataFrame:
         """Spend rate over trailing and calendar periods: see `spend.burn_rate`."""
-        return _sp.burn_rate(self._df, now=now, tz=tz)
+        return shown(_sp.burn_rate(self._df, now=now, tz=tz))
 
     def budget_status(self, budget: Budget, now: datetime | None = None) -> pd.DataFrame:
         """Spent, remaining, flags, projection and run-out date per budget line: see
         `budgets.budget_status` (the same columns as ``client.budget_status()``)."""
-        return _budget_status(self._df, budget, now=now)
+        return shown(_budget_status(self._df, budget, now=now))
 
     def context_growth(
         self, min_calls: int = 5, min_growth: float = 2.0, min_increasing: float = 0.8, min_tokens: int = 10_000
     ) -> pd.DataFrame:
         """Conversations whose prompt keeps growing: see `spend.context_growth`."""
-        return _sp.context_growth(self._df, min_calls=min_calls, min_growth=min_growth,
-                                  min_increasing=min_increasing, min_tokens=min_tokens)
+        return shown(_sp.context_growth(self._df, min_calls=min_calls, min_growth=min_growth,
+                                        min_increasing=min_increasing, min_tokens=min_tokens))
 
     def anomalies(self, tz: str | tzinfo | None = None, now: datetime | None = None, **options: Any) -> pd.DataFrame:
         """Growing conversations, retry storms and spend days off the forecast band, one row
         each: see `anomalies.anomalies` (its options pass through)."""
-        return _anomalies(self._df, tz=tz, now=now, **options)
+        return shown(_anomalies(self._df, tz=tz, now=now, **options))
 
     def forecast(
         self,
@@ -120,35 +122,35 @@ class HolySheepAccessor:
     ) -> pd.DataFrame:
         """Daily spend forecast (date, yhat, lo, hi) with month-end projection and
         budget-exhaustion date in ``.attrs``: see `forecast.forecast`."""
-        return _forecast(self._df, days=days, tz=tz, budget=budget, interval=interval, now=now)
+        return shown(_forecast(self._df, days=days, tz=tz, budget=budget, interval=interval, now=now))
 
     def backtest(
         self, horizon: int = 14, min_train: int = 28, step: int = 1, tz: str | tzinfo | None = None
     ) -> pd.DataFrame:
         """Rolling-origin backtest vs the two naive baselines: see `forecast.backtest`."""
-        return _backtest(self._df, horizon=horizon, min_train=min_train, step=step, tz=tz)
+        return shown(_backtest(self._df, horizon=horizon, min_train=min_train, step=step, tz=tz))
 
     # -- prices (issue 11): see `reprice` and `drift` ------------------------------------------
 
     def reprice(self, table: PriceTable | Mapping[str, Any]) -> pd.DataFrame:
         """This log with its costs recomputed under `table` (a PriceTable, or a dict of
         hs.Price: only those models), plus `repriced`: see `reprice.reprice`."""
-        return _rp.reprice(self._df, table)
+        return shown(_rp.reprice(self._df, table))
 
     def what_if(self, model: str, table: PriceTable | Mapping[str, Any] | None = None, *,
                 instead_of: str | Sequence[str] | None = None) -> pd.DataFrame:
         """This log as if its calls had gone to `model` (same tokens): see `reprice.what_if`."""
-        return _rp.what_if(self._df, model, table, instead_of=instead_of)
+        return shown(_rp.what_if(self._df, model, table, instead_of=instead_of))
 
     def compare_models(self, models: Sequence[str] | Mapping[str, Any],
                        table: PriceTable | Mapping[str, Any] | None = None, *,
                        instead_of: str | Sequence[str] | None = None) -> pd.DataFrame:
         """Total cost of this log on each of `models`: see `reprice.compare_models`."""
-        return _rp.compare_models(self._df, models, table, instead_of=instead_of)
+        return shown(_rp.compare_models(self._df, models, table, instead_of=instead_of))
 
     def cost_drift(self, tolerance: float = RELAY_COST_TOLERANCE) -> pd.DataFrame:
         """Calls whose relay-reported cost differs from ours above `tolerance`: see `drift.cost_drift`."""
-        return _cost_drift(self._df, tolerance)
+        return shown(_cost_drift(self._df, tolerance))
 
     def report(self, budget: Budget | None = None, title: str | None = None,
                tz: str | tzinfo | None = None) -> Any:

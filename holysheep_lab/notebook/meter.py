@@ -5,7 +5,9 @@ an Event (cheap, on the calling thread), the refresher wakes on it, reads in-mem
 (ledger snapshot, never Parquet), sets widget traits, then sleeps `interval` seconds so a
 burst of calls costs a few updates a second. Nothing is printed from the thread (ipykernel
 7.0 and the Output widget lose thread output); only traits are set. Idle, it wakes once per
-`idle` seconds to notice a closed client, a window roll-over or a decaying last-minute count.
+`idle` seconds to notice a closed client, a window roll-over, a decaying last-minute count or an
+experiment that opened or ended. An experiment's line appears when it opens (or its first call
+ends), moves with its calls, and stays with its final figures, marked done, after its block.
 """
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.core.display import NO_MATH
 from holysheep_lab.errors import ConfigError, HolySheepError
-from holysheep_lab.notebook.view import LineState, MeterState, describe, meter_state, render_html
+from holysheep_lab.notebook.view import (
+    EXPERIMENT_WINDOW,
+    LineState,
+    MeterState,
+    SeenExperiments,
+    describe,
+    meter_state,
+    render_html,
+)
 from holysheep_lab.notebook.widgets import forget, freeze_at_exit, require_ipywidgets
 
 if TYPE_CHECKING:
@@ -74,7 +84,8 @@ class BudgetMeter:
         self._metering = _metering_of(client_or_metering)
         self.title = title
         self._lock = threading.Lock()  # refresh() may be called by hand while the thread runs
-        self._state: MeterState = meter_state(self._metering)
+        self._experiments = SeenExperiments(self._metering)
+        self._state: MeterState = meter_state(self._metering, self._experiments)
         self._rows = {ln.key: MeterRow(w, ln) for ln in self._state.lines}
         self.footer = w.HTML()
         self.box = w.VBox([w.HTML(f"<b>{html.escape(title)}</b>"), *(r.box for r in self._rows.values()), self.footer])
@@ -86,8 +97,13 @@ class BudgetMeter:
         self._last_refresh = time.monotonic()
         self._dirty = threading.Event()
         self._stop = threading.Event()
-        dirty = self._dirty  # callbacks hold the Event only, never the widget (no reference cycle)
-        self._unsubscribe: list[Callable[[], None]] = [self._metering.subscribe(lambda _r, _e: dirty.set())]
+        dirty, seen = self._dirty, self._experiments  # callbacks never hold the widget (no reference cycle)
+
+        def called(_record: object, _events: object) -> None:
+            seen.note_call()  # on the calling thread, in the call's context: its experiment
+            dirty.set()
+
+        self._unsubscribe: list[Callable[[], None]] = [self._metering.subscribe(called)]
         if self._metering.alerts is not None:
             self._unsubscribe.append(self._metering.alerts.subscribe(lambda _a: dirty.set()))
         ref = weakref.ref(self)
@@ -124,7 +140,7 @@ class BudgetMeter:
         """Read the totals now and update the widgets (the refresher calls this)."""
         with self._lock:
             try:
-                state = meter_state(self._metering)
+                state = meter_state(self._metering, self._experiments)
             except HolySheepError as exc:  # a shared ledger went away: say so, keep the last figures
                 self._set_footer(f"{self._state.footer} · not updating: {type(exc).__name__}")
                 return
@@ -160,8 +176,11 @@ class BudgetMeter:
             return True
         if shared and time.monotonic() - self._last_refresh >= _SHARED_LEDGER_REFRESH:
             return True
+        running = {s.scope for s in self._experiments.note_open()}
+        if running != {ln.scope for ln in st.lines if ln.window == EXPERIMENT_WINDOW and not ln.done}:
+            return True  # an experiment opened or ended
         now = self._metering.clock()
-        return any(now >= ln.resets_at for ln in st.lines)
+        return any(ln.resets_at is not None and now >= ln.resets_at for ln in st.lines)
 
     def close(self) -> None:
         """Stop refreshing. The widgets keep their last values, and the notebook outputs that

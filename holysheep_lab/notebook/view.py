@@ -1,31 +1,43 @@
 """What a budget meter shows, as plain values (pure: no widgets, no I/O).
 
 `meter_state(metering)` reads in-memory totals only (ledger snapshot, the last-minute counter,
-the alert manager's last alert), never Parquet; the widget and its static HTML twin both
-render from it, so what a notebook shows and what an exported page shows agree.
+the alert manager's last alert, the experiments' tallies), never Parquet; the widget and its
+static HTML twin both render from it, so what a notebook shows and what an exported page show agree.
+
+Experiments (`client.experiment(...)`) show as lines of their own, after the budget windows:
+spent, in flight, budget, calls, refusals, live while the block runs. An experiment has no
+reset (its budget is for one run): its line's `resets_at` is None. When the block ends the line
+stays, marked done, with the run's final figures, until the same name runs again (its new run
+takes the line). `SeenExperiments` remembers which runs a meter has seen. A notebook cell's scope
+(`%hs_budget`) has no line: the extension prints its summary under the cell.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time
 from holysheep_lab.core.display import NO_MATH, format_usd
-from holysheep_lab.core.money import NANOS_PER_USD
+from holysheep_lab.core.money import NANOS_PER_USD, nanos_to_usd
+from holysheep_lab.core.scopes import CallScope, context_for, open_scopes
 
 if TYPE_CHECKING:
     from holysheep_lab.core.metering import Metering
 
 __all__ = [
+    "EXPERIMENT_WINDOW",
     "NO_LIMIT_COLOUR",
     "OK_COLOUR",
     "LineState",
     "MeterState",
+    "SeenExperiments",
     "describe",
+    "experiment_line",
     "level_for",
     "meter_state",
     "render_html",
@@ -33,11 +45,17 @@ __all__ = [
 
 OK_COLOUR = "#2ecc71"  # under every level
 NO_LIMIT_COLOUR = "#95a5a6"
+#: The `window` of an experiment's line (as `BudgetExceededError.window` names it).
+EXPERIMENT_WINDOW = "experiment"
 
 
 @dataclass(frozen=True, slots=True)
 class LineState:
-    """One budget line as shown: amounts in USD, `level` None below the first level."""
+    """One budget line as shown: amounts in USD, `level` None below the first level.
+
+    `resets_at` is when a calendar window starts afresh; None for a line that never resets (an
+    experiment). `calls` and `refused` are an experiment's (None and 0 for a window), `done`
+    whether its block has ended (the figures are then final)."""
 
     scope: str
     window: str
@@ -48,7 +66,10 @@ class LineState:
     ratio: float | None
     level: Level | None
     blocking: bool
-    resets_at: datetime
+    resets_at: datetime | None
+    calls: int | None = None
+    refused: int = 0
+    done: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -56,6 +77,8 @@ class LineState:
 
     @property
     def label(self) -> str:
+        if self.window == EXPERIMENT_WINDOW:
+            return f"experiment {self.scope.removeprefix('experiment:')}"
         scope = "" if self.scope == "global" else f" {self.scope.removeprefix('project:')}"
         return f"{self.window}{scope}"
 
@@ -71,8 +94,14 @@ class LineState:
 
     @property
     def detail(self) -> str:
-        """One line of text: amounts, per cent, in flight, remaining, reset time."""
-        resets = f"resets {format_time(self.resets_at)}"
+        """One line of text: amounts, per cent, in flight, remaining, reset time (an experiment:
+        its calls and refusals, and whether it runs or is done)."""
+        if self.resets_at is not None:
+            resets = f"resets {format_time(self.resets_at)}"
+        else:
+            refused = f", {self.refused:,} refused" if self.refused else ""
+            calls = self.calls or 0
+            resets = f"{calls:,} call{'' if calls == 1 else 's'}{refused} · {'done' if self.done else 'running'}"
         if self.limit is None:
             return f"{format_usd(self.spent)} spent · {format_usd(self.reserved)} in flight · no limit · {resets}"
         level = f" {self.level.name}" if self.level is not None else ""
@@ -107,13 +136,63 @@ def level_for(ratio: float | None, levels: Sequence[Level], alert_at: float | No
     return level
 
 
+def experiment_line(scope: CallScope, levels: Sequence[Level], *, done: bool) -> LineState:
+    """An experiment's line from its scope's numbers now (`done`: its block has ended)."""
+    s = scope.snapshot()
+    spent, reserved = nanos_to_usd(s.spent_nanos), nanos_to_usd(s.reserved_nanos)
+    limit = ratio = remaining = None
+    blocking = False
+    if s.limit_nanos is not None:
+        limit = nanos_to_usd(s.limit_nanos)
+        ratio = s.spent_nanos / s.limit_nanos
+        remaining = nanos_to_usd(max(0, s.limit_nanos - s.spent_nanos - s.reserved_nanos))
+        blocking = s.spent_nanos + s.reserved_nanos >= s.limit_nanos  # its limit is its block line
+    return LineState(s.scope, EXPERIMENT_WINDOW, spent, reserved, limit, remaining, ratio, level_for(ratio, levels),
+                     blocking, None, calls=s.calls, refused=s.refused, done=done)
+
+
+class SeenExperiments:
+    """The experiment runs a meter shows: the latest run of each name it has seen.
+
+    A run is seen when the meter refreshes while it is open (`note_open`) or when one of its calls
+    ends (`note_call`, from the Metering's listener on the calling thread, in the call's context),
+    so a run shorter than the refresher's throttle still gets its line."""
+
+    def __init__(self, metering: Metering) -> None:
+        self._owner = metering
+        self._lock = threading.Lock()
+        self._runs: dict[str, CallScope] = {}
+
+    def _note(self, scopes: Iterable[CallScope]) -> None:
+        for s in scopes:
+            if s.kind == "experiment" and self._runs.get(s.scope) is not s:
+                with self._lock:
+                    self._runs[s.scope] = s
+
+    def note_call(self) -> None:
+        """Note the experiments the call just ended was made in (cheap: a contextvar read)."""
+        self._note(context_for(self._owner).scopes)
+
+    def note_open(self) -> list[CallScope]:
+        """Note the experiments open now; returns them."""
+        now = [s for s in open_scopes(self._owner) if s.kind == "experiment"]
+        self._note(now)
+        return now
+
+    def runs(self) -> list[CallScope]:
+        """The latest run of each experiment seen, in the order first seen."""
+        with self._lock:
+            return list(self._runs.values())
+
+
 def _recent(metering: Metering) -> tuple[int, float]:
     calls, nanos = metering.recent.totals()  # thread-safe: the loop thread adds while we read
     return calls, nanos / NANOS_PER_USD
 
 
-def meter_state(metering: Metering) -> MeterState:
-    """Read the Metering's in-memory totals (ledger snapshot, recent calls, last alert)."""
+def meter_state(metering: Metering, experiments: SeenExperiments | None = None) -> MeterState:
+    """Read the Metering's in-memory totals (ledger snapshot, recent calls, last alert), and the
+    numbers of the `experiments` runs (open ones first noted)."""
     from holysheep_lab.reports.budget import ledger_status
 
     alerts = metering.alerts
@@ -134,6 +213,9 @@ def meter_state(metering: Metering) -> MeterState:
         out.append(LineState(ln["scope"], ln["window"], ln["spent_usd"], ln["reserved_usd"], ln["limit_usd"],
                              ln["remaining_usd"], ratio, level_for(ratio, levels, soft.get(key)), blocking,
                              ln["window_end"].astimezone(metering.guard.zone)))
+    if experiments is not None:
+        running = experiments.note_open()
+        out += [experiment_line(s, levels, done=not any(s is r for r in running)) for s in experiments.runs()]
     calls, cost = _recent(metering)
     last = alerts.last_alert if alerts is not None else None
     return MeterState(tuple(out), calls, cost, last.title if last is not None else None)

@@ -35,6 +35,7 @@ from holysheep_lab.analysis.forecast import forecast as _forecast
 from holysheep_lab.analysis.frames import NAT_MICROS, cost_usd, require_columns, valid_micros
 from holysheep_lab.core.budget import Budget, resolve_tz
 from holysheep_lab.core.clock import micros_to_datetime
+from holysheep_lab.core.display import format_share, format_usd
 from holysheep_lab.errors import ConfigError, HolySheepError
 from holysheep_lab.notebook.render import vega_bundle
 
@@ -107,7 +108,7 @@ def _e(v: Any) -> str:
 
 
 def _money(v: Any) -> str:
-    return "" if v is None or _isnan(v) else f"${v:,.2f}"
+    return "" if v is None or _isnan(v) else format_usd(float(v))
 
 
 def _isnan(v: Any) -> bool:
@@ -124,12 +125,10 @@ def _fmt(v: Any, kind: str) -> str:
         return "–"
     if kind == "usd":
         return _money(v)
-    if kind == "usd4":
-        return f"${v:,.4f}"
     if kind == "int":
         return f"{int(v):,}"
     if kind == "pct":
-        return f"{v:.1%}"
+        return format_share(float(v))
     if kind == "ms":
         return f"{v:,.0f}"
     if kind == "f1":
@@ -175,12 +174,12 @@ _BUDGET_COLS = {
 _FORECAST_COLS = {"date": ("day", "date"), "yhat": ("expected", "usd"), "lo": ("low", "usd"), "hi": ("high", "usd")}
 _MODEL_COLS = {
     "model": ("model", "s"), "calls": ("calls", "int"), "cost_usd": ("spend", "usd"),
-    "share": ("share", "pct"), "cost_per_call": ("per call", "usd4"),
-    "usd_per_1k_tokens": ("per 1k tokens", "usd4"), "unpriced_calls": ("unpriced", "int"),
+    "share": ("share", "pct"), "cost_per_call": ("per call", "usd"),
+    "usd_per_1k_tokens": ("per 1k tokens", "usd"), "unpriced_calls": ("unpriced", "int"),
 }
 _PROJECT_COLS = {
     "project": ("project", "s"), "calls": ("calls", "int"), "cost_usd": ("spend", "usd"),
-    "share": ("share", "pct"), "cost_per_call": ("per call", "usd4"),
+    "share": ("share", "pct"), "cost_per_call": ("per call", "usd"),
 }
 _LATENCY_COLS = {
     "model": ("model", "s"), "calls": ("calls", "int"), "p50_ms": ("p50 ms", "ms"),

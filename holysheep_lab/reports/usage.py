@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from holysheep_lab.core.budget import Budget, Window, local_zone, window_bounds
+from holysheep_lab.core.display import format_ms, format_tokens, format_usd, no_math
 from holysheep_lab.reports.budget import ledger_status
 
 if TYPE_CHECKING:
@@ -25,22 +26,33 @@ __all__ = ["USAGE_COLUMNS", "UsageReport", "summarize_usage", "usage_from_log", 
 
 
 class UsageReport(dict[str, Any]):
-    """A plain dict (JSON-ready) that renders as a small table in Jupyter."""
+    """A plain dict (JSON-ready) that renders as a small table in Jupyter (money in $, MathJax kept off)."""
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_fmt(v))}</td></tr>"
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(_fmt(k, v))}</td></tr>"
             for k, v in self.items() if k != "model_breakdown"
         )
         models = "".join(
-            f"<tr><td>{html.escape(m)}</td><td>{b['requests']}</td><td>${b['cost_usd']:.4f}</td></tr>"
+            f"<tr><td>{html.escape(m)}</td><td>{b['requests']:,}</td><td>{html.escape(format_usd(b['cost_usd']))}</td></tr>"
             for m, b in self.get("model_breakdown", {}).items()
         )
-        return (f"<table>{rows}</table><table><tr><th>model</th><th>requests</th><th>cost</th></tr>"
-                f"{models}</table>")
+        return no_math(f"<table>{rows}</table><table><tr><th>model</th><th>requests</th><th>cost</th></tr>"
+                       f"{models}</table>", "div")
 
 
-def _fmt(v: Any) -> str:
+_MONEY_KEYS = ("total_cost_usd", "daily_budget_remaining", "monthly_budget_remaining")
+
+
+def _fmt(key: str, v: Any) -> str:
+    if v is None:
+        return "no limit" if key in _MONEY_KEYS else ""
+    if key in _MONEY_KEYS:
+        return format_usd(v)
+    if key == "avg_latency_ms":
+        return format_ms(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return format_tokens(v)  # counts: 12,345
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
