@@ -20,7 +20,8 @@ import os
 import weakref
 from typing import Any
 
-from holysheep_lab.client.experiment import check_budget, usd_text
+from holysheep_lab.client.experiment import check_budget
+from holysheep_lab.core.display import format_usd
 from holysheep_lab.core.money import nanos_to_usd
 from holysheep_lab.core.scopes import CallScope, cell_scope, set_cell
 from holysheep_lab.errors import ConfigError
@@ -34,9 +35,9 @@ def summary_line(scope: CallScope) -> str:
     """The line shown after a cell: '[12] 30 calls, 12,345 tokens, $0.0123, 2 refused'."""
     s = scope.snapshot()
     parts = [f"{s.calls:,} call{'s' if s.calls != 1 else ''}", f"{s.input_tokens + s.output_tokens:,} tokens",
-             usd_text(nanos_to_usd(s.spent_nanos))]
+             format_usd(nanos_to_usd(s.spent_nanos))]
     if s.limit_nanos is not None:
-        parts[-1] += f" of {usd_text(nanos_to_usd(s.limit_nanos))} budget"
+        parts[-1] += f" of {format_usd(nanos_to_usd(s.limit_nanos))} budget"
     parts.append(f"{s.refused:,} refused")
     if s.errors:
         parts.append(f"{s.errors:,} failed")
@@ -89,7 +90,7 @@ class CellMeter:
             self._cap_this_cell(arg, cell)
             return
         if not arg:
-            armed = f"{usd_text(nanos_to_usd(self.armed))}" if self.armed is not None else "no budget"
+            armed = f"{format_usd(nanos_to_usd(self.armed))}" if self.armed is not None else "no budget"
             print(f"holysheep: the next cell has {armed}")
             return
         if arg.lower() in ("off", "none", "0"):
@@ -97,7 +98,7 @@ class CellMeter:
             print("holysheep: the next cell has no budget")
             return
         self.armed = self._budget(arg)
-        print(f"holysheep: the next cell may spend up to {usd_text(nanos_to_usd(self.armed))}")
+        print(f"holysheep: the next cell may spend up to {format_usd(nanos_to_usd(self.armed))}")
 
     def _cap_this_cell(self, arg: str, cell: str) -> None:
         limit = self._budget(arg)

@@ -73,7 +73,7 @@ def test_experiments_cap_tag_and_summarise_in_a_kernel(run):
     rag = df[df["experiment"] == "rag-v2"]
     assert int(calls) == (rag["status"] != "blocked").sum() and int(refused) == (rag["status"] == "blocked").sum()
     assert float(cost) == pytest.approx(rag["cost_usd"].sum(), abs=1e-9)
-    assert re.search(r"<Experiment 'rag-v2': \d+ calls, \$0\.\d{4} of \$0\.0040 \(\d+%\), \d+ refused, done>",
+    assert re.search(r"<Experiment 'rag-v2': \d+ calls, \$0\.0*[1-9]\d{3} of \$0\.004000 \(\d+%\), \d+ refused, done>",
                      data["text/plain"])
 
     text, data = _outputs(nb.cells[2])

@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ParamSpec, TypeVar
 
+from holysheep_lab.core.display import format_usd
 from holysheep_lab.core.money import nanos_to_usd, usd_to_nanos
 from holysheep_lab.core.scopes import CallScope, ModelTally, enter, leave
 from holysheep_lab.errors import ConfigError, HolySheepError
 
-__all__ = ["Experiment", "ExperimentSummary", "check_budget", "usd_text"]
+__all__ = ["Experiment", "ExperimentSummary", "check_budget"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -48,11 +49,6 @@ def check_budget(budget: Any, what: str) -> int | None:
     if not dec.is_finite() or dec <= 0:
         raise ConfigError(f"{what} must be a positive number of USD such as 0.50, not {budget!r}.")
     return usd_to_nanos(dec)
-
-
-def usd_text(usd: float) -> str:
-    """Dollars for a line of text: cents from a dollar up, four decimals below ($0.0123)."""
-    return f"${usd:,.2f}" if abs(usd) >= 1 else f"${usd:.4f}"
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -74,11 +70,11 @@ class ExperimentSummary:
     models: dict[str, ModelTally]
 
     def __str__(self) -> str:
-        budget = f" of {usd_text(self.budget_usd)} budget" if self.budget_usd is not None else ""
+        budget = f" of {format_usd(self.budget_usd)} budget" if self.budget_usd is not None else ""
         refused = f", {self.refused:,} refused" if self.refused else ""
         errors = f", {self.errors:,} failed" if self.errors else ""
         return (f"experiment {self.name!r}: {self.calls:,} calls, {self.input_tokens + self.output_tokens:,} tokens, "
-                f"{usd_text(self.cost_usd)}{budget}{refused}{errors}")
+                f"{format_usd(self.cost_usd)}{budget}{refused}{errors}")
 
     __repr__ = __str__
 
@@ -87,7 +83,7 @@ class ExperimentSummary:
 
         rows = "".join(
             f"<tr><td>{html.escape(model)}</td><td>{t.calls:,}</td><td>{t.input_tokens + t.output_tokens:,}</td>"
-            f"<td>{html.escape(usd_text(nanos_to_usd(t.cost_nanos)))}</td></tr>"
+            f"<td>{html.escape(format_usd(nanos_to_usd(t.cost_nanos)))}</td></tr>"
             for model, t in sorted(self.models.items(), key=lambda kv: -kv[1].cost_nanos)
         )
         # Dollar signs as entities: notebook MathJax would read "$0.01 ... $0.50" as TeX.
@@ -209,9 +205,9 @@ class Experiment:
     def __repr__(self) -> str:
         state = "open" if self.active else ("done" if self.ended_at else "not started")
         s = self._scope.snapshot()
-        budget = f" of {usd_text(nanos_to_usd(s.limit_nanos))}" if s.limit_nanos is not None else ""
+        budget = f" of {format_usd(nanos_to_usd(s.limit_nanos))}" if s.limit_nanos is not None else ""
         used = f" ({s.spent_nanos / s.limit_nanos:.0%})" if s.limit_nanos else ""
-        return (f"<Experiment {self.name!r}: {s.calls:,} calls, {usd_text(nanos_to_usd(s.spent_nanos))}{budget}{used}, "
+        return (f"<Experiment {self.name!r}: {s.calls:,} calls, {format_usd(nanos_to_usd(s.spent_nanos))}{budget}{used}, "
                 f"{s.refused:,} refused, {state}>")
 
     def _repr_html_(self) -> str:
