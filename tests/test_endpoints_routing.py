@@ -141,3 +141,27 @@ def test_passthrough_matches_whole_segments_only():
     assert p.allows("/v1/images/generations") and p.allows("/images/generations")
     assert not p.allows("/v1/myimages/generations") and not p.allows("/v1/images/generations2")
     assert p.allows("/v1/audio/speech") and not p.allows("/audio/speech")
+
+
+def test_a_growing_conversation_keeps_its_id_from_its_first_call():
+    from holysheep_lab.endpoints.anthropic import ANTHROPIC_MESSAGES
+    from holysheep_lab.endpoints.chat import CHAT_COMPLETIONS
+    from holysheep_lab.endpoints.responses import RESPONSES
+
+    def turns(n: int, system: bool) -> list[dict[str, str]]:
+        out = [{"role": "system", "content": "Be terse."}] if system else []
+        for i in range(n):
+            out += [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]
+        return out[:-1]  # ends on the user's turn
+
+    for system in (False, True):
+        chat = [CHAT_COMPLETIONS.plan({"model": "m", "messages": turns(n, system)}, False).conversation_id
+                for n in (1, 2, 5)]
+        responses = [RESPONSES.plan({"model": "m", "input": turns(n, system)}, False).conversation_id
+                     for n in (1, 2, 5)]
+        assert chat[0] is not None and len(set(chat)) == 1 and len(set(responses)) == 1
+    anthropic = [ANTHROPIC_MESSAGES.plan({"model": "m", "max_tokens": 5, "messages": turns(n, False)},
+                                         False).conversation_id for n in (1, 2, 5)]
+    assert anthropic[0] is not None and len(set(anthropic)) == 1
+    other = CHAT_COMPLETIONS.plan({"model": "m", "messages": [{"role": "user", "content": "q-other"}]}, False)
+    assert other.conversation_id != chat[0]

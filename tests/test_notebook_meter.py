@@ -21,7 +21,7 @@ from holysheep_lab.core.budget import Window, window_key
 from holysheep_lab.core.display import format_usd
 from holysheep_lab.ledger.base import bucket_name
 from holysheep_lab.notebook import BudgetMeter, dashboard
-from holysheep_lab.notebook.view import OK_COLOUR, level_for
+from holysheep_lab.notebook.view import OK_COLOUR, level_for, render_html
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "calls"
 PROMPTS = [f"Summarise ticket {i} in two sentences." for i in range(48)]
@@ -409,3 +409,19 @@ def test_experiments_of_another_client_stay_off_this_meter(client, sim, log_dir)
         meter.refresh()
         assert [ln.window for ln in meter.state.lines] == ["daily", "monthly"]
     meter.close()
+
+
+def test_a_growing_conversation_is_named_on_the_meter(sim, log_dir):
+    with hs.Client(base_url=sim.base_url, log_dir=log_dir, ledger=hs.MemoryLedger()) as client:
+        meter = BudgetMeter(client, interval=5.0, idle=60.0)
+        history: list[dict[str, str]] = []
+        for turn in range(6):  # each turn resends the whole history, which grows
+            meter.refresh()
+            assert ("runaway" in meter.footer.value) == (turn >= 5)  # five calls before the rule can tell
+            history.append({"role": "user", "content": f"Turn {turn}: " + "context word " * 1500})
+            history.append({"role": "assistant", "content": client.chat("gpt-4.1", history, max_tokens=16).text})
+        meter.refresh()
+        (found,) = client.metering.runaways.findings()
+        assert found.calls == 6 and f"runaway: {html_escape(found.detail)}" in meter.footer.value
+        assert "runaway: conversation" in render_html(meter.state)  # the saved snapshot says it too
+        meter.close()

@@ -121,7 +121,7 @@ class AnthropicMessages:
             max_tokens=max_tokens,
             answers=1,
             stream=bool(payload.get("stream")),
-            conversation_id=conversation_id([m for m in turns[:2] if isinstance(m, Mapping)]),
+            conversation_id=conversation_id(turns),
             content=json.dumps(turns, ensure_ascii=False) if keep_content else None,
         )
 

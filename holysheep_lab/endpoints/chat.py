@@ -119,7 +119,7 @@ class ChatCompletions:
             cap_key="max_tokens (or max_completion_tokens)",
             extra_output=_prediction_bytes(payload.get("prediction")) * answers,
             stream=bool(payload.get("stream")),
-            conversation_id=conversation_id([m for m in messages[:2] if isinstance(m, dict)]),
+            conversation_id=conversation_id(messages),
             content=json.dumps(messages, ensure_ascii=False) if keep_content else None,
         )
 

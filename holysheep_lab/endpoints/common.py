@@ -7,7 +7,7 @@ be read raise ResponseFormatError (the core then settles at the worst case, neve
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from holysheep_lab.errors import ConfigError, ResponseFormatError
@@ -75,10 +75,17 @@ def output_cap(payload: Mapping[str, Any], *keys: str) -> int | None:
     return None
 
 
-def conversation_id(opening: list[Any]) -> str | None:
-    """A short hash of a conversation's opening (system + first user turn): it names a chain of
-    calls without storing its text. repr keeps key order, which is stable for requests built by
-    the same code: cheap and enough."""
+def conversation_id(turns: Sequence[Any]) -> str | None:
+    """A short hash of a conversation's opening: the turns up to its first user turn (system
+    and developer messages, then that turn). It names a chain of calls without storing its text,
+    and every call of the chain has it, the first included (whose later turns do not exist yet).
+    repr keeps key order, which is stable for requests built by the same code: cheap and enough."""
+    opening = []
+    for turn in turns:
+        if isinstance(turn, Mapping):
+            opening.append(turn)
+            if turn.get("role") == "user":
+                break
     if not opening:
         return None
     return hashlib.blake2b(repr(opening).encode("utf-8", "surrogatepass"), digest_size=8).hexdigest()

@@ -151,7 +151,7 @@ class Responses:
             cap_key="max_output_tokens",
             answers=1,
             stream=bool(payload.get("stream")),
-            conversation_id=conversation_id([i for i in items[:2] if isinstance(i, Mapping)]),
+            conversation_id=conversation_id(items),
             content=json.dumps(items, ensure_ascii=False) if keep_content else None,
         )
 

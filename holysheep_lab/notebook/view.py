@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPERIMENT_WINDOW",
+    "MAX_RUNAWAYS",
     "NO_LIMIT_COLOUR",
     "OK_COLOUR",
     "LineState",
@@ -118,11 +119,17 @@ class MeterState:
     recent_calls: int
     recent_cost: float
     last_alert: str | None
+    runaways: tuple[str, ...] = ()  # what `core.runaway` found: one sentence each, the costliest first
 
     @property
     def footer(self) -> str:
         alert = self.last_alert or "none"
-        return f"last minute: {self.recent_calls} calls, {format_usd(self.recent_cost)} · last alert: {alert}"
+        text = f"last minute: {self.recent_calls} calls, {format_usd(self.recent_cost)} · last alert: {alert}"
+        return "".join([text, *(f" · runaway: {r}" for r in self.runaways)])
+
+
+#: Runaways a meter names at most (the costliest).
+MAX_RUNAWAYS = 3
 
 
 def level_for(ratio: float | None, levels: Sequence[Level], alert_at: float | None = None) -> Level | None:
@@ -218,7 +225,8 @@ def meter_state(metering: Metering, experiments: SeenExperiments | None = None) 
         out += [experiment_line(s, levels, done=not any(s is r for r in running)) for s in experiments.runs()]
     calls, cost = _recent(metering)
     last = alerts.last_alert if alerts is not None else None
-    return MeterState(tuple(out), calls, cost, last.title if last is not None else None)
+    runaways = tuple(r.detail for r in metering.runaways.findings()[:MAX_RUNAWAYS])
+    return MeterState(tuple(out), calls, cost, last.title if last is not None else None, runaways)
 
 
 def render_html(state: MeterState, title: str = "holysheep budget") -> str:
