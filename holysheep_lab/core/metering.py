@@ -35,6 +35,7 @@ from holysheep_lab.core.guard import Guard, Reservation
 from holysheep_lab.core.ids import new_id
 from holysheep_lab.core.limits import RateLimit, RateLimiter, Retry
 from holysheep_lab.core.money import nanos_to_usd
+from holysheep_lab.core.pace import SpendPace
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, Price, PriceTable, Usage, relay_drift
 from holysheep_lab.core.runaway import RunawayWatch
 from holysheep_lab.core.scopes import NO_CONTEXT, CallContext, context_for
@@ -258,6 +259,7 @@ class Metering:
         self._secrets = tuple(dict.fromkeys(s for s in secrets if s))
         self._secrets_lock = threading.Lock()
         self.recent = _Recent()
+        self.pace = SpendPace()  # spend per second of the last minutes, for the meters' projections
         self.runaways = RunawayWatch()  # growing conversations and retry storms, for the meters
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
         self._on_close: list[Callable[[], None]] = []  # views that freeze when the metering closes
@@ -583,6 +585,7 @@ class Metering:
     def _observed(self, record: CallRecord, cost: int | None, events: list[SpendEvent]) -> None:
         if cost:
             self.recent.add(cost)
+            self.pace.add(cost)
         if events and self.alerts is not None:
             self.alerts.observe(events)
         for fn in list(self._listeners):

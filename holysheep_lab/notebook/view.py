@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from holysheep_lab.alerts.model import DEFAULT_LEVELS, Level, format_time
 from holysheep_lab.core.display import NO_MATH, format_usd
 from holysheep_lab.core.money import NANOS_PER_USD, nanos_to_usd
+from holysheep_lab.core.pace import reached_at
 from holysheep_lab.core.scopes import CallScope, context_for, open_scopes
 
 if TYPE_CHECKING:
@@ -71,6 +72,7 @@ class LineState:
     calls: int | None = None
     refused: int = 0
     done: bool = False
+    blocked_at: datetime | None = None  # when the current pace reaches the block line, if before the reset
 
     @property
     def key(self) -> tuple[str, str]:
@@ -99,6 +101,8 @@ class LineState:
         its calls and refusals, and whether it runs or is done)."""
         if self.resets_at is not None:
             resets = f"resets {format_time(self.resets_at)}"
+            if self.blocked_at is not None:
+                resets = f"at this pace blocked {format_time(self.blocked_at)} · {resets}"
         else:
             refused = f", {self.refused:,} refused" if self.refused else ""
             calls = self.calls or 0
@@ -212,14 +216,22 @@ def meter_state(metering: Metering, experiments: SeenExperiments | None = None) 
             soft[(limit.scope, limit.window.value)] = limit.alert_at
             block[(limit.scope, limit.window.value)] = limit.block_nanos / NANOS_PER_USD
     out = []
+    rate = metering.pace.rate()
+    usd_rate = rate / NANOS_PER_USD if rate is not None else None
+    now = metering.clock().astimezone(metering.guard.zone)
     for ln in ledger_status(metering):
         key = (ln["scope"], ln["window"])
         ratio = ln["used"]
         limit_block = block.get(key)
-        blocking = limit_block is not None and ln["spent_usd"] + ln["reserved_usd"] >= limit_block
+        used = ln["spent_usd"] + ln["reserved_usd"]
+        blocking = limit_block is not None and used >= limit_block
+        resets = ln["window_end"].astimezone(metering.guard.zone)
+        # The pace is this process's, of all its calls: a projection for the global lines only.
+        blocked_at = (reached_at(used, limit_block, usd_rate, now, resets)
+                      if limit_block is not None and ln["scope"] == "global" else None)
         out.append(LineState(ln["scope"], ln["window"], ln["spent_usd"], ln["reserved_usd"], ln["limit_usd"],
                              ln["remaining_usd"], ratio, level_for(ratio, levels, soft.get(key)), blocking,
-                             ln["window_end"].astimezone(metering.guard.zone)))
+                             resets, blocked_at=blocked_at))
     if experiments is not None:
         running = experiments.note_open()
         out += [experiment_line(s, levels, done=not any(s is r for r in running)) for s in experiments.runs()]
