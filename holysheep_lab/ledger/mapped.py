@@ -69,6 +69,7 @@ _JOURNAL_MAX = _DATA_START - _JOURNAL_AT
 _PATCH = struct.Struct("<QI")
 _BUCKET = struct.Struct("<16sqqd")  # key, spent, reserved, window end
 _BSTATE = struct.Struct("<qqd")  # a bucket without its key
+_RESERVED = struct.Struct("<qd")  # a bucket's reserved and window end
 _SLOT = struct.Struct("<16sdII")  # key, expiry, bucket count, pid
 _ENTRY = struct.Struct("<Iq")  # bucket index, amount
 _SLOT_SIZE = _SLOT.size + MAX_BUCKETS * _ENTRY.size
@@ -519,33 +520,34 @@ class MappedLedger(ClosingContext):
         m = self._enter()
         try:
             now = self._clock()
-            m = self._expire(m, now)
+            _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
+            if now >= earliest or now >= sweep_due:
+                m = self._expire(m, now)
+                _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
             slot, found = self._probe(m, rkey)
             if found:
                 raise LedgerError(f"Reservation {reservation_id!r} is already in flight")
-            names = [c.bucket for c in merged]
-            states: dict[int, list[float]] = {}
+            bbase = self._bbase
+            located = []
             for c in merged:
-                spent, reserved, _end = self._state(m, self._bucket_at(m, c.bucket)[1])
+                i = self._bucket_at(m, c.bucket)[1]
+                spent, reserved, end = _BSTATE.unpack_from(m, bbase + i * _BUCKET.size + 16) if i >= 0 else (0, 0, 0.0)
                 if c.limit is not None and spent + reserved + c.amount > c.limit:
-                    return Refusal(c.bucket, int(spent), int(reserved), c.limit, c.amount)
-            _journal, _data, earliest, _sweep, live = _HOT.unpack_from(m, _HOT_AT)
-            if (live + 1) * 2 > self._scap:
-                m = self._grow(m, slots=True)
-                slot, _found = self._probe(m, rkey)
-            m, indexes, fresh = self._place(m, names)
+                    return Refusal(c.bucket, spent, reserved, c.limit, c.amount)
+                located.append((i, reserved, end))
+            if (live + 1) * 2 > self._scap or any(i < 0 for i, _, _ in located):
+                self._add(m, rkey, merged, now + ttl)  # growth or new buckets
+                return None
             until = now + ttl
-            record = bytearray(_SLOT_SIZE)
+            record = bytearray(_SLOT.size + len(merged) * _ENTRY.size)
             _SLOT.pack_into(record, 0, rkey, until, len(merged), self._pid)
-            for j, (c, i) in enumerate(zip(merged, indexes, strict=True)):
-                rec = states.get(i)
-                if rec is None:
-                    rec = states[i] = [0, 0, 0.0] if i in fresh else self._state(m, i)
-                rec[1] += c.amount
-                rec[2] = max(rec[2], c.expires_at)
+            patches: Patches = []
+            for j, (c, (i, reserved, end)) in enumerate(zip(merged, located, strict=True)):
                 _ENTRY.pack_into(record, _SLOT.size + j * _ENTRY.size, i, c.amount)
-            patches = self._bucket_patches(names, indexes, fresh, states)
-            patches.append((self._sbase + slot * _SLOT_SIZE, bytes(record[:_SLOT.size + len(merged) * _ENTRY.size])))
+                if reserved + c.amount > _MAX_NANOS:
+                    raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
+                patches.append((bbase + i * _BUCKET.size + 24, _RESERVED.pack(reserved + c.amount, max(end, c.expires_at))))
+            patches.append((self._sbase + slot * _SLOT_SIZE, bytes(record)))
             patches.append((_LIVE_AT, _U32.pack(live + 1)))
             if until < earliest:
                 patches.append((_EXPIRY_AT, _F64.pack(until)))
@@ -553,6 +555,31 @@ class MappedLedger(ClosingContext):
             return None
         finally:
             self._leave()
+
+    def _add(self, m: mmap.mmap, rkey: bytes, merged: Sequence[Charge], until: float) -> None:
+        """Add an accepted reservation, growing the file or making bucket records as needed."""
+        live = _U32.unpack_from(m, _LIVE_AT)[0]
+        if (live + 1) * 2 > self._scap:
+            m = self._grow(m, slots=True)
+        slot, _found = self._probe(m, rkey)
+        names = [c.bucket for c in merged]
+        m, indexes, fresh = self._place(m, names)  # bucket growth keeps slot positions
+        record = bytearray(_SLOT.size + len(merged) * _ENTRY.size)
+        _SLOT.pack_into(record, 0, rkey, until, len(merged), self._pid)
+        states: dict[int, list[float]] = {}
+        for j, (c, i) in enumerate(zip(merged, indexes, strict=True)):
+            rec = states.get(i)
+            if rec is None:
+                rec = states[i] = [0, 0, 0.0] if i in fresh else self._state(m, i)
+            rec[1] += c.amount
+            rec[2] = max(rec[2], c.expires_at)
+            _ENTRY.pack_into(record, _SLOT.size + j * _ENTRY.size, i, c.amount)
+        patches = self._bucket_patches(names, indexes, fresh, states)
+        patches.append((self._sbase + slot * _SLOT_SIZE, bytes(record)))
+        patches.append((_LIVE_AT, _U32.pack(live + 1)))
+        if until < _F64.unpack_from(m, _EXPIRY_AT)[0]:
+            patches.append((_EXPIRY_AT, _F64.pack(until)))
+        self._commit(m, patches)
 
     def renew(self, reservation_id: str, ttl: float) -> bool:
         ttl = check_ttl(ttl)
@@ -578,19 +605,27 @@ class MappedLedger(ClosingContext):
         rkey = _key(b"reservation", reservation_id) if reservation_id is not None else None
         m = self._enter()
         try:
-            m = self._expire(m, self._clock())
+            now = self._clock()
+            _journal, _data, earliest, sweep_due, _live = _HOT.unpack_from(m, _HOT_AT)
+            if now >= earliest or now >= sweep_due:
+                m = self._expire(m, now)
             names = [c.bucket for c in merged]
-            m, indexes, fresh = self._place(m, names)  # may grow the file: before reading slots
-            states: dict[int, list[float]] = {i: [0, 0, 0.0] for i in fresh}
+            indexes = [self._bucket_at(m, n)[1] for n in names]
+            fresh: set[int] = set()
+            if any(i < 0 for i in indexes):
+                m, indexes, fresh = self._place(m, names)  # may grow the file: before reading slots
+            bbase = self._bbase
+            states: dict[int, list[float]] = {
+                i: [0, 0, 0.0] if i in fresh else list(_BSTATE.unpack_from(m, bbase + i * _BUCKET.size + 16))
+                for i in indexes
+            }
             patches: Patches = []
             if rkey is not None:
                 slot, found = self._probe(m, rkey)
                 if found:
                     patches = self._delete(m, slot, states)
             for c, i in zip(merged, indexes, strict=True):
-                rec = states.get(i)
-                if rec is None:
-                    rec = states[i] = self._state(m, i)
+                rec = states[i]
                 rec[0] += c.amount
                 rec[2] = max(rec[2], c.expires_at)
             patches += self._bucket_patches(names, indexes, fresh, states)
