@@ -61,6 +61,7 @@ _VERSION = 1
 # earliest reservation expiry, next sweep, live slots, (spare)
 _HEAD = struct.Struct("<8sIIIIIIQddII")
 _HOT = struct.Struct("<IQddI")  # journal length .. live slots, read by every operation
+_HOT_START = struct.Struct("<IQ")  # journal length, data offset
 _CAPS_AT, _HOT_AT, _DATA_AT, _EXPIRY_AT, _SWEEP_AT, _LIVE_AT = 16, 28, 32, 40, 48, 56
 _JOURNAL_LEN_AT = _HOT_AT
 _JOURNAL_AT = 64
@@ -94,8 +95,21 @@ def _key(kind: bytes, name: str) -> bytes:
     return key if key != _ZERO_KEY else b"\x01" + key[1:]
 
 
+def _reservation_key(reservation_id: str) -> bytes:
+    """A call id (32 hex digits, see core.ids) is its own 16-byte key; other ids are hashed."""
+    if len(reservation_id) == 32:
+        try:
+            key = bytes.fromhex(reservation_id)
+        except ValueError:
+            pass
+        else:
+            if key != _ZERO_KEY:
+                return key
+    return _key(b"reservation", reservation_id)
+
+
 def _home(key: bytes, cap: int) -> int:
-    return int.from_bytes(key[:8], "little") % cap
+    return int.from_bytes(key[8:], "little") % cap  # the random end of a call id (see _reservation_key)
 
 
 def _find(m: mmap.mmap, key: bytes, start: int, size: int, count: int) -> int:
@@ -139,7 +153,7 @@ class MappedLedger(ClosingContext):
         self._forks = -1
         self._closed = False
         self._bucket_keys: dict[str, bytes] = {}
-        self._bucket_index: dict[bytes, int] = {}
+        self._bucket_index: dict[str, tuple[bytes, int]] = {}  # validated against the file at use
         self._pid = os.getpid()
         with self._lock:
             self._open()
@@ -255,13 +269,16 @@ class MappedLedger(ClosingContext):
             self._lock.release()
             raise
         try:
-            m = self._map_now
-            journal, data_off, _exp, _sweep, _live = _HOT.unpack_from(m, _HOT_AT)
+            m = self._map
+            assert m is not None
+            journal, data_off = _HOT_START.unpack_from(m, _HOT_AT)
             if journal:
                 self._replay(m)  # a process was killed mid-update: finish it
-            elif data_off != self._data_off:
+                return self._map_now
+            if data_off != self._data_off:
                 self._remap()  # another process grew the file
-            return self._map_now
+                return self._map_now
+            return m
         except BaseException:
             self._leave()
             raise
@@ -276,14 +293,15 @@ class MappedLedger(ClosingContext):
         """Write patches all or nothing (as far as a killed process can tell): journal, mark, apply."""
         if not patches:
             return
-        journal = bytearray()
+        parts: list[bytes] = []
         for off, data in patches:
-            journal += _PATCH.pack(off, len(data))
-            journal += data
-        if len(journal) > _JOURNAL_MAX:  # never: one operation touches a few records
-            raise LedgerError(f"ledger update of {len(journal)} bytes is larger than the journal")
-        m[_JOURNAL_AT:_JOURNAL_AT + len(journal)] = journal
-        _U32.pack_into(m, _JOURNAL_LEN_AT, len(journal))
+            parts += (_PATCH.pack(off, len(data)), data)
+        journal = b"".join(parts)
+        size = len(journal)
+        if size > _JOURNAL_MAX:  # never: one operation touches a few records
+            raise LedgerError(f"ledger update of {size} bytes is larger than the journal")
+        m[_JOURNAL_AT:_JOURNAL_AT + size] = journal
+        _U32.pack_into(m, _JOURNAL_LEN_AT, size)
         for off, data in patches:
             m[off:off + len(data)] = data
         _U32.pack_into(m, _JOURNAL_LEN_AT, 0)
@@ -307,22 +325,29 @@ class MappedLedger(ClosingContext):
 
     def _bucket_at(self, m: mmap.mmap, name: str) -> tuple[bytes, int]:
         """(key, index) of the bucket named `name`; index -1 if it has no record."""
-        key = self._bucket_keys.get(name)
-        if key is None:
-            if len(self._bucket_keys) > 4096:
-                self._bucket_keys.clear()
-            key = self._bucket_keys[name] = _key(b"bucket", name)
-        i = self._bucket_index.get(key)
-        if i is not None:
+        hit = self._bucket_index.get(name)
+        if hit is not None:
+            key, i = hit
             off = self._bbase + i * _BUCKET.size
             if m[off:off + 16] == key:
-                return key, i
+                return hit
+        else:
+            key = self._bucket_keys.get(name) or self._bucket_key(name)
         i = _find(m, key, self._bbase, _BUCKET.size, self._bcap)
         if i >= 0:
-            if len(self._bucket_index) > 4096:
-                self._bucket_index.clear()
-            self._bucket_index[key] = i
+            self._remember(name, key, i)
         return key, i
+
+    def _bucket_key(self, name: str) -> bytes:
+        if len(self._bucket_keys) > 4096:
+            self._bucket_keys.clear()
+        key = self._bucket_keys[name] = _key(b"bucket", name)
+        return key
+
+    def _remember(self, name: str, key: bytes, i: int) -> None:
+        if len(self._bucket_index) > 4096:
+            self._bucket_index.clear()
+        self._bucket_index[name] = (key, i)
 
     def _state(self, m: mmap.mmap, i: int) -> list[float]:
         """[spent, reserved, window end] of bucket i (zeros for -1)."""
@@ -375,8 +400,9 @@ class MappedLedger(ClosingContext):
             if rec[0] > _MAX_NANOS or rec[1] > _MAX_NANOS:
                 raise LedgerError(f"bucket {name!r} would hold more than {_MAX_NANOS} nanos")
             if i in fresh:
-                patches.append((off, _BUCKET.pack(self._bucket_keys[name], *rec)))
-                self._bucket_index[self._bucket_keys[name]] = i
+                key = self._bucket_keys.get(name) or self._bucket_key(name)
+                patches.append((off, _BUCKET.pack(key, *rec)))
+                self._remember(name, key, i)
             else:
                 patches.append((off + 16, _BSTATE.pack(*rec)))
         for i, rec in states.items():  # buckets of a dropped reservation, not named here
@@ -408,13 +434,16 @@ class MappedLedger(ClosingContext):
     def _delete(self, m: mmap.mmap, i: int, states: dict[int, list[float]]) -> Patches:
         """Patches that free slot i (backward-shift deletion keeps every probe chain whole) and
         take its amounts off its buckets' reserved (in `states`, patched by the caller)."""
-        for b, amount in self._entries(m, i):
+        cap, base = self._scap, self._sbase
+        off = base + i * _SLOT_SIZE
+        n = min(_SLOT.unpack_from(m, off)[2], MAX_BUCKETS)
+        for j in range(n):
+            b, amount = _ENTRY.unpack_from(m, off + _SLOT.size + j * _ENTRY.size)
             if amount and b < self._bcap:
                 rec = states.get(b)
                 if rec is None:
                     rec = states[b] = self._state(m, b)
                 rec[1] = max(0, rec[1] - amount)
-        cap, base = self._scap, self._sbase
         patches: Patches = []
         hole, j = i, i
         while True:
@@ -516,7 +545,7 @@ class MappedLedger(ClosingContext):
         ttl = check_ttl(ttl)
         if len(merged) > MAX_BUCKETS:
             raise ConfigError(f"A reservation may touch at most {MAX_BUCKETS} buckets, not {len(merged)}.")
-        rkey = _key(b"reservation", reservation_id)
+        rkey = _reservation_key(reservation_id)
         m = self._enter()
         try:
             now = self._clock()
@@ -535,7 +564,7 @@ class MappedLedger(ClosingContext):
                 if c.limit is not None and spent + reserved + c.amount > c.limit:
                     return Refusal(c.bucket, spent, reserved, c.limit, c.amount)
                 located.append((i, reserved, end))
-            if (live + 1) * 2 > self._scap or any(i < 0 for i, _, _ in located):
+            if (live + 1) * 2 > self._scap or min(located)[0] < 0:
                 self._add(m, rkey, merged, now + ttl)  # growth or new buckets
                 return None
             until = now + ttl
@@ -583,7 +612,7 @@ class MappedLedger(ClosingContext):
 
     def renew(self, reservation_id: str, ttl: float) -> bool:
         ttl = check_ttl(ttl)
-        rkey = _key(b"reservation", reservation_id)
+        rkey = _reservation_key(reservation_id)
         m = self._enter()
         try:
             now = self._clock()
@@ -602,7 +631,7 @@ class MappedLedger(ClosingContext):
 
     def settle(self, reservation_id: str | None, charges: Sequence[Charge]) -> Mapping[str, BucketState]:
         merged = merge_charges(charges)
-        rkey = _key(b"reservation", reservation_id) if reservation_id is not None else None
+        rkey = _reservation_key(reservation_id) if reservation_id is not None else None
         m = self._enter()
         try:
             now = self._clock()
@@ -612,7 +641,7 @@ class MappedLedger(ClosingContext):
             names = [c.bucket for c in merged]
             indexes = [self._bucket_at(m, n)[1] for n in names]
             fresh: set[int] = set()
-            if any(i < 0 for i in indexes):
+            if -1 in indexes:
                 m, indexes, fresh = self._place(m, names)  # may grow the file: before reading slots
             bbase = self._bbase
             states: dict[int, list[float]] = {
@@ -628,14 +657,20 @@ class MappedLedger(ClosingContext):
                 rec = states[i]
                 rec[0] += c.amount
                 rec[2] = max(rec[2], c.expires_at)
-            patches += self._bucket_patches(names, indexes, fresh, states)
+            if fresh:
+                patches += self._bucket_patches(names, indexes, fresh, states)
+            else:
+                for i, rec in states.items():
+                    if rec[0] > _MAX_NANOS:
+                        raise LedgerError(f"a bucket would hold more than {_MAX_NANOS} nanos")
+                    patches.append((bbase + i * _BUCKET.size + 16, _BSTATE.pack(*rec)))
             self._commit(m, patches)
             return {c.bucket: BucketState(int(states[i][0]), int(states[i][1])) for c, i in zip(merged, indexes, strict=True)}
         finally:
             self._leave()
 
     def release(self, reservation_id: str) -> None:
-        rkey = _key(b"reservation", reservation_id)
+        rkey = _reservation_key(reservation_id)
         m = self._enter()
         try:
             slot, found = self._probe(m, rkey)
