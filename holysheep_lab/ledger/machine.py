@@ -12,7 +12,7 @@ from pathlib import Path
 
 from holysheep_lab.errors import LedgerError
 from holysheep_lab.ledger.base import Ledger
-from holysheep_lab.ledger.mapped import MAPPED_FILE, MappedLedger
+from holysheep_lab.ledger.mapped import AVAILABLE, MAPPED_FILE, MappedLedger
 from holysheep_lab.ledger.sqlite import LEDGER_FILE, SQLiteLedger
 
 __all__ = ["machine_ledger"]
@@ -25,7 +25,8 @@ def machine_ledger(log_dir: str | os.PathLike[str]) -> Ledger:
 
     A mapped file (`MappedLedger`, `.ledger.mmap`) unless the folder already has a SQLite ledger
     (`.ledger.sqlite`, the default before): then that one, so every process of a folder keeps
-    sharing one budget. A folder with both is refused: two ledgers would split its budget."""
+    sharing one budget; also where there is no `flock` (Windows). A folder with both is refused:
+    two ledgers would split its budget."""
     folder = Path(log_dir)
     old, new = folder / LEDGER_FILE, folder / MAPPED_FILE
     try:
@@ -37,7 +38,7 @@ def machine_ledger(log_dir: str | os.PathLike[str]) -> Ledger:
                     f"processes using the folder and delete one ({MAPPED_FILE} is the newer default)."
                 )
             return SQLiteLedger(old)
-        return MappedLedger(new)
+        return MappedLedger(new) if AVAILABLE else SQLiteLedger(old)
     except LedgerError as exc:
         raise type(exc)(
             f"{exc} The log folder's machine-wide budget ledger lives there; pass a writable log_dir=, "

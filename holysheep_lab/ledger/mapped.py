@@ -35,6 +35,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; `machine_ledger` picks SQLite there
+    fcntl = None  # type: ignore[assignment]
+
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.validate import positive_seconds
 from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError
@@ -48,7 +53,10 @@ from holysheep_lab.ledger.common import (
     seed_items,
 )
 
-__all__ = ["MAPPED_FILE", "MAX_BUCKETS", "MappedLedger"]
+__all__ = ["AVAILABLE", "MAPPED_FILE", "MAX_BUCKETS", "MappedLedger"]
+
+#: False where the file lock it needs (`fcntl.flock`) does not exist (Windows).
+AVAILABLE = fcntl is not None
 
 #: The machine-wide ledger file of a log folder (see `machine_ledger`).
 MAPPED_FILE = ".ledger.mmap"
@@ -143,6 +151,8 @@ class MappedLedger(ClosingContext):
     ) -> None:
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ConfigError(f"MappedLedger path must be a file path such as 'budget.ledger', not {path!r}.")
+        if not AVAILABLE:
+            raise ConfigError("MappedLedger needs fcntl.flock (Linux, macOS); use hs.SQLiteLedger on this system.")
         self._path = Path(path)
         self._clock = clock
         self._timeout = positive_seconds("MappedLedger timeout", timeout)
