@@ -192,3 +192,54 @@ def test_a_log_folder_gets_a_mapped_file_unless_it_has_a_sqlite_ledger(tmp_path:
     MappedLedger(old / MAPPED_FILE).close()  # two ledgers in one folder would split its budget
     with pytest.raises(LedgerError, match="two budget ledgers"):
         machine_ledger(old)
+
+
+def test_reservations_stay_findable_through_random_churn(tmp_path: Path) -> None:
+    """The reservation table is open-addressed: deleting must never cut a probe chain."""
+    import random
+
+    rng = random.Random(7)
+    ledger = MappedLedger(tmp_path / "l.mmap")
+    far = _far()
+    live: dict[str, int] = {}
+    for step in range(1500):
+        rid = f"{rng.randrange(120):032x}" if rng.random() < 0.5 else f"id-{rng.randrange(120)}"
+        if rid in live and rng.random() < 0.5:
+            if rng.random() < 0.5:
+                ledger.release(rid)
+            else:
+                ledger.settle(rid, [Charge(A, 0, None, far)])
+            del live[rid]
+        elif rid not in live:
+            amount = rng.randrange(1, 50)
+            assert ledger.reserve(rid, [Charge(A, amount, None, far)], 600) is None
+            live[rid] = amount
+        if step % 100 == 0:
+            assert all(ledger.renew(r, 600) for r in live), step
+            assert ledger.snapshot([A])[A].reserved == sum(live.values())
+    assert ledger.snapshot([A])[A].reserved == sum(live.values())
+    ledger.close()
+
+
+def test_a_deletion_too_long_for_one_journal_entry_grows_the_table_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from holysheep_lab.ledger import mapped
+
+    spread = mapped._home
+    # Every key starts probing at slot 0 while the table is small: one long probe chain.
+    monkeypatch.setattr(mapped, "_home", lambda key, cap: 0 if cap <= 128 else spread(key, cap))
+    ledger = MappedLedger(tmp_path / "l.mmap")
+    far = _far()
+    ids = [f"chain-{n}" for n in range(60)]
+    for rid in ids:
+        assert ledger.reserve(rid, [Charge(A, 1, None, far)], 600) is None
+    assert ledger._scap == 128
+    ledger.settle(ids[0], [Charge(A, 1, None, far)])  # 59 records behind it in its chain
+    assert ledger._scap > 128
+    assert ledger.snapshot([A])[A] == BucketState(1, 59)
+    assert all(ledger.renew(rid, 600) for rid in ids[1:])
+    for rid in ids[1:]:
+        ledger.release(rid)
+    assert ledger.snapshot([A])[A] == BucketState(1, 0)
+    ledger.close()

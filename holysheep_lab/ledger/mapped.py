@@ -75,6 +75,7 @@ _JOURNAL_LEN_AT = _HOT_AT
 _JOURNAL_AT = 64
 _DATA_START = 16384  # header + journal; regions start here (or further, after growth)
 _JOURNAL_MAX = _DATA_START - _JOURNAL_AT
+_MAX_MOVES = 40  # slot moves of one deletion in one journal entry (with 16 bucket patches)
 _PATCH = struct.Struct("<QI")
 _BUCKET = struct.Struct("<16sqqd")  # key, spent, reserved, window end
 _BSTATE = struct.Struct("<qqd")  # a bucket without its key
@@ -117,7 +118,10 @@ def _reservation_key(reservation_id: str) -> bytes:
 
 
 def _home(key: bytes, cap: int) -> int:
-    return int.from_bytes(key[8:], "little") % cap  # the random end of a call id (see _reservation_key)
+    """The first slot to probe: Fibonacci hashing of the whole key (cap is a power of two), so
+    ids that differ in any part (a call id's time, a counter) spread over the table."""
+    x = int.from_bytes(key, "little")
+    return (((x ^ (x >> 64)) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> (65 - cap.bit_length())
 
 
 def _find(m: mmap.mmap, key: bytes, start: int, size: int, count: int) -> int:
@@ -227,7 +231,7 @@ class MappedLedger(ClosingContext):
             m.close()
             raise self._damaged(f"layout version {version}; this version of holysheep-lab reads {_VERSION}")
         end = data_off + bcap * _BUCKET.size + scap * _SLOT_SIZE + ccap * _CLAIM.size
-        if not (bcap and scap and ccap) or data_off < _DATA_START or end > size:
+        if not (bcap and scap and ccap) or scap & (scap - 1) or data_off < _DATA_START or end > size:
             m.close()
             raise self._damaged("its regions do not fit the file")
         self._map = m
@@ -443,9 +447,10 @@ class MappedLedger(ClosingContext):
 
     def _delete(self, m: mmap.mmap, i: int, states: dict[int, list[float]]) -> Patches:
         """Patches that free slot i (backward-shift deletion keeps every probe chain whole) and
-        take its amounts off its buckets' reserved (in `states`, patched by the caller)."""
-        cap, base = self._scap, self._sbase
-        off = base + i * _SLOT_SIZE
+        take its amounts off its buckets' reserved (in `states`, patched by the caller). A chain
+        too long for one journal entry doubles the table first (the caller then reads offsets
+        and the mapping anew)."""
+        off = self._sbase + i * _SLOT_SIZE
         n = min(_SLOT.unpack_from(m, off)[2], MAX_BUCKETS)
         for j in range(n):
             b, amount = _ENTRY.unpack_from(m, off + _SLOT.size + j * _ENTRY.size)
@@ -454,24 +459,43 @@ class MappedLedger(ClosingContext):
                 if rec is None:
                     rec = states[b] = self._state(m, b)
                 rec[1] = max(0, rec[1] - amount)
-        patches: Patches = []
+        for grown in range(4):
+            moves = self._shifts(m, i)
+            if len(moves) <= _MAX_MOVES:
+                break
+            if grown == 3:  # a table 8x as large still clusters: keys are not spread
+                raise LedgerError(f"the reservation table of {self._path} keeps clustering; move the file away")
+            key = m[off:off + 16]
+            m = self._grow(m, slots=True)
+            i = self._probe(m, key)[0]
+            off = self._sbase + i * _SLOT_SIZE
+        base = self._sbase
+        patches: Patches = [(base + dst * _SLOT_SIZE, m[base + src * _SLOT_SIZE:base + (src + 1) * _SLOT_SIZE])
+                            for dst, src in moves]
+        patches.append((base + (moves[-1][1] if moves else i) * _SLOT_SIZE, _ZERO_KEY))
+        live = _U32.unpack_from(m, _LIVE_AT)[0]
+        patches.append((_LIVE_AT, _U32.pack(max(0, live - 1))))
+        return patches
+
+    def _shifts(self, m: mmap.mmap, i: int) -> list[tuple[int, int]]:
+        """(to, from) slot moves that close the hole a deletion at i leaves in its probe chain."""
+        cap, base = self._scap, self._sbase
+        moves: list[tuple[int, int]] = []
         hole, j = i, i
         while True:
             j = j + 1 if j + 1 < cap else 0
             off = base + j * _SLOT_SIZE
             key = m[off:off + 16]
             if key == _ZERO_KEY or j == i:
-                break
+                return moves
             home = _home(key, cap)
             # The record at j may move into the hole unless its home lies cyclically in (hole, j].
             if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
                 continue
-            patches.append((base + hole * _SLOT_SIZE, m[off:off + _SLOT_SIZE]))
+            moves.append((hole, j))
             hole = j
-        patches.append((base + hole * _SLOT_SIZE, _ZERO_KEY))
-        live = _U32.unpack_from(m, _LIVE_AT)[0]
-        patches.append((_LIVE_AT, _U32.pack(max(0, live - 1))))
-        return patches
+            if len(moves) > _MAX_MOVES:
+                return moves
 
     def _grow(self, m: mmap.mmap, buckets: bool = False, slots: bool = False, claims: bool = False) -> mmap.mmap:
         """Double the named regions: the new layout is written past the file's end (slots
@@ -522,6 +546,7 @@ class MappedLedger(ClosingContext):
                 if found:
                     states: dict[int, list[float]] = {}
                     patches = self._delete(m, i, states)
+                    m = self._map_now  # a long chain may have grown the table
                     patches += [(self._bbase + b * _BUCKET.size + 16, _BSTATE.pack(*rec)) for b, rec in states.items()]
                     self._commit(m, patches)
             self._commit(m, [(_EXPIRY_AT, _F64.pack(earliest))])
@@ -663,6 +688,7 @@ class MappedLedger(ClosingContext):
                 slot, found = self._probe(m, rkey)
                 if found:
                     patches = self._delete(m, slot, states)
+                    m, bbase = self._map_now, self._bbase  # a long chain may have grown the table
             for c, i in zip(merged, indexes, strict=True):
                 rec = states[i]
                 rec[0] += c.amount
@@ -688,7 +714,7 @@ class MappedLedger(ClosingContext):
                 states: dict[int, list[float]] = {}
                 patches = self._delete(m, slot, states)
                 patches += self._bucket_patches((), (), set(), states)
-                self._commit(m, patches)
+                self._commit(self._map_now, patches)
         finally:
             self._leave()
 
