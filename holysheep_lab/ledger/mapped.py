@@ -1,17 +1,20 @@
 """A ledger in one fixed-layout file mapped into memory, shared by the processes of one machine.
 
 Every operation takes the process's lock and an exclusive `flock` on the file, updates a few
-records in place through the mapping and lets go: a few microseconds, where a SQLite
-transaction costs tens. Layout (little-endian), all at fixed offsets:
+records in place through the mapping and lets go: no transaction, no page writes, no statement
+to run (2-2.5x the reserve+settle pairs/s of SQLite, bench/bench_ledger.py). Layout
+(little-endian), all at fixed offsets:
 
     header   magic, version, capacities, where the regions start, the earliest reservation
              expiry, the next sweep, and a redo journal
     buckets  (key, spent, reserved, window end) per bucket; reserved is the sum of its live
              reservations' amounts, kept up to date by every reserve/settle/release/expiry
-    slots    (key, expiry, pid, up to MAX_BUCKETS (bucket index, amount)) per reservation
+    slots    (key, expiry, pid, up to MAX_BUCKETS (bucket index, amount)) per reservation, an
+             open-addressing table (linear probing, backward-shift deletion) at most half full
     claims   (key, expiry) per alert claim
 
-Keys are 16-byte BLAKE2b digests of the names. Crash safety: every change is first written as
+Keys are 16-byte BLAKE2b digests of the names (a call id, 32 hex digits, is its own key).
+Crash safety: every change is first written as
 absolute byte patches to the header's journal, marked valid with one aligned 4-byte store,
 applied, then cleared; whoever takes the lock next replays a journal left valid by a process
 killed mid-update (replaying absolute bytes is idempotent). Growth writes the larger regions
@@ -24,7 +27,6 @@ process's last call may have been billed, so its hold stays until its deadline.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import math
 import mmap
@@ -439,11 +441,6 @@ class MappedLedger(ClosingContext):
                 return i, False
             i = i + 1 if i + 1 < cap else 0
         return -1, False  # full: never, the table is kept at most half full
-
-    def _entries(self, m: mmap.mmap, i: int) -> list[tuple[int, int]]:
-        off = self._sbase + i * _SLOT_SIZE
-        n = min(_SLOT.unpack_from(m, off)[2], MAX_BUCKETS)
-        return [_ENTRY.unpack_from(m, off + _SLOT.size + j * _ENTRY.size) for j in range(n)]
 
     def _delete(self, m: mmap.mmap, i: int, states: dict[int, list[float]]) -> Patches:
         """Patches that free slot i (backward-shift deletion keeps every probe chain whole) and
