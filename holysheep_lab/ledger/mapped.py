@@ -172,7 +172,15 @@ class MappedLedger(ClosingContext):
         self._bucket_index: dict[str, tuple[bytes, int]] = {}  # validated against the file at use
         self._pid = os.getpid()
         with self._lock:
-            self._open()
+            try:
+                self._open()
+            except BaseException:
+                self._closed = True
+                if self._map is not None:
+                    self._map.close()
+                if self._fd >= 0:
+                    os.close(self._fd)
+                raise
 
     def __repr__(self) -> str:
         return f"MappedLedger({str(self._path)!r})"
@@ -183,6 +191,12 @@ class MappedLedger(ClosingContext):
         return LedgerError(
             f"{self._path} is not a holysheep-lab ledger file, or is damaged ({why}). Move it away: "
             "a new ledger relearns this month's spend from the call log when a client starts."
+        )
+
+    def _unavailable(self, op: str, exc: OSError) -> LedgerUnavailableError:
+        return LedgerUnavailableError(
+            f"Cannot {op} the ledger file {self._path} ({exc.strerror or exc}); the call is refused. "
+            "Free disk space, or keep the log folder on a local disk."
         )
 
     def _open(self) -> None:
@@ -213,9 +227,12 @@ class MappedLedger(ClosingContext):
         head = bytearray(_DATA_START)
         _HEAD.pack_into(head, 0, b"\0" * 8, _VERSION, MAX_BUCKETS, _INITIAL, _INITIAL, _INITIAL, 0,
                         _DATA_START, _INF, 0.0, 0, 0)
-        os.ftruncate(self._fd, _DATA_START + _INITIAL * (_BUCKET.size + _SLOT_SIZE + _CLAIM.size))
-        os.pwrite(self._fd, bytes(head), 0)
-        os.pwrite(self._fd, _MAGIC, 0)  # last: a file with its magic is complete
+        try:
+            os.ftruncate(self._fd, _DATA_START + _INITIAL * (_BUCKET.size + _SLOT_SIZE + _CLAIM.size))
+            os.pwrite(self._fd, bytes(head), 0)
+            os.pwrite(self._fd, _MAGIC, 0)  # last: a file with its magic is complete
+        except OSError as exc:
+            raise self._unavailable("create", exc) from None
 
     def _remap(self) -> None:
         size = os.fstat(self._fd).st_size
@@ -224,7 +241,10 @@ class MappedLedger(ClosingContext):
         if self._map is not None:
             self._map.close()
             self._map = None
-        m = mmap.mmap(self._fd, size)
+        try:
+            m = mmap.mmap(self._fd, size)
+        except OSError as exc:  # a file system that cannot map files
+            raise self._unavailable("map", exc) from None
         magic, version, per_slot, bcap, scap, ccap, _journal, data_off, *_rest = _HEAD.unpack_from(m, 0)
         if magic != _MAGIC:
             m.close()
@@ -516,8 +536,11 @@ class MappedLedger(ClosingContext):
             bytes(table),
             m[self._cbase:self._cbase + self._ccap * _CLAIM.size], bytes((ccap - self._ccap) * _CLAIM.size),
         ))
-        os.ftruncate(self._fd, data_off + len(region))
-        os.pwrite(self._fd, region, data_off)
+        try:
+            os.ftruncate(self._fd, data_off + len(region))
+            os.pwrite(self._fd, region, data_off)
+        except OSError as exc:  # a full disk: nothing switched, the old layout stays in use
+            raise self._unavailable("grow", exc) from None
         self._commit(m, [(_CAPS_AT, struct.pack("<III", bcap, scap, ccap)), (_DATA_AT, struct.pack("<Q", data_off))])
         self._remap()
         return self._map_now
