@@ -1,8 +1,11 @@
-"""Ledger throughput: reserve+settle pairs per second, memory vs SQLite vs Redis.
+"""Ledger throughput: reserve+settle pairs per second, memory vs mapped file vs SQLite vs Redis.
 
 Each pair is what the guard does for one call: reserve the worst case in a daily and a monthly
 bucket (both limited), then settle the actual cost. Sequential (one thread: the latency a call
-pays) and 8 threads on one ledger (contention). Median of several runs.
+pays) and 8 threads on one ledger (contention). Median of several runs; each backend's runs are
+interleaved with the others' (round by round), so load drifting over the run hits all alike.
+The machine-wide default is the mapped file (`MappedLedger`); SQLite beside it is the baseline
+it replaced, measured in the same run.
 
     python bench/bench_ledger.py            # starts its own redis-server on a free port
     python bench/bench_ledger.py --quick    # fewer pairs, for a smoke run
@@ -32,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the real redis-server helper the test
 
 from _support.redis_server import RedisServer  # noqa: E402
 
-from holysheep_lab.ledger import Charge, Ledger, MemoryLedger, RedisLedger, SQLiteLedger  # noqa: E402
+from holysheep_lab.ledger import Charge, Ledger, MappedLedger, MemoryLedger, RedisLedger, SQLiteLedger  # noqa: E402
 
 __all__ = ["main"]
 
@@ -61,12 +64,13 @@ def pairs_per_second(ledger: Ledger, pairs: int, threads: int) -> float:
     return per_thread * threads / (time.perf_counter() - start)
 
 
-def measure(make: Callable[[], Ledger], pairs: int, threads: int, runs: int) -> dict[str, float]:
-    rates = []
-    for _ in range(runs):
-        with make() as ledger:  # type: ignore[attr-defined]
-            pairs_per_second(ledger, max(threads, pairs // 10), threads)  # warm up
-            rates.append(pairs_per_second(ledger, pairs, threads))
+def measure(make: Callable[[], Ledger], pairs: int, threads: int) -> float:
+    with make() as ledger:  # type: ignore[attr-defined]
+        pairs_per_second(ledger, max(threads, pairs // 10), threads)  # warm up
+        return pairs_per_second(ledger, pairs, threads)
+
+
+def summary(rates: list[float]) -> dict[str, float]:
     return {"median": round(statistics.median(rates)), "min": round(min(rates)), "max": round(max(rates))}
 
 
@@ -82,16 +86,25 @@ def main() -> None:
         with RedisServer() as server:
             makers: dict[str, tuple[Callable[[], Ledger], int]] = {
                 "memory": (MemoryLedger, int(50_000 * scale)),
+                "mapped": (lambda: MappedLedger(tmp / f"{uuid.uuid4().hex}.mmap"), int(20_000 * scale)),
                 "sqlite": (lambda: SQLiteLedger(tmp / f"{uuid.uuid4().hex}.sqlite"), int(5_000 * scale)),
                 "redis": (lambda: RedisLedger(server.url, prefix=f"b{uuid.uuid4().hex[:6]}:"), int(5_000 * scale)),
             }
-            for name, (make, pairs) in makers.items():
-                results[name] = {
-                    "sequential": measure(make, pairs, 1, opts.runs),
-                    "threads_8": measure(make, pairs, 8, opts.runs),
-                }
+            rates: dict[str, dict[str, list[float]]] = {n: {"sequential": [], "threads_8": []} for n in makers}
+            for _ in range(opts.runs):  # round by round: every backend once per round
+                for name, (make, pairs) in makers.items():
+                    rates[name]["sequential"].append(measure(make, pairs, 1))
+                    rates[name]["threads_8"].append(measure(make, pairs, 8))
+            for name in makers:
+                results[name] = {k: summary(v) for k, v in rates[name].items()}
                 print(f"{name:7s} pairs/s  sequential {results[name]['sequential']['median']:>8,}"
                       f"   8 threads {results[name]['threads_8']['median']:>8,}", flush=True)
+            same_run = {
+                k: round(statistics.median(a / b for a, b in zip(rates["mapped"][k], rates["sqlite"][k], strict=True)), 2)
+                for k in ("sequential", "threads_8")
+            }
+            results["mapped_vs_sqlite"] = {k: {"median": v} for k, v in same_run.items()}
+            print(f"mapped / sqlite pairs/s, median of same-round ratios: {same_run}")
             # Baseline: bare PING round trips, sequential, through the same client library.
             import redis
 
@@ -108,9 +121,11 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = {
-        "what": "reserve+settle pairs per second (2 buckets each), median of runs",
+        "what": "reserve+settle pairs per second (2 buckets each), median of interleaved runs",
         "command": "python bench/bench_ledger.py" + (" --quick" if opts.quick else ""),
         "runs": opts.runs,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_at_end": list(__import__("os").getloadavg()),
         "machine": {
             "python": platform.python_version(),
             "cpus": __import__("os").cpu_count(),

@@ -1,4 +1,4 @@
-"""One Ledger contract, run against every implementation: memory, SQLite file, real Redis.
+"""One Ledger contract, run against every implementation: memory, mapped file, SQLite file, real Redis.
 
 Then what only shared ledgers must survive: several processes racing for one small budget,
 and (Redis) the server killed and restarted mid-run.
@@ -28,6 +28,7 @@ from holysheep_lab.ledger import (
     BucketState,
     Charge,
     Ledger,
+    MappedLedger,
     MemoryLedger,
     RedisLedger,
     Refusal,
@@ -65,7 +66,7 @@ def redis_server() -> Iterator[RedisServer]:
 Factory = Callable[[], Ledger]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "mapped", "sqlite", "redis"])
 def kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -93,6 +94,8 @@ def make(kind: str, clock: FakeClock, tmp_path: Path, request: pytest.FixtureReq
             ledger = shared_memory[0]
         elif kind == "sqlite":
             ledger = SQLiteLedger(path, clock=clock)
+        elif kind == "mapped":
+            ledger = MappedLedger(path.with_suffix(".mmap"), clock=clock)
         else:
             assert server is not None
             ledger = RedisLedger(server.url, prefix=prefix, clock=clock)
@@ -390,7 +393,7 @@ def test_use_seeder_relearns_before_deciding_only_where_state_can_be_lost(
         assert refusal == Refusal(A, 90, 0, 100, 20)
         assert ledger.snapshot([A])[A] == BucketState(91, 0)
     else:
-        # Memory and a SQLite file never lose state under a running process: never called.
+        # Memory and a file (mapped, SQLite) never lose state under a running process: never called.
         assert calls == []
         assert refusal is None
         assert ledger.snapshot([A])[A] == BucketState(1, 20)
@@ -451,6 +454,8 @@ def test_matches_a_reference_model(kind: str, request: pytest.FixtureRequest, tm
         ledger: Ledger = MemoryLedger(clock=clock)
     elif kind == "sqlite":
         ledger = SQLiteLedger(tmp_path / f"{uuid.uuid4().hex}.sqlite", clock=clock)
+    elif kind == "mapped":
+        ledger = MappedLedger(tmp_path / f"{uuid.uuid4().hex}.mmap", clock=clock)
     else:
         url = request.getfixturevalue("redis_server").url
         ledger = RedisLedger(url, prefix=f"m{uuid.uuid4().hex[:8]}:", clock=clock)
@@ -511,7 +516,7 @@ def test_matches_a_reference_model(kind: str, request: pytest.FixtureRequest, tm
 # -- several processes ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shared", ["sqlite", "redis"])
+@pytest.mark.parametrize("shared", ["mapped", "sqlite", "redis"])
 def test_processes_racing_for_one_budget_never_overshoot(
     shared: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -523,6 +528,8 @@ def test_processes_racing_for_one_budget_never_overshoot(
         target = str(tmp_path / "shared.sqlite")
         SQLiteLedger(target).close()  # create the file once, before the race
         reader: Ledger = SQLiteLedger(target)
+    elif shared == "mapped":
+        target = str(tmp_path / "shared.mmap")  # created by whichever worker comes first
     else:
         target = request.getfixturevalue("redis_server").url
         reader = RedisLedger(target, prefix=prefix)
@@ -549,6 +556,8 @@ def test_processes_racing_for_one_budget_never_overshoot(
         for w in workers:
             if w.poll() is None:
                 w.kill()
+    if shared == "mapped":
+        reader = MappedLedger(target)
     state = reader.snapshot([bucket])[bucket]
     reader.close()
     assert sum(r["errors"] for r in results) == 0

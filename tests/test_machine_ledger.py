@@ -1,8 +1,9 @@
 """One budget per machine by default: clients logging to one folder share its ledger.
 
 Two kernels following the README (same budget, same log folder, no `ledger=`) used to spend
-1.98x the cap, each with its own per-process ledger. The default is now a SQLite file in the
-log folder; `ledger=hs.MemoryLedger()` is the per-process opt-out.
+1.98x the cap, each with its own per-process ledger. The default is now a mapped file in the
+log folder (or the SQLite file a folder already has); `ledger=hs.MemoryLedger()` is the
+per-process opt-out.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import holysheep_lab as hs
+from holysheep_lab.ledger.mapped import MAPPED_FILE, MappedLedger
 from holysheep_lab.ledger.sqlite import LEDGER_FILE
 from holysheep_lab.log import read_table
 
@@ -95,7 +97,7 @@ def test_two_processes_on_one_log_folder_share_its_budget_with_no_configuration(
         reports = _race(sim.base_url, log_dir)
         completed = sim.completed
     assert all(r["other"] == [] for r in reports), reports
-    assert {r["ledger"] for r in reports} == {"SQLiteLedger"}
+    assert {r["ledger"] for r in reports} == {"MappedLedger"}
     total = sum(int(r["nanos"]) for r in reports)  # type: ignore[call-overload]
     # Zero overshoot: together they stay under the one block line (each alone would reach it).
     assert total <= LINE_NANOS
@@ -166,8 +168,9 @@ def test_two_clients_in_one_process_share_it_too_and_memory_ledger_opts_out(log_
 def test_the_ledger_file_lives_hidden_in_the_log_folder(log_dir: Path) -> None:
     with hs.Simulator() as sim, hs.Client(base_url=sim.base_url, log_dir=log_dir) as c:
         c.chat("gpt-4.1", "hello", max_tokens=20)
-        assert isinstance(c.metering.ledger, hs.SQLiteLedger)
-    assert (log_dir / LEDGER_FILE).is_file()
+        assert isinstance(c.metering.ledger, MappedLedger)
+    assert (log_dir / MAPPED_FILE).is_file()
+    assert not (log_dir / LEDGER_FILE).exists()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a foreign file in the log folder would warn
         assert read_table(log_dir).num_rows == 1

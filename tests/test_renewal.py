@@ -25,7 +25,7 @@ import pytest
 import holysheep_lab as hs
 from holysheep_lab.core.guard import TTL_SLACK, attempt_ttl
 from holysheep_lab.ledger import BucketState, Ledger
-from holysheep_lab.ledger.sqlite import LEDGER_FILE
+from holysheep_lab.ledger.mapped import MAPPED_FILE, MappedLedger
 from tests._support.billing_relay import BillingRelay
 
 OLD_TTL = 420.0  # what the fixed TTL was (Retry().max_total + 300)
@@ -240,7 +240,7 @@ def test_the_stream_of_a_killed_process_lapses_one_hold_after_its_last_renewal(l
             child.wait(10)
             clock = FakeClock()
             clock.now = time.time()
-            view = hs.SQLiteLedger(log_dir / LEDGER_FILE, clock=clock)
+            view = MappedLedger(log_dir / MAPPED_FILE, clock=clock)
             day = hs.Client(base_url=relay.base_url, log_dir=log_dir / "other",
                             ledger=hs.MemoryLedger()).metering.guard.buckets()[("global", "daily")]
             held = view.snapshot([day])[day].reserved

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import re
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
 
 DEFAULT_BASE_URL = "https://api.holysheep.ai/v1"
+# httpx2's JSON encoding of request bodies (compact, UTF-8, no NaN).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 # A key with whitespace or a line break would split or forge the Authorization header.
 _CONTROL_OR_SPACE = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -251,8 +254,16 @@ class Client:
         self._chat_url = httpx2.URL(f"{url}/chat/completions")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._timeout = httpx2.Timeout(timeout, connect=min(10.0, timeout))
+        self._transport = MeteredTransport(transport, metering=self.metering)
         self._http = httpx2.Client(base_url=url, headers=self._headers, timeout=self._timeout,
-                                   transport=MeteredTransport(transport, metering=self.metering))
+                                   transport=self._transport)
+        # What the client would send with every chat POST (its default headers, our key, the
+        # JSON type), taken from the client once: `chat` then hands its request straight to the
+        # transport, skipping the client's per-call URL, header, auth and redirect machinery.
+        probe = self._http.build_request("POST", self._chat_url, content=b"",
+                                         headers={"Content-Type": "application/json"})
+        self._chat_headers = [(k, v) for k, v in probe.headers.raw if k.lower() != b"content-length"]
+        self._timeout_extension = probe.extensions["timeout"]
         self._async_transport = async_transport
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = weakref.WeakKeyDictionary()
         self._closed = False
@@ -293,15 +304,32 @@ class Client:
         """
         self._check_open()
         body = self._body(model, messages_or_prompt, max_tokens, temperature, stream, params)
-        request = self._http.build_request("POST", self._chat_url, json=body,
-                                           headers=self._project_headers(project, max_input_tokens),
-                                           extensions={PAYLOAD_EXTENSION: body})
         try:
-            if stream:
-                return ChatStream(_streaming(self._http.send(request, stream=True)), model)
-            return _result(self._http.send(request))
+            if stream or self._http.cookies:  # a relay's cookies: the client's jar sends them back
+                request = self._http.build_request("POST", self._chat_url, json=body,
+                                                   headers=self._project_headers(project, max_input_tokens),
+                                                   extensions={PAYLOAD_EXTENSION: body})
+                if stream:
+                    return ChatStream(_streaming(self._http.send(request, stream=True)), model)
+                return _result(self._http.send(request))
+            return _result(self._post(body, project, max_input_tokens))
         except HolySheepError as exc:
             raise exc.with_traceback(None) from exc.__cause__  # the trace ends here, not 15 frames into httpx2
+
+    def _post(self, body: dict[str, Any], project: str | None, max_input_tokens: int | None) -> httpx2.Response:
+        """POST a chat body through the metered transport, as `self._http.send` would (same
+        headers, timeouts, transport; JSON encoded as httpx2 encodes it) minus its per-call work."""
+        content = _JSON.encode(body).encode()
+        headers = [*self._chat_headers, (b"Content-Length", str(len(content)).encode())]
+        if project or max_input_tokens is not None:
+            headers += [(k.encode(), v.encode()) for k, v in self._project_headers(project, max_input_tokens).items()]
+        request = httpx2.Request("POST", self._chat_url, headers=headers, stream=httpx2.ByteStream(content),
+                                 extensions={"timeout": self._timeout_extension, PAYLOAD_EXTENSION: body})
+        response = self._transport.handle_request(request)
+        response.request = request
+        if "set-cookie" in response.headers:
+            self._http.cookies.extract_cookies(response)
+        return response
 
     async def achat(self, model: str, messages_or_prompt: Messages, max_tokens: int | None = 1024,
                     temperature: float | None = 0.7, *, project: str | None = None, stream: bool = False,

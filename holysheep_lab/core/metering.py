@@ -212,7 +212,7 @@ class Metering:
         clock: Callable[[], datetime] = _default_clock,
         secrets: tuple[str, ...] = (),
     ) -> None:
-        from holysheep_lab.ledger.sqlite import machine_ledger
+        from holysheep_lab.ledger.machine import machine_ledger
         from holysheep_lab.log import LogWriter
 
         _check_options(budget, ledger, alerts, rate_limit, retry, project, log_dir, clock)

@@ -1,6 +1,6 @@
-"""Ledgers: where reservations and spend are kept (memory, SQLite file, Redis).
+"""Ledgers: where reservations and spend are kept (memory, mapped file, SQLite file, Redis).
 
-`SQLiteLedger` and `RedisLedger` are imported on first use, so importing this package stays
+`MappedLedger`, `SQLiteLedger` and `RedisLedger` are imported on first use, so importing this package stays
 cheap and never imports the optional `redis` client.
 """
 
@@ -12,6 +12,7 @@ from holysheep_lab.ledger.base import BucketState, Charge, Ledger, Refusal, buck
 from holysheep_lab.ledger.memory import MemoryLedger
 
 if TYPE_CHECKING:
+    from holysheep_lab.ledger.mapped import MappedLedger
     from holysheep_lab.ledger.redis import RedisLedger
     from holysheep_lab.ledger.sqlite import SQLiteLedger
 
@@ -19,6 +20,7 @@ __all__ = [
     "BucketState",
     "Charge",
     "Ledger",
+    "MappedLedger",
     "MemoryLedger",
     "RedisLedger",
     "Refusal",
@@ -26,7 +28,7 @@ __all__ = [
     "bucket_name",
 ]
 
-_LAZY = {"RedisLedger": ".redis", "SQLiteLedger": ".sqlite"}
+_LAZY = {"MappedLedger": ".mapped", "RedisLedger": ".redis", "SQLiteLedger": ".sqlite"}
 
 
 def __getattr__(name: str) -> Any:

@@ -36,9 +36,9 @@ from holysheep_lab.ledger.common import (
     seed_items,
 )
 
-__all__ = ["LEDGER_FILE", "SQLiteLedger", "machine_ledger"]
+__all__ = ["LEDGER_FILE", "SQLiteLedger"]
 
-#: The machine-wide ledger of a log folder: every client logging there shares its budget.
+#: The SQLite ledger of a log folder (the default before `MappedLedger`; see `ledger.machine`).
 LEDGER_FILE = ".ledger.sqlite"
 
 _SCHEMA = (
@@ -332,17 +332,3 @@ class SQLiteLedger(ClosingContext):
         # Only close our own process's connection; a fork's copy belongs to the parent.
         if conn is not None and self._pid == os.getpid():
             conn.close()
-
-
-def machine_ledger(log_dir: str | os.PathLike[str]) -> SQLiteLedger:
-    """The default ledger: one SQLite file in the log folder (hidden from the log's readers), so
-    two kernels, or a kernel and a script, logging to one folder share one budget with no
-    configuration. `ledger=hs.MemoryLedger()` opts out (one budget per process)."""
-    path = Path(log_dir) / LEDGER_FILE
-    try:
-        return SQLiteLedger(path)
-    except LedgerError as exc:
-        raise type(exc)(
-            f"{exc} The log folder's machine-wide budget ledger lives there; pass a writable log_dir=, "
-            "or ledger=hs.MemoryLedger() for a budget of this process alone."
-        ) from None

@@ -86,11 +86,11 @@ class MeteredStreamFactory(Protocol):
 def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
               metered_stream: MeteredStreamFactory) -> Generator[_Action, Any, Any]:
     """The life of one request. Yields actions; returns the response to hand back."""
-    plan = metering.plan(request.method, request.url.path, body, request.headers,
-                         request.extensions.get(PAYLOAD_EXTENSION))
+    ours = _our_headers(request.headers)
+    plan = metering.plan(request.method, request.url.path, body, ours, request.extensions.get(PAYLOAD_EXTENSION))
     if plan is None:
         return (yield _Send(request))
-    request = _for_relay(lib, request, body, plan)
+    request = _for_relay(lib, request, body, plan, ours)
     if metering.idempotency_header is not None:
         # One key for every attempt (the caller's, or the call's id), so a resend is billed once.
         if metering.idempotency_header not in request.headers:
@@ -120,13 +120,29 @@ def call_flow(metering: Metering, lib: ModuleType, request: Any, body: bytes,
         raise
 
 
-def _for_relay(lib: ModuleType, request: Any, body: bytes, plan: CallPlan) -> Any:
+_OURS = {PROJECT_HEADER.encode(): PROJECT_HEADER, MAX_INPUT_HEADER.encode(): MAX_INPUT_HEADER}
+
+
+def _our_headers(headers: Any) -> dict[str, str]:
+    """Our own request headers (project, input bound), found in one pass over the raw pairs:
+    the metering reads only these, and a Headers look-up decodes and scans every pair."""
+    found: dict[str, str] = {}
+    for name, value in headers.raw:
+        ours = _OURS.get(name.lower())
+        if ours is not None and ours not in found:  # the first, as Headers.get gives
+            try:
+                found[ours] = value.decode()
+            except UnicodeDecodeError:
+                found[ours] = value.decode("latin-1")  # as Headers decodes a non-UTF-8 value
+    return found
+
+
+def _for_relay(lib: ModuleType, request: Any, body: bytes, plan: CallPlan, ours: dict[str, str]) -> Any:
     """The request as the relay gets it: without our headers, with the planned body."""
-    headers = request.headers
-    if PROJECT_HEADER not in headers and MAX_INPUT_HEADER not in headers and plan.body is body:
+    if not ours and plan.body is body:
         return request
-    ours = (PROJECT_HEADER, MAX_INPUT_HEADER, "content-length")
-    kept = [(k, v) for k, v in headers.multi_items() if k.lower() not in ours]
+    dropped = (PROJECT_HEADER, MAX_INPUT_HEADER, "content-length")
+    kept = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in dropped]
     extensions = {k: v for k, v in request.extensions.items() if k != PAYLOAD_EXTENSION}
     return lib.Request(request.method, request.url, headers=kept, content=plan.body, extensions=extensions)
 
@@ -173,7 +189,8 @@ def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: 
         # A relay's error answer bills nothing; a 2xx is billed, and in doubt until it is read.
         plan.in_doubt = 200 <= response.status_code < 300
         plan.http_status = status = response.status_code
-        metering.limiter.observe_headers(response.headers)
+        if _RATE_HEADERS in _header_names(response.headers):
+            metering.limiter.observe_headers(response.headers)
         if status in retry.retry_statuses:
             after = parse_retry_after(response.headers)
             if status == 429 and after:
@@ -184,6 +201,14 @@ def _send_with_retries(metering: Metering, lib: ModuleType, request: Any, plan: 
                 yield _Sleep(delay)
                 continue
         return response
+
+
+_RATE_HEADERS = b"x-ratelimit-"
+
+
+def _header_names(headers: Any) -> bytes:
+    """Every header name of a response, lower case, in one string (for a cheap `in` test)."""
+    return b"\n".join(name for name, _ in headers.raw).lower()
 
 
 def _unreachable(request: Any, exc: BaseException) -> APIConnectionError:

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 
-from holysheep_lab.ledger import Charge, Ledger, RedisLedger, SQLiteLedger
+from holysheep_lab.ledger import Charge, Ledger, MappedLedger, RedisLedger, SQLiteLedger
 
 __all__ = ["main"]
 
@@ -22,7 +22,8 @@ __all__ = ["main"]
 def main(argv: list[str]) -> None:
     kind, target, prefix, bucket = argv[:4]
     limit, threads, loops, seed = (int(x) for x in argv[4:8])
-    ledger: Ledger = SQLiteLedger(target) if kind == "sqlite" else RedisLedger(target, prefix=prefix)
+    ledger: Ledger = (SQLiteLedger(target) if kind == "sqlite" else MappedLedger(target) if kind == "mapped"
+                      else RedisLedger(target, prefix=prefix))
     expires_at = time.time() + 3600
     lock = threading.Lock()
     totals = {"accepted": 0, "settled": 0, "refused": 0, "errors": 0}
