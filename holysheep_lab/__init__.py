@@ -55,6 +55,7 @@ _LAZY: dict[str, str] = {
     "Ledger": "holysheep_lab.ledger",
     "Level": "holysheep_lab.alerts",
     "LineChannel": "holysheep_lab.alerts",
+    "MappedLedger": "holysheep_lab.ledger",
     "MemoryLedger": "holysheep_lab.ledger",
     "MeteredTransport": "holysheep_lab.transports.metered",
     "NotebookChannel": "holysheep_lab.alerts",
@@ -105,6 +106,7 @@ __all__ = [
     "Level",
     "LineChannel",
     "LogError",
+    "MappedLedger",
     "MemoryLedger",
     "MeteredTransport",
     "MissingExtraError",
@@ -199,7 +201,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; never executed
     from holysheep_lab.core.budget import Budget
     from holysheep_lab.core.limits import RateLimit, Retry
     from holysheep_lab.core.pricing import Price, PriceEntry, PriceTable, Tier, Usage
-    from holysheep_lab.ledger import Ledger, MemoryLedger, RedisLedger, SQLiteLedger
+    from holysheep_lab.ledger import Ledger, MappedLedger, MemoryLedger, RedisLedger, SQLiteLedger
     from holysheep_lab.log import read_log
     from holysheep_lab.log.schema import CallRecord
     from holysheep_lab.notebook import BudgetMeter, dashboard
