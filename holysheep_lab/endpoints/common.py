@@ -23,7 +23,7 @@ def count(obj: Any, key: str, required: bool, where: str = "usage") -> int:
         if required:
             raise ResponseFormatError(f"{where}.{key} is missing from the response.")
         return 0
-    if type(value) is not int and (isinstance(value, bool) or not isinstance(value, int)) or value < 0:
+    if (type(value) is not int and (isinstance(value, bool) or not isinstance(value, int))) or value < 0:
         raise ResponseFormatError(f"{where}.{key} must be a non-negative integer; got {value!r}.")
     return value
 
