@@ -270,6 +270,8 @@ class Metering:
         # forked child inherits its parent's calls in flight and must not log them again).
         self._open: dict[str, tuple[int, CallPlan]] = {}
         self._open_lock = threading.Lock()
+        # (method, path) -> its adapter: a client sends to a few paths, and matching is pure.
+        self._endpoints: dict[tuple[str, str], Endpoint | None] = {}
         # Calls still in flight at interpreter exit are settled before the writer closes.
         self.writer.before_close(self._settle_open)
         # A shared ledger that restarts empty (Redis without persistence) relearns the
@@ -358,7 +360,13 @@ class Metering:
         UnmeteredEndpointError for a POST no adapter meters unless `passthrough` names its path
         (then it goes through, logged as 'unmetered'). Other methods (GET /models) pass.
         `payload` is the already-parsed body when the caller has it (hs.Client does)."""
-        endpoint = find_endpoint(method, path)
+        try:
+            endpoint = self._endpoints[method, path]
+        except KeyError:
+            endpoint = find_endpoint(method, path)
+            if len(self._endpoints) >= _ENDPOINT_CACHE:
+                self._endpoints.clear()
+            self._endpoints[method, path] = endpoint
         if endpoint is None:
             if method.upper() == "POST":
                 self._unmetered(method, path, body, headers)
@@ -748,6 +756,9 @@ class Metering:
 # Frames of these packages are not the caller's: a warning points past them, at user code.
 _LIBRARY_PACKAGES = frozenset({"holysheep_lab", "httpx2", "httpcore2", "httpx", "httpcore", "openai", "anthropic",
                                "aiohttp", "asyncio", "contextlib", "concurrent", "threading"})
+
+
+_ENDPOINT_CACHE = 256  # paths remembered by `Metering.plan`
 
 
 def _warn(message: str, category: type[Warning]) -> None:

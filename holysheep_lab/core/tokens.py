@@ -274,7 +274,7 @@ class _Walk:
     def value(self, value: Any) -> None:
         if isinstance(value, str):
             self.texts.append(value)
-        elif isinstance(value, Mapping):
+        elif type(value) is dict or isinstance(value, Mapping):  # dict first: the ABC check is slow
             kind = value.get("type")
             if kind in ("image_url", "input_image", "image"):
                 self.image(value)

@@ -17,12 +17,13 @@ __all__ = ["cache_writes", "conversation_id", "count", "output_cap", "relay_cost
 
 def count(obj: Any, key: str, required: bool, where: str = "usage") -> int:
     """A token count `obj[key]`: a non-negative int; 0 if absent and not `required`."""
-    value = obj.get(key) if isinstance(obj, Mapping) else None
+    # `type(...) is dict` first: parsed JSON is always a dict, and the Mapping check is slow.
+    value = obj.get(key) if type(obj) is dict or isinstance(obj, Mapping) else None
     if value is None:
         if required:
             raise ResponseFormatError(f"{where}.{key} is missing from the response.")
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if (type(value) is not int and (isinstance(value, bool) or not isinstance(value, int))) or value < 0:
         raise ResponseFormatError(f"{where}.{key} must be a non-negative integer; got {value!r}.")
     return value
 
@@ -33,9 +34,10 @@ def cache_writes(details: Any, usage: Mapping[str, Any], where: str) -> int:
     from LiteLLM's Anthropic passthrough, as ``usage.cache_creation_input_tokens``. A part of the
     input total either way; they are billed above the input price, so they must not be read as
     plain input."""
-    for key in ("cache_write_tokens", "cache_creation_tokens"):
-        if isinstance(details, Mapping) and details.get(key) is not None:
-            return count(details, key, False, where)
+    if type(details) is dict or isinstance(details, Mapping):
+        for key in ("cache_write_tokens", "cache_creation_tokens"):
+            if details.get(key) is not None:
+                return count(details, key, False, where)
     return count(usage, "cache_creation_input_tokens", False)
 
 
@@ -49,8 +51,8 @@ def relay_cost(usage: Mapping[str, Any]) -> float | None:
 
 def usage_object(body: Any, hint: str) -> Mapping[str, Any]:
     """The answer's `usage` object, or a ResponseFormatError that says how to get one."""
-    usage = body.get("usage") if isinstance(body, Mapping) else None
-    if not isinstance(usage, Mapping):
+    usage = body.get("usage") if type(body) is dict or isinstance(body, Mapping) else None
+    if type(usage) is not dict and not isinstance(usage, Mapping):
         raise ResponseFormatError(f"The response has no 'usage' object, so its cost cannot be known.{hint}")
     return usage
 
