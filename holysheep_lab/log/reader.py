@@ -1087,15 +1087,6 @@ def read_table(path: LogPaths, start: date | datetime | str | None = None,
 # -- pandas ------------------------------------------------------------------------------------
 
 
-def _empty(n: int, dtype: Any) -> Any:
-    """A new writable numpy array of `n` values from the reader's memory pool (whose pages the
-    Arrow columns being freed hand back)."""
-    import numpy as np
-
-    dtype = np.dtype(dtype)
-    return np.frombuffer(pa.allocate_buffer(n * dtype.itemsize, memory_pool=_pool()), dtype=dtype, count=n)
-
-
 def _valid(array: pa.Array) -> Any:
     """Which values of `array` are not null (a numpy bool array), or None when none is null."""
     import numpy as np
@@ -1106,30 +1097,35 @@ def _valid(array: pa.Array) -> Any:
     return np.unpackbits(bits, count=array.offset + len(array), bitorder="little")[array.offset:].view(bool)
 
 
-def _one_array(column: pa.ChunkedArray, selection: Any) -> tuple[pa.Array, bool]:
-    """The column's selected rows (all if None) as one array, and whether its buffers are new
-    ones this read alone holds (made by a take or a concatenation), so numpy may write to them."""
-    import pyarrow.compute as pc
-
-    if selection is not None:
-        column = pc.take(column, _indices(selection), memory_pool=_pool())
-        if column.num_chunks == 1:
-            return column.chunk(0), True
-    chunks = [c for c in column.chunks if len(c)]
-    if len(chunks) > 1:
-        return pa.concat_arrays(chunks, memory_pool=_pool()), True
-    return (chunks[0] if chunks else pa.array([], type=column.type)), False
-
-
-def _values(array: pa.Array, owned: bool, dtype: Any) -> Any:
-    """A fixed-width array's values as a writable numpy array: a view of its buffer if `owned`,
-    else a copy."""
+def _view(array: pa.Array, dtype: Any) -> Any:
+    """A fixed-width array's values as a (read-only) numpy view of its buffer."""
     import numpy as np
 
     if len(array) == 0:
         return np.empty(0, dtype=dtype)
-    view = np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[array.offset:]
-    return view if owned and view.flags.writeable else view.copy()
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[array.offset:]
+
+
+def _numbers(column: pa.ChunkedArray, selection: Any, dtype: Any) -> tuple[Any, Any]:
+    """A fixed-width column's values (the rows `selection` picks; all if None) as one new numpy
+    array, and which are not null (None: all). numpy allocates it: it asks for huge pages, so a
+    10M-row column costs a few dozen page faults instead of 20 000 (Arrow's pools hand out
+    4 KiB pages, and jemalloc returns them as soon as they are freed)."""
+    import numpy as np
+
+    chunks = [c for c in column.chunks if len(c)]
+    values = np.empty(sum(map(len, chunks)), dtype=dtype)
+    valid = np.ones(len(values), dtype=bool) if column.null_count else None
+    start = 0
+    for chunk in chunks:
+        values[start:start + len(chunk)] = _view(chunk, dtype)
+        if valid is not None and chunk.null_count:
+            valid[start:start + len(chunk)] = _valid(chunk)
+        start += len(chunk)
+    if selection is not None:
+        values = np.take(values, selection)
+        valid = None if valid is None else np.take(valid, selection)
+    return values, valid
 
 
 def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
@@ -1150,11 +1146,11 @@ def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
         tables.append(np.array([-1 if w is None else code_of.setdefault(w, len(code_of)) for w in words], np.int64))
     k = len(code_of)
     kind = np.int8 if k < 2**7 else np.int16 if k < 2**15 else np.int32
-    codes = _empty(sum(map(len, chunks)), kind)
+    codes: Any = np.empty(sum(map(len, chunks)), kind)
     seen = np.zeros(k + 1, dtype=bool)  # the last slot: null
     start = 0
     for chunk, table in zip(chunks, tables, strict=True):
-        indices = _values(chunk.indices, True, chunk.indices.type.to_pandas_dtype())
+        indices = _view(chunk.indices, chunk.indices.type.to_pandas_dtype())
         part = codes[start:start + len(chunk)]
         np.take(np.r_[table, -1].astype(kind), indices, out=part, mode="clip")  # (an empty dictionary: all null)
         valid = _valid(chunk)
@@ -1164,7 +1160,7 @@ def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
         seen[table[used]] = True
         start += len(chunk)
     if selection is not None:
-        codes = np.take(codes, selection, out=_empty(len(selection), kind))
+        codes = np.take(codes, selection)
     words = np.array(list(code_of), dtype=object)
     present = int(seen[:k].sum())
     if present == 0:  # all null (or no rows): the same category dtype
@@ -1173,7 +1169,7 @@ def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
     # Order of first appearance: the first rows hold every category in practice.
     size = 1024
     while True:
-        first = pd.unique(codes[:size])
+        first: Any = pd.unique(codes[:size])
         first = first[first >= 0]
         if len(first) == present or size >= len(codes):
             break
@@ -1188,28 +1184,26 @@ def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
 
 
 def _timestamps(column: pa.ChunkedArray, selection: Any) -> Any:
-    """A timestamp column as datetime64 with its zone, in one copy."""
+    """A timestamp column as datetime64 with its zone: pandas concatenates the chunks (one copy
+    into new, writable memory), then takes the selection."""
     import pandas as pd
 
     kind = column.type
-    dtype = pd.DatetimeTZDtype(unit=kind.unit, tz=kind.tz) if kind.tz else None
-    if dtype is None or column.null_count:
+    if not kind.tz or column.null_count:
         if selection is not None:
             column = column.take(_indices(selection))
-        return column.to_pandas(memory_pool=_pool())
-    if selection is None and column.num_chunks > 1:  # pandas concatenates the chunks: one copy
-        series = pd.Series(dtype.__from_arrow__(column), copy=False)
-    else:
-        array, owned = _one_array(column, selection)
-        values = _values(array, owned, "int64").view(f"M8[{kind.unit}]")
-        series = pd.Series(values, copy=False).dt.tz_localize(kind.tz)
-    return series if series.array.asi8.flags.writeable else series.copy()
+        return column.to_pandas()
+    array: Any = pd.DatetimeTZDtype(unit=kind.unit, tz=kind.tz).__from_arrow__(column)
+    if selection is not None:
+        array = array.take(selection)
+    elif not array.asi8.flags.writeable:  # one chunk: a view of Arrow's buffer
+        array = array.copy()
+    return pd.Series(array, copy=False)
 
 
 def _to_series(column: pa.ChunkedArray, name: str, selection: Any = None) -> Any:
     """One Arrow column (the rows `selection` picks, in that order; all if None) as a pandas
-    Series with the log's dtypes, in one copy: numeric columns are views of a buffer the take
-    or concatenation made (writable: the frame alone holds it)."""
+    Series with the log's dtypes, in new, writable memory."""
     import numpy as np
     import pandas as pd
 
@@ -1219,10 +1213,7 @@ def _to_series(column: pa.ChunkedArray, name: str, selection: Any = None) -> Any
     if pa.types.is_timestamp(kind):
         return _timestamps(column, selection)
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        array, owned = _one_array(column, selection)
-        values = _values(array, owned, kind.to_pandas_dtype())
-        valid = _valid(array)
-        del array
+        values, valid = _numbers(column, selection, kind.to_pandas_dtype())
         if valid is None:
             return pd.Series(values, copy=False)
         if pa.types.is_floating(kind):
@@ -1253,9 +1244,7 @@ def _all_null(n: int, field: pa.Field) -> Any:
     if pa.types.is_boolean(kind):
         return pd.Series(pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool)), copy=False)
     if pa.types.is_floating(kind):
-        values = _empty(n, np.float64)
-        values.fill(np.nan)
-        return pd.Series(values, copy=False)
+        return pd.Series(np.full(n, np.nan), copy=False)
     if pa.types.is_string(kind):
         return pa.chunked_array([pa.nulls(n, pa.large_string())]).to_pandas()
     return pa.chunked_array([pa.nulls(n, kind)]).to_pandas()
