@@ -54,6 +54,20 @@ def test_compounding_growth_is_extrapolated():
     assert bench.total_error(F.baseline_last7(y[:112], FIRST, 28), y[112:]) > 20  # what a run rate misses
 
 
+def test_growth_that_stopped_is_not_extrapolated():
+    # 2 %/day for months, flat for the last six weeks: the 12-week fit still sees a slope,
+    # the history's own last weeks show the run rate doing better, and the forecast follows it.
+    rng = np.random.default_rng(7)
+    t = np.arange(140)
+    level = 10 * 1.02 ** np.minimum(t, 100)
+    y = level * rng.lognormal(-0.00125, 0.05, len(t))
+    fc = F.forecast_series(y, FIRST, days=28)
+    assert fc["yhat"].sum() == pytest.approx(28 * level[-1], rel=0.04)
+    # A day-ahead forecast (spend_days' band) is the model's alone, leaning nowhere.
+    fitted = F.forecast_series(y[:60], FIRST, days=1)["yhat"][0]
+    assert fitted == pytest.approx(float(F._fitted_point(y[:60], FIRST.weekday(), 1)[0][0]))
+
+
 def test_blocked_from_names_the_line_its_limit_and_block_point():
     ts = pd.date_range(pd.Timestamp(date(2026, 10, 2), tz="UTC") + pd.Timedelta(hours=12), periods=50, freq="D")
     df = pd.DataFrame({"ts": ts.as_unit("us"), "model": "m", "status": "ok", "cost_usd": np.full(50, 10.0)})

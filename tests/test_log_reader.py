@@ -473,6 +473,27 @@ def test_overlapping_unsorted_parts_with_duplicates_read_sorted_once(log_dir):
     assert "a" not in week["model"].cat.categories  # rows filtered out leave no category behind
 
 
+def test_read_log_columns_are_the_frames_own_and_writable(log_dir):
+    import numpy as np
+    import pandas as pd
+
+    # Several parts (concatenated), overlapping ones (taken in order), nulls in each kind.
+    write(log_dir, [rec(1, cost_usd=None), rec(3, http_status=None), rec(5)])
+    write(log_dir, [rec(2), rec(4, model="b"), rec(6)])
+    df = read_log(log_dir)
+    df.loc[0, "cost_usd"] = 7.5
+    df.loc[1, "input_tokens"] = 99
+    df.loc[2, "http_status"] = 404
+    df.loc[3, "ts"] = pd.Timestamp("2030-01-01", tz="UTC")
+    df.loc[4, "model"] = "b"
+    assert df["cost_usd"].iloc[0] == 7.5 and df["input_tokens"].iloc[1] == 99
+    assert df["http_status"].iloc[2] == 404 and df["ts"].iloc[3].year == 2030 and df["model"].iloc[4] == "b"
+    again = read_log(log_dir)  # nothing written above reached the log or another read
+    assert np.isnan(again["cost_usd"].iloc[0]) and again["input_tokens"].iloc[1] == 12
+    assert again["ts"].iloc[3].year == 2026 and again["model"].iloc[4] == "gpt-4.1"
+    pd.testing.assert_frame_equal(again, _reference_frame(log_dir))
+
+
 def test_same_call_at_the_same_ts_keeps_the_first_copy(log_dir):
     write(log_dir, [rec(1, model="first"), rec(2)])
     write(log_dir, [rec(1, model="second"), rec(2)])

@@ -14,7 +14,9 @@ The model ("log_trend_shift"), numpy only, fitted on the last 12 weeks:
    and moved toward the last week when that week stands apart (a shift too recent to fit);
 4. forecast = level x growth^h x weekday factor; prediction band: lognormal around it, its
    variance the day-to-day noise + the level's and the growth's uncertainty + a drift per day
-   ahead, so that the 80 % band holds about 80 % of days (bench/bench_forecast.py).
+   ahead, so that the 80 % band holds about 80 % of days (bench/bench_forecast.py);
+5. for a week or more ahead, the forecast leans toward the 7-day run rate as far as the run
+   rate forecast this history's own last weeks better (a trend or shift not borne out).
 
 On held-out trend x weekly-cycle x noise histories with level shifts, its 28-day total error
 is below statsforecast's AutoETS at a fraction of its cost (bench/README.md).
@@ -60,6 +62,9 @@ _LEVEL_DAYS, _LEVEL_HALF_LIFE = 28, 14.0  # the recent days the current level is
 _NEW_LEVEL_Z, _NEW_LEVEL_SPAN = 1.5, 2.0  # when the last week alone moves the level
 _SHIFT_PENALTY = 3.0  # x log(n): what a level shift must explain to be believed (BIC-like)
 _DRIFT = 0.0005  # variance per day ahead (log scale) for growth that changes: calibrates the band
+# The check against the run rate (`_run_rate_share`): the days forecast from each origin, how
+# many weekly origins, the prior (a squared relative error), the days an origin needs behind it.
+_CHECK_DAYS, _CHECK_ORIGINS, _CHECK_PRIOR, _CHECK_MIN_TRAIN = 28, 3, 0.003, 56
 
 
 # --------------------------------------------------------------------------- the model
@@ -220,7 +225,18 @@ def _fit(y: np.ndarray, first_dow: int) -> _Fit:
 
 
 def _model_point(y: np.ndarray, first_dow: int, h: int) -> tuple[np.ndarray, np.ndarray]:
-    """Expected spend for the next `h` days and its log-scale standard deviation per day."""
+    """Expected spend for the next `h` days and its log-scale standard deviation per day: the
+    model's, leaning toward the 7-day run rate as far as the run rate did better in this
+    history's own recent weeks (`_run_rate_share`), for forecasts of a week or more."""
+    yhat, sd = _fitted_point(y, first_dow, h)
+    share = _run_rate_share(y, first_dow) if h >= 7 else 0.0
+    if share > 0 and yhat.mean() > 0:
+        # The run rate's total, spread over the days as the model spreads its own.
+        yhat = (1 - share) * yhat + share * float(np.mean(y[-7:])) * yhat / yhat.mean()
+    return yhat, sd
+
+
+def _fitted_point(y: np.ndarray, first_dow: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     n = len(y)
     if n == 0:
         return np.zeros(h), np.zeros(h)
@@ -229,6 +245,31 @@ def _model_point(y: np.ndarray, first_dow: int, h: int) -> tuple[np.ndarray, np.
         rel = float(np.std(y) / mean) if mean > 0 else 0.0
         return np.full(h, mean), np.sqrt(np.log1p(max(rel, 0.25) ** 2) * (1 + np.arange(1, h + 1) / 7))
     return _fit(y, first_dow).path(first_dow, n, h)
+
+
+def _run_rate_share(y: np.ndarray, first_dow: int) -> float:
+    """The share of the forecast to take from the 7-day run rate: where the trend or the level
+    shift the model fits is not borne out, a run rate can do better, and the history says so.
+    The model and the run rate forecast the `_CHECK_DAYS` days after each of the last
+    `_CHECK_ORIGINS` weekly origins that leave that many days, from the days before it; with
+    M and R their mean squared relative errors of the total, the run rate's share is
+    (M + c) / (M + R + 2c), c a prior that keeps a few origins' luck from deciding (chosen on
+    the tuning histories of bench/bench_forecast.py, never the held-out ones)."""
+    n, days = len(y), _CHECK_DAYS
+    model, rate = [], []
+    for j in range(_CHECK_ORIGINS):
+        o = n - days - 7 * j
+        if o < _CHECK_MIN_TRAIN:
+            break
+        actual = float(np.sum(y[o:o + days]))
+        if actual <= 0:
+            continue
+        model.append((float(np.sum(_fitted_point(y[:o], first_dow, days)[0])) / actual - 1) ** 2)
+        rate.append((float(np.mean(y[o - 7:o])) * days / actual - 1) ** 2)
+    if not model:
+        return 0.0
+    m, r = float(np.mean(model)), float(np.mean(rate))
+    return (m + _CHECK_PRIOR) / (m + r + 2 * _CHECK_PRIOR)
 
 
 def forecast_series(

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -70,7 +71,7 @@ _UTC = UTC
 _DAY = timedelta(days=1)
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
-_PARALLEL_ROWS = 200_000  # below this, sorting in threads costs more than it saves
+_RELEASE_BYTES = 128 << 20  # freed Arrow columns handed back to the system in lots of this size
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 
 
@@ -666,102 +667,104 @@ def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
 
 
 def _sorted_and_unique(pieces: list[pa.Table], schema: pa.Schema, ids: list[_Ids] | None = None) -> pa.Table:
-    """The pieces as one table sorted by ts, one row per (call_id, ts): the same rows and order
-    as concatenating them, keeping each row's first copy and stable-sorting by ts. Pieces whose
-    ts ranges overlap (several files of one day, as other tools write them) are merged and
-    sorted cluster by cluster; the clusters follow each other, so there is no sort of the whole
-    and no copy at all when the pieces are already in order (each part file sorted, the days
-    apart). The list is emptied as pieces are consumed.
+    """The pieces as one table sorted by ts, one row per (call_id, ts): see `_ordered`. Copies
+    nothing when the pieces are already in order and hold no copies (each part file sorted,
+    the days apart); else one take per column."""
+    table, selection = _ordered(pieces, schema, ids)
+    return table if selection is None else _take_columns([table], selection)
+
+
+def _ordered(pieces: list[pa.Table], schema: pa.Schema,
+             ids: list[_Ids] | None = None) -> tuple[pa.Table, Any]:
+    """The pieces concatenated (no copy), and the rows of it, in order, that make the table
+    sorted by ts with one row per (call_id, ts): the same rows and order as concatenating the
+    pieces, keeping each row's first copy and stable-sorting by ts. The selection is None when
+    it is every row as it stands (the usual case for a log written by holysheep-lab). The list
+    is emptied.
 
     Pieces without a call_id column come with `ids` (one per piece): the ids of the few rows
     that share a ts with another are loaded from there."""
     import numpy as np
 
-    spans = []
-    sorts: list[Any] = [None] * len(pieces)  # the order each piece was sorted in (None: as read)
-    repeats: list[Any] = [None] * len(pieces)  # per piece: rows whose ts equals the next row's
-    for index, piece in enumerate(pieces):
-        ts = _ts_values(piece["ts"])
-        # One pass finds both: a row not before the next is a repeat, or the piece is unsorted.
-        steps = np.flatnonzero(ts[1:] <= ts[:-1]) if len(ts) > 1 else np.empty(0, np.int64)
-        if len(steps) and bool((ts[steps + 1] < ts[steps]).any()):
-            order = np.argsort(ts, kind="stable")
-            pieces[index] = piece.take(_indices(order))
-            sorts[index], ts = order, ts[order]
-            steps = np.flatnonzero(ts[1:] == ts[:-1])
-        repeats[index] = steps
-        if len(ts):
-            spans.append((int(ts[0]), index, int(ts[-1])))
-    spans.sort()
-    clusters: list[list[int]] = []  # pieces whose ts ranges overlap or touch, transitively
-    reach = 0
-    for lo, index, hi in spans:
-        if clusters and lo <= reach:
-            clusters[-1].append(index)
-            reach = max(reach, hi)
-        else:
-            clusters.append([index])
-            reach = hi
-    pending: list[pa.Table | None] = list(pieces)
+    sizes = [p.num_rows for p in pieces]
+    table = pa.concat_tables(pieces) if pieces else pa.Table.from_batches([], schema=schema)
     pieces.clear()
-
-    def place(members: list[int]) -> tuple[pa.Table, Any, Any]:
-        """One cluster as a sorted table, the order it was sorted in, and its repeats."""
-        members.sort()  # in list order: a stable sort then keeps each row's first copy first
-        parts = [cast("pa.Table", pending[i]) for i in members]
-        for i in members:
-            pending[i] = None  # each piece is let go once placed
-        if len(parts) == 1:
-            return parts[0], None, repeats[members[0]]
-        table = pa.concat_tables(parts)
-        del parts
+    ts_chunks = [c for c in table["ts"].chunks if len(c)]
+    in_order = all(_is_sorted(c) for c in ts_chunks) and all(
+        _last(a) <= _first(b) for a, b in pairwise(ts_chunks))
+    selection: Any = None
+    if in_order:  # no sort: the repeats (rows whose ts equals the next row's) chunk by chunk
+        same_parts, offset, previous = [], 0, 0
+        for chunk in ts_chunks:
+            ts = _ts_values(chunk)
+            same_parts.append(np.flatnonzero(ts[1:] == ts[:-1]) + offset)
+            if offset and _first(chunk) == previous:
+                same_parts.append(np.array([offset - 1], dtype=np.int64))
+            previous, offset = _last(chunk), offset + len(chunk)
+        same = np.concatenate(same_parts) if same_parts else np.empty(0, np.int64)
+        stamps_of: Any = None
+    else:  # a stable sort keeps copies (equal ts) in list order; runs of sorted pieces make it cheap
         ts = _ts_values(table["ts"])
-        resort = np.argsort(ts, kind="stable")
-        ts = ts[resort]
-        return table.take(_indices(resort)), resort, np.flatnonzero(ts[1:] == ts[:-1])
-
-    rows = [[p.num_rows for p in (cast("pa.Table", pending[i]) for i in sorted(m))] for m in clusters]
-    busy = sum(len(m) > 1 for m in clusters)
-    if busy > 1 and sum(map(sum, rows)) >= _PARALLEL_ROWS:  # sorts and takes release the GIL
-        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
-            placed = list(pool.map(place, clusters))
-    else:
-        placed = [place(m) for m in clusters]
-    out: list[pa.Table] = []
-    merged = _Merged(sorts)
-    same_parts = []
-    offset = 0
-    for members, sizes, (table, resort, same) in zip(clusters, rows, placed, strict=True):
-        merged.clusters.append(_Cluster(members, sizes, resort))
-        same_parts.append(same + offset)
-        out.append(table)
-        offset += table.num_rows
-    del placed
-    table = pa.concat_tables(out) if out else pa.Table.from_batches([], schema=schema)
-    del out
-    holder = [table]
-    del table
-    same = np.concatenate(same_parts) if same_parts else np.empty(0, np.int64)
+        selection = np.argsort(ts, kind="stable")
+        ts = ts[selection]
+        same = np.flatnonzero(ts[1:] == ts[:-1])
+        stamps_of = ts
+    if not len(same):
+        return table, selection
     # Copies of a row (a crash mid-roll, a read racing a roll or a compaction, a record appended
     # twice) share call_id and ts, so they sit in the same run of equal ts values, in their
     # original order: only rows of such runs are candidates, usually none.
-    if len(same):
-        candidates = np.union1d(same, same + 1)
-        stamps = _ts_values(_take_rows(holder[0]["ts"], candidates)).tolist()
-        found = (_plain(_take_rows(holder[0]["call_id"], candidates)) if ids is None
-                 else merged.call_ids(candidates, ids))
-        seen: set[tuple[int, str]] = set()
-        drop = []
-        for row, key in zip(candidates.tolist(), zip(stamps, found, strict=True), strict=True):
-            if key in seen:
-                drop.append(row)
-            else:
-                seen.add(key)
-        if drop:
-            keep = np.ones(holder[0].num_rows, dtype=bool)
-            keep[drop] = False
-            holder.append(_take_columns(holder, keep))
-    return holder.pop()
+    candidates = np.union1d(same, same + 1)
+    rows = candidates if selection is None else selection[candidates]  # rows of `table`
+    stamps = (_ts_values(_take_rows(table["ts"], candidates)) if stamps_of is None
+              else stamps_of[candidates]).tolist()
+    found = _call_ids(table, rows, sizes, ids)
+    seen: set[tuple[int, str]] = set()
+    drop = []
+    for at, key in enumerate(zip(stamps, found, strict=True)):
+        if key in seen:
+            drop.append(at)
+        else:
+            seen.add(key)
+    if not drop:
+        return table, selection
+    keep = np.ones(table.num_rows, dtype=bool)
+    keep[candidates[drop]] = False
+    return table, (np.flatnonzero(keep) if selection is None else selection[keep])
+
+
+def _is_sorted(chunk: pa.Array) -> bool:
+    ts = _ts_values(chunk)
+    return bool((ts[1:] >= ts[:-1]).all())
+
+
+def _first(chunk: pa.Array) -> int:
+    return int(_ts_values(chunk.slice(0, 1))[0])
+
+
+def _last(chunk: pa.Array) -> int:
+    return int(_ts_values(chunk.slice(len(chunk) - 1, 1))[0])
+
+
+def _call_ids(table: pa.Table, rows: Any, sizes: list[int], ids: list[_Ids] | None) -> list[Any]:
+    """The call_ids of these rows of the concatenated pieces (from the table, or loaded piece by
+    piece from `ids`)."""
+    import numpy as np
+
+    order = np.argsort(rows, kind="stable")
+    ascending = rows[order]
+    out: list[Any] = [None] * len(rows)
+    if ids is None:
+        values = _plain(_take_rows(table["call_id"], ascending))
+    else:
+        starts = np.cumsum([0, *sizes])
+        piece = np.searchsorted(starts, ascending, side="right") - 1
+        values = []
+        for k in np.unique(piece).tolist():
+            values += _plain(ids[k].load().take(_indices(ascending[piece == k] - starts[k])))
+    for slot, value in zip(order.tolist(), values, strict=True):
+        out[slot] = value
+    return out
 
 
 def _take_rows(column: pa.ChunkedArray, rows: Any) -> pa.ChunkedArray:
@@ -781,51 +784,6 @@ def _plain(column: pa.ChunkedArray | pa.Array) -> list[Any]:
         column = column.cast(column.type.value_type)
     values: list[Any] = column.to_pylist()
     return values
-
-
-@dataclass(slots=True)
-class _Cluster:
-    """Pieces merged into one run of the sorted table: which (in list order), their row counts,
-    and the order their concatenation was sorted in (None: one piece, as it was)."""
-
-    members: list[int]
-    sizes: list[int]
-    order: Any
-
-
-@dataclass(slots=True)
-class _Merged:
-    """Where each row of a merged table came from: which piece, which row of it as read."""
-
-    sorts: list[Any]  # per piece: the order it was sorted in on its own, or None
-    clusters: list[_Cluster] = field(default_factory=list)  # the runs of the table, in order
-
-    def call_ids(self, rows: Any, ids: list[_Ids]) -> list[Any]:
-        """The call_ids of these rows of the merged table, loaded piece by piece."""
-        import numpy as np
-
-        offsets = np.cumsum([0, *(sum(c.sizes) for c in self.clusters)])
-        which = np.searchsorted(offsets, rows, side="right") - 1
-        out: list[Any] = [None] * len(rows)
-        for k in np.unique(which).tolist():
-            mask = which == k
-            cluster = self.clusters[k]
-            local = rows[mask] - offsets[k]
-            if cluster.order is not None:
-                local = cluster.order[local]  # row of the members' concatenation
-            starts = np.cumsum([0, *cluster.sizes])
-            member = np.searchsorted(starts, local, side="right") - 1
-            slots = np.flatnonzero(mask)
-            for j in np.unique(member).tolist():
-                piece = cluster.members[j]
-                chosen = member == j
-                at = local[chosen] - starts[j]
-                if self.sorts[piece] is not None:
-                    at = self.sorts[piece][at]
-                values = _plain(ids[piece].load().take(_indices(at)))
-                for slot, value in zip(slots[chosen].tolist(), values, strict=True):
-                    out[slot] = value
-        return out
 
 
 def _strings(values: Sequence[str]) -> pa.Array:
@@ -872,9 +830,9 @@ def _read_files(files: list[Path], schema: pa.Schema, lo: datetime | None, hi: d
 
 
 def _merge(sources: _Sources, lo: datetime | None, hi: datetime | None, schema: pa.Schema,
-           for_pandas: bool) -> tuple[pa.Table, list[str]]:
-    """Every row in [lo, hi) of every log with `schema` (and `source`), de-duplicated and
-    sorted, and the problems met."""
+           for_pandas: bool) -> tuple[pa.Table, Any, list[str]]:
+    """Every row in [lo, hi) of every log with `schema` (and `source`), as the pieces read and
+    the selection that de-duplicates and sorts them (see `_ordered`), and the problems met."""
     lazy_ids = "call_id" not in schema.names
     names = sources.names
     # Journals first, then Parquet: a roll renames its Parquet file before it unlinks the
@@ -916,7 +874,8 @@ def _merge(sources: _Sources, lo: datetime | None, hi: datetime | None, schema: 
     target = sources.schema(schema)
     if for_pandas:
         target = _unify(pieces, target)
-    return _sorted_and_unique(pieces, target, part_ids + journal_ids if lazy_ids else None), problems
+    table, selection = _ordered(pieces, target, part_ids + journal_ids if lazy_ids else None)
+    return table, selection, problems
 
 
 def _unify(pieces: list[pa.Table], schema: pa.Schema) -> pa.Schema:
@@ -972,19 +931,20 @@ def _one_log(path: LogPaths) -> _Found:
 
 def _read(path: LogPaths, start: date | datetime | str | None,
           end: date | datetime | str | None, columns: Sequence[str] | None, *,
-          dictionaries: Collection[str], for_pandas: bool, below: bool = True) -> pa.Table:
+          dictionaries: Collection[str], for_pandas: bool, below: bool = True) -> tuple[pa.Table, Any]:
+    """The rows read and the selection that sorts and de-duplicates them (see `_ordered`)."""
     lo, hi = time_range(start, end)
     wanted, lean, with_ids = _schemas(columns, dictionaries)
     sources, wanted, problems = _sources(path, columns, wanted, below=below)
     try:
-        table, found = _merge(sources, lo, hi, lean, for_pandas)
+        table, selection, found = _merge(sources, lo, hi, lean, for_pandas)
     except _IdsVanished:  # compacted meanwhile: read again, the ids with the rest
-        table, found = _merge(sources, lo, hi, with_ids, for_pandas)
+        table, selection, found = _merge(sources, lo, hi, with_ids, for_pandas)
     for problem in problems + found:
         warnings.warn(problem, LogReadWarning, stacklevel=3)
-    if table.column_names == wanted:
-        return table
-    return table.select([c for c in wanted if c in table.column_names])  # for pandas: those some file has
+    if table.column_names != wanted:
+        table = table.select([c for c in wanted if c in table.column_names])  # for pandas: those some file has
+    return table, selection
 
 
 def _day_number(day: date) -> int:
@@ -1092,11 +1052,12 @@ def _day_again(sources: _Sources, day: int, lo: datetime | None, hi: datetime | 
     """One UTC day read as `read_table` reads (journals, listing, ids and all), for a day whose
     files changed under the scan."""
     begin = datetime(1970, 1, 1, tzinfo=_UTC) + day * _DAY
-    table, problems = _merge(sources, max(begin, lo) if lo else begin,
-                             min(begin + _DAY, hi) if hi else begin + _DAY, schema, for_pandas=False)
+    table, selection, problems = _merge(sources, max(begin, lo) if lo else begin,
+                                        min(begin + _DAY, hi) if hi else begin + _DAY, schema, for_pandas=False)
     for problem in problems:
         warnings.warn(problem, LogReadWarning, stacklevel=4)
-    return table.select(wanted)
+    table = table.select(wanted)
+    return table if selection is None else _take_columns([table], selection)
 
 
 def read_table(path: LogPaths, start: date | datetime | str | None = None,
@@ -1119,41 +1080,156 @@ def read_table(path: LogPaths, start: date | datetime | str | None = None,
     With `below` False, `path` is one folder read as one log, without the logs in its
     subfolders (a client's own log: its budget is its own log's spend).
     """
-    return _read(path, start, end, columns, dictionaries=frozenset(dictionary_columns), for_pandas=False,
-                 below=below)
+    table, selection = _read(path, start, end, columns, dictionaries=frozenset(dictionary_columns),
+                             for_pandas=False, below=below)
+    return table if selection is None else _take_columns([table], selection)
 
 
 # -- pandas ------------------------------------------------------------------------------------
 
 
-def _to_series(column: pa.ChunkedArray, name: str) -> Any:
+def _valid(array: pa.Array) -> Any:
+    """Which values of `array` are not null (a numpy bool array), or None when none is null."""
+    import numpy as np
+
+    if not array.null_count:
+        return None
+    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, count=array.offset + len(array), bitorder="little")[array.offset:].view(bool)
+
+
+def _view(array: pa.Array, dtype: Any) -> Any:
+    """A fixed-width array's values as a (read-only) numpy view of its buffer."""
+    import numpy as np
+
+    if len(array) == 0:
+        return np.empty(0, dtype=dtype)
+    return np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[array.offset:]
+
+
+def _numbers(column: pa.ChunkedArray, selection: Any, dtype: Any) -> tuple[Any, Any]:
+    """A fixed-width column's values (the rows `selection` picks; all if None) as one new numpy
+    array, and which are not null (None: all; a float column's nulls are NaN instead). numpy
+    allocates it: it asks for huge pages, so a 10M-row column costs a few dozen page faults
+    instead of 20 000 (Arrow's pools hand out 4 KiB pages, and jemalloc returns them as soon as
+    they are freed). Chunk by chunk, so the masks stay in cache."""
+    import numpy as np
+
+    chunks = [c for c in column.chunks if len(c)]
+    values = np.empty(sum(map(len, chunks)), dtype=dtype)
+    nan = values.dtype.kind == "f"
+    valid = np.ones(len(values), dtype=bool) if column.null_count and not nan else None
+    start = 0
+    for chunk in chunks:
+        part = values[start:start + len(chunk)]
+        part[:] = _view(chunk, dtype)
+        if chunk.null_count:
+            ok = _valid(chunk)
+            if valid is None:
+                part[~ok] = np.nan
+            else:
+                valid[start:start + len(chunk)] = ok
+        start += len(chunk)
+    if selection is not None:
+        values = np.take(values, selection)
+        valid = None if valid is None else np.take(valid, selection)
+    return values, valid
+
+
+def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
+    """A low-cardinality column as a pandas categorical, categories in order of first appearance
+    (unused ones dropped): the same categories, and so the same group-by order, as
+    dictionary-encoding the values. Each chunk's dictionary is mapped onto the categories once;
+    its indices are looked up into codes (no string per row)."""
+    import numpy as np
+    import pandas as pd
+
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    chunks = [c for c in column.chunks if len(c)]
+    code_of: dict[Any, int] = {}
+    tables = []
+    for chunk in chunks:
+        words = chunk.dictionary.to_pylist()
+        tables.append(np.array([-1 if w is None else code_of.setdefault(w, len(code_of)) for w in words], np.int64))
+    k = len(code_of)
+    kind = np.int8 if k < 2**7 else np.int16 if k < 2**15 else np.int32
+    codes: Any = np.empty(sum(map(len, chunks)), kind)
+    seen = np.zeros(k + 1, dtype=bool)  # the last slot: null
+    start = 0
+    for chunk, table in zip(chunks, tables, strict=True):
+        indices = _view(chunk.indices, chunk.indices.type.to_pandas_dtype())
+        part = codes[start:start + len(chunk)]
+        if len(table) and (table == np.arange(len(table))).all():  # the dictionary's order is the categories'
+            part[:] = indices
+        else:
+            np.take(np.r_[table, -1].astype(kind), indices, out=part, mode="clip")  # (an empty dictionary: all null)
+        valid = _valid(chunk)
+        if valid is not None:
+            part[~valid] = -1
+        used = np.bincount(indices if valid is None else indices[valid], minlength=len(table)) > 0
+        seen[table[used]] = True
+        start += len(chunk)
+    if selection is not None:
+        codes = np.take(codes, selection)
+    words = np.array(list(code_of), dtype=object)
+    present = int(seen[:k].sum())
+    if present == 0:  # all null (or no rows): the same category dtype
+        return pd.Series(pd.Categorical.from_codes(np.full(len(codes), -1, np.int8),
+                                                   categories=pd.Index([], dtype="str")), copy=False)
+    # Order of first appearance: the first rows hold every category in practice.
+    size = 1024
+    while True:
+        first: Any = pd.unique(codes[:size])
+        first = first[first >= 0]
+        if len(first) == present or size >= len(codes):
+            break
+        size *= 16
+    if len(first) != k or (first != np.arange(k)).any():
+        recode = np.full(k + 1, -1, dtype=kind)  # the last slot: code -1 (null)
+        recode[first] = np.arange(len(first), dtype=kind)
+        codes = recode[codes]
+        words = words[first]
+    categories = pd.Index(words.tolist(), dtype="str")
+    return pd.Series(pd.Categorical.from_codes(codes, categories=categories, validate=False), copy=False)
+
+
+def _timestamps(column: pa.ChunkedArray, selection: Any) -> Any:
+    """A timestamp column as datetime64 with its zone: pandas concatenates the chunks (one copy
+    into new, writable memory), then takes the selection."""
+    import pandas as pd
+
+    kind = column.type
+    if not kind.tz or column.null_count:
+        if selection is not None:
+            column = column.take(_indices(selection))
+        return column.to_pandas()
+    array: Any = pd.DatetimeTZDtype(unit=kind.unit, tz=kind.tz).__from_arrow__(column)
+    if selection is not None:
+        array = array.take(selection)
+    elif not array.asi8.flags.writeable:  # one chunk: a view of Arrow's buffer
+        array = array.copy()
+    return pd.Series(array, copy=False)
+
+
+def _to_series(column: pa.ChunkedArray, name: str, selection: Any = None) -> Any:
+    """One Arrow column (the rows `selection` picks, in that order; all if None) as a pandas
+    Series with the log's dtypes, in new, writable memory."""
+    import numpy as np
     import pandas as pd
 
     kind = column.type
     if name in CATEGORICAL_COLUMNS or name == SOURCE_COLUMN:
-        if not pa.types.is_dictionary(kind):
-            column = column.dictionary_encode()
-        series = column.to_pandas(memory_pool=_pool())
-        del column
-        cats = series.cat.categories
-        if len(cats) == 0:  # all null: give it the same category dtype
-            return series.cat.set_categories(pd.Index([], dtype="str"))
-        # Categories in order of first appearance, unused ones dropped: the same categories
-        # (and so the same group-by order) as dictionary-encoding the values.
-        import numpy as np
-
-        codes = series.cat.codes.to_numpy()
-        first = pd.unique(codes)
-        first = first[first >= 0]
-        if len(first) != len(cats) or (first != range(len(cats))).any():
-            # Recode by table lookup (set_categories hashes every value: 10x slower).
-            table = np.full(len(cats) + 1, -1, dtype=codes.dtype)  # the last slot: code -1 (null)
-            table[first] = np.arange(len(first), dtype=codes.dtype)
-            series = pd.Series(pd.Categorical.from_codes(table[codes], categories=cats[first], validate=False),
-                               copy=False)
-        return series
-    if pa.types.is_integer(kind) and column.null_count:
-        return column.to_pandas(types_mapper={kind: pd.Int64Dtype()}.get, memory_pool=_pool())
+        return _categorical(column, selection)
+    if pa.types.is_timestamp(kind):
+        return _timestamps(column, selection)
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        values, valid = _numbers(column, selection, kind.to_pandas_dtype())
+        if valid is None:
+            return pd.Series(values, copy=False)
+        return pd.Series(pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~valid), copy=False)
+    if selection is not None:
+        column = column.take(_indices(selection))
     if pa.types.is_boolean(kind) and column.null_count:
         return column.to_pandas(types_mapper={kind: pd.BooleanDtype()}.get, memory_pool=_pool())
     return column.to_pandas(memory_pool=_pool())
@@ -1182,23 +1258,36 @@ def _all_null(n: int, field: pa.Field) -> Any:
     return pa.chunked_array([pa.nulls(n, kind)]).to_pandas()
 
 
-
-def _frame(holder: list[pa.Table], fields: Sequence[pa.Field] | None = None) -> pd.DataFrame:
-    """The table in `holder` as a DataFrame, consumed one column at a time (each Arrow column is
-    freed once converted, so the peak is the table plus about one column). `fields` are the
-    frame's columns in order; those the table lacks are all null."""
+def _frame(holder: list[pa.Table], fields: Sequence[pa.Field] | None = None, selection: Any = None) -> pd.DataFrame:
+    """The table in `holder` (the rows `selection` picks, in that order; all if None) as a
+    DataFrame, consumed one column at a time (each Arrow column is freed once converted, so
+    the peak is the table plus about one column). `fields` are the frame's columns in order;
+    those the table lacks are all null."""
     import pandas as pd
 
     table = holder.pop()
     names = table.column_names
     columns: list[pa.ChunkedArray | None] = list(table.columns)
-    n = table.num_rows
+    n = table.num_rows if selection is None else len(selection)
     del table
+
+    pool = _pool()
+    freed = [0]
 
     def convert(i: int) -> Any:
         column = cast("pa.ChunkedArray", columns[i])
         columns[i] = None  # the frame's column replaces it
-        return _to_series(column, names[i])
+        series = _to_series(column, names[i], selection)
+        freed[0] += column.nbytes
+        del column
+        # The frame's columns are numpy memory, which cannot reuse the pages the Arrow columns
+        # held: hand them back every _RELEASE_BYTES, not after jemalloc's decay (with it, the
+        # peak of a 10M-row read varied from 1.1x to 1.5x the table; at every column, the
+        # purges cost more than the copies).
+        if freed[0] >= _RELEASE_BYTES:
+            pool.release_unused()
+            freed[0] = 0
+        return series
 
     fields = list(fields) if fields is not None else [pa.field(name, pa.null()) for name in names]
     index = {name: i for i, name in enumerate(names)}
@@ -1230,10 +1319,10 @@ def read_log(path: LogPaths, start: date | datetime | str | None = None,
     as it is converted.
     """
     wanted = _columns(columns)
-    table = _read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)
+    table, selection = _read(path, start, end, columns, dictionaries=CATEGORICAL_COLUMNS, for_pandas=True)
     if SOURCE_COLUMN in table.column_names and SOURCE_COLUMN not in wanted:
         wanted.append(SOURCE_COLUMN)
     fields = [pa.field(SOURCE_COLUMN, _SOURCE_TYPE) if c == SOURCE_COLUMN else CALL_SCHEMA.field(c) for c in wanted]
     holder = [table]
     del table  # `_frame` frees the Arrow columns as it converts them: no reference may stay here
-    return _frame(holder, fields)
+    return _frame(holder, fields, selection)
