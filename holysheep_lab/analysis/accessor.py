@@ -25,6 +25,7 @@ from holysheep_lab.analysis.forecast import forecast as _forecast
 from holysheep_lab.analysis.plot import Plot
 from holysheep_lab.core.budget import Budget
 from holysheep_lab.core.pricing import RELAY_COST_TOLERANCE, PriceTable
+from holysheep_lab.core.runaway import GROWTH_MIN_CALLS, GROWTH_MIN_FACTOR, GROWTH_MIN_INCREASING, GROWTH_MIN_TOKENS
 
 __all__ = ["REQUIRED_COLUMNS", "HolySheepAccessor"]
 
@@ -101,7 +102,8 @@ class HolySheepAccessor:
         return shown(_budget_status(self._df, budget, now=now))
 
     def context_growth(
-        self, min_calls: int = 5, min_growth: float = 2.0, min_increasing: float = 0.8, min_tokens: int = 10_000
+        self, min_calls: int = GROWTH_MIN_CALLS, min_growth: float = GROWTH_MIN_FACTOR,
+        min_increasing: float = GROWTH_MIN_INCREASING, min_tokens: int = GROWTH_MIN_TOKENS,
     ) -> pd.DataFrame:
         """Conversations whose prompt keeps growing: see `spend.context_growth`."""
         return shown(_sp.context_growth(self._df, min_calls=min_calls, min_growth=min_growth,

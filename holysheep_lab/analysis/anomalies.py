@@ -32,6 +32,14 @@ from holysheep_lab.analysis.frames import (
 )
 from holysheep_lab.analysis.spend import context_growth, daily
 from holysheep_lab.core.budget import resolve_tz
+from holysheep_lab.core.runaway import (
+    GROWTH_MIN_CALLS,
+    GROWTH_MIN_FACTOR,
+    GROWTH_MIN_TOKENS,
+    STORM_MIN_EVENTS,
+    STORM_MIN_SHARE,
+    STORM_WINDOW_MINUTES,
+)
 from holysheep_lab.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -83,8 +91,8 @@ def _growth_rows(df: pd.DataFrame, min_calls: int, min_growth: float, min_tokens
     return rows
 
 
-def retry_storms(df: pd.DataFrame, window_minutes: int = 10, min_events: int = 10,
-                 min_share: float = 0.3) -> pd.DataFrame:
+def retry_storms(df: pd.DataFrame, window_minutes: int = STORM_WINDOW_MINUTES, min_events: int = STORM_MIN_EVENTS,
+                 min_share: float = STORM_MIN_SHARE) -> pd.DataFrame:
     """Windows in which a model's calls retried or failed in bulk.
 
     Per model and `window_minutes` window (aligned on the epoch), events are the attempts
@@ -194,12 +202,12 @@ def anomalies(
     tz: str | tzinfo | None = None,
     now: datetime | None = None,
     *,
-    min_calls: int = 5,
-    min_growth: float = 2.0,
-    min_tokens: int = 10_000,
-    window_minutes: int = 10,
-    min_events: int = 10,
-    min_share: float = 0.3,
+    min_calls: int = GROWTH_MIN_CALLS,
+    min_growth: float = GROWTH_MIN_FACTOR,
+    min_tokens: int = GROWTH_MIN_TOKENS,
+    window_minutes: int = STORM_WINDOW_MINUTES,
+    min_events: int = STORM_MIN_EVENTS,
+    min_share: float = STORM_MIN_SHARE,
     band: float = 0.99,
 ) -> pd.DataFrame:
     """Every anomaly of the log: growing conversations, retry storms, spend days off the band.

@@ -23,6 +23,7 @@ import numpy as np
 from holysheep_lab.analysis import spend as _sp
 from holysheep_lab.analysis.frames import group_codes, require_columns
 from holysheep_lab.core.budget import Budget
+from holysheep_lab.core.runaway import GROWTH_MIN_CALLS, GROWTH_MIN_FACTOR
 from holysheep_lab.errors import MissingExtraError
 
 if TYPE_CHECKING:
@@ -433,8 +434,8 @@ def latency_chart(df: pd.DataFrame, bins: int = 40) -> alt.Chart:
     return chart
 
 
-def context_growth_chart(df: pd.DataFrame, top: int = 5, min_calls: int = 5,
-                         min_growth: float = 2.0) -> alt.Chart:
+def context_growth_chart(df: pd.DataFrame, top: int = 5, min_calls: int = GROWTH_MIN_CALLS,
+                         min_growth: float = GROWTH_MIN_FACTOR) -> alt.Chart:
     """Prompt tokens per call along the costliest growing conversations (see `context_growth`)."""
     import pandas as pd
 

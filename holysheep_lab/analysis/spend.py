@@ -47,6 +47,7 @@ from holysheep_lab.analysis.frames import (
 )
 from holysheep_lab.core.budget import Window, resolve_tz, window_bounds
 from holysheep_lab.core.clock import micros_to_datetime, to_micros
+from holysheep_lab.core.runaway import GROWTH_MIN_CALLS, GROWTH_MIN_FACTOR, GROWTH_MIN_INCREASING, GROWTH_MIN_TOKENS
 from holysheep_lab.errors import ConfigError, LogError
 
 if TYPE_CHECKING:
@@ -492,10 +493,10 @@ def burn_rate(
 
 def context_growth(
     df: pd.DataFrame,
-    min_calls: int = 5,
-    min_growth: float = 2.0,
-    min_increasing: float = 0.8,
-    min_tokens: int = 10_000,
+    min_calls: int = GROWTH_MIN_CALLS,
+    min_growth: float = GROWTH_MIN_FACTOR,
+    min_increasing: float = GROWTH_MIN_INCREASING,
+    min_tokens: int = GROWTH_MIN_TOKENS,
 ) -> pd.DataFrame:
     """Find conversations whose prompt keeps growing call after call ("context explosion").
 
