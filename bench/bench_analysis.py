@@ -248,7 +248,7 @@ def timed(fn: Any, runs: int) -> tuple[float, Any]:
     return statistics.median(times), out
 
 
-_MEM_CODE = """
+MEM_CODE = """
 import resource, sys, gc
 def rss():
     # High-water mark of resident memory (VmHWM; ru_maxrss as a fallback), bytes.
@@ -278,7 +278,7 @@ print(rss() - base, size)
 def memory(path: Path) -> dict[str, Any]:
     out = {}
     for what in ("arrow_dataset", "read_table", "read_log"):
-        res = subprocess.run([sys.executable, "-c", _MEM_CODE, str(path), what], capture_output=True, text=True)
+        res = subprocess.run([sys.executable, "-c", MEM_CODE, str(path), what], capture_output=True, text=True)
         if res.returncode != 0:
             out[what] = {"error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed"}
             continue

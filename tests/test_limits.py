@@ -50,6 +50,19 @@ def test_tpm_books_tokens_and_rejects_impossible_calls():
         rl.acquire(1001)
 
 
+@pytest.mark.parametrize("t0", [3.3, 12_345.678])  # (3.3 + 60) - 60 < 3.3 in floating point
+def test_a_full_token_window_waits_for_its_oldest_booking_whatever_the_rounding(t0):
+    clock = FakeClock()
+    clock.t = t0
+    rl = RateLimiter(RateLimit(rpm=100, tpm=3100), clock=clock)
+    assert [rl.acquire(1020) for _ in range(3)] == [0.0] * 3
+    done = []
+    worker = threading.Thread(target=lambda: done.append(rl.acquire(1020)), daemon=True)
+    worker.start()
+    worker.join(5)
+    assert done == [pytest.approx(60.0)]  # it ended: the oldest booking leaves at its expiry
+
+
 def test_pause_from_server_holds_every_caller():
     clock = FakeClock()
     rl = RateLimiter(None, clock=clock)

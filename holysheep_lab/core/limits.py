@@ -146,21 +146,24 @@ class RateLimiter:
             )
         with self._lock:
             now = self._clock()
-            # Bookings never go back in time, so entries older than start - 60 s are done with.
+            # Bookings never go back in time, so entries booked WINDOW or more before start are
+            # done with. Compared as `booked + WINDOW <= start`: the same sum that moves start to
+            # an entry's expiry below, so that entry always leaves (`start - WINDOW` may round
+            # below it, and the wait for tokens would never end).
             start = max(now, self._paused_until, self._last)
             if rpm is not None:
                 reqs = self._requests
-                while reqs and reqs[0] <= start - WINDOW:
+                while reqs and reqs[0] + WINDOW <= start:
                     reqs.popleft()
                 if len(reqs) >= rpm:
                     start = reqs[-rpm] + WINDOW
-                    while reqs and reqs[0] <= start - WINDOW:
+                    while reqs and reqs[0] + WINDOW <= start:
                         reqs.popleft()
                 reqs.append(start)
             if tpm is not None and tokens:
                 toks = self._tokens
                 while True:
-                    while toks and toks[0][0] <= start - WINDOW:
+                    while toks and toks[0][0] + WINDOW <= start:
                         self._token_sum -= toks.popleft()[1]
                     if self._token_sum + tokens <= tpm:
                         break
