@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import save
+from _common import interleaved, paired_ratio, save
 
 MODELS = ["gpt-4.1", "claude-sonnet-4.5", "gemini-2.5-flash", "deepseek-v3.2", "gpt-4.1-mini",
           "gpt-4o-mini", "gpt-5-mini", "o4-mini"]
@@ -176,25 +176,13 @@ def make_foreign_log(root: Path, rows: int, writer: str, days: int = 90, seed: i
 
 def rounds_of(variants: dict[str, Any], rounds: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall and CPU seconds of each variant per round, the order alternating between rounds."""
-    for fn in variants.values():
-        fn()  # imports, page cache
-    wall: dict[str, list[float]] = {k: [] for k in variants}
-    cpu: dict[str, list[float]] = {k: [] for k in variants}
-    for i in range(rounds):
-        order = list(variants.items())
-        if i % 2:
-            order.reverse()
-        for name, fn in order:
-            t, c = time.perf_counter(), time.process_time()
-            fn()
-            wall[name].append(time.perf_counter() - t)
-            cpu[name].append(time.process_time() - c)
-    return wall, cpu
+    wall, cpu = interleaved(variants, rounds, calls=1, warmup=1)
+    return ({k: [v / 1e6 for v in vs] for k, vs in wall.items()}, {k: [v / 1e6 for v in vs] for k, vs in cpu.items()})
 
 
 def paired(samples: dict[str, list[float]], a: str, b: str) -> float:
     """Median over rounds of a / b."""
-    return round(statistics.median(x / y for x, y in zip(samples[a], samples[b], strict=True)), 2)
+    return round(paired_ratio(samples, a, b), 2)
 
 
 def foreign_read_and_daily(root: Path, rounds: int) -> dict[str, Any]:

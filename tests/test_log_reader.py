@@ -511,6 +511,21 @@ def test_sorted_parts_are_not_copied(log_dir):
     assert table["call_id"].to_pylist() == [f"call-{i:06d}" for i in (1, 2, 3, 4)]
 
 
+@pytest.mark.parametrize("later_first", [False, True])
+def test_sorted_parts_listed_out_of_time_order_are_not_copied(log_dir, later_first):
+    # File names follow the writer (host, pid, a random tag), not time: the later part may list first.
+    write(log_dir, [rec(1), rec(2)])
+    (early,) = log_dir.glob("date=*/*.parquet")
+    write(log_dir, [rec(3), rec(4)])
+    (late,) = [p for p in log_dir.glob("date=*/*.parquet") if p != early]
+    early.rename(early.with_name("part-b.parquet"))
+    late.rename(late.with_name("part-a.parquet" if later_first else "part-c.parquet"))
+    table = read_table(log_dir)
+    assert table.column("ts").num_chunks >= 2  # put in time order, not sorted row by row
+    assert table["call_id"].to_pylist() == [f"call-{i:06d}" for i in (1, 2, 3, 4)]
+    assert list(read_log(log_dir)["call_id"]) == [f"call-{i:06d}" for i in (1, 2, 3, 4)]
+
+
 def test_roll_types_from_append_signatures_match_a_rescan(log_dir):
     # Mixed None patterns: the column types come from the signatures seen at append time.
     records = [rec(i, http_status=None if i % 2 else 200, project=None if i % 3 else "p",

@@ -686,6 +686,10 @@ def _ordered(pieces: list[pa.Table], schema: pa.Schema,
     that share a ts with another are loaded from there."""
     import numpy as np
 
+    order = _disjoint_order(pieces)
+    if order is not None:  # sorted pieces listed out of order (file names do not follow time)
+        pieces[:] = [pieces[i] for i in order]
+        ids = [ids[i] for i in order] if ids is not None else None
     sizes = [p.num_rows for p in pieces]
     table = pa.concat_tables(pieces) if pieces else pa.Table.from_batches([], schema=schema)
     pieces.clear()
@@ -731,6 +735,34 @@ def _ordered(pieces: list[pa.Table], schema: pa.Schema,
     keep = np.ones(table.num_rows, dtype=bool)
     keep[candidates[drop]] = False
     return table, (np.flatnonzero(keep) if selection is None else selection[keep])
+
+
+def _disjoint_order(pieces: list[pa.Table]) -> list[int] | None:
+    """The order of `pieces` by time when each is sorted by ts and, so ordered, none overlaps
+    the next (no ts in common either, so no row can have copies in two of them and the order
+    cannot change which copy is first); None when they are in order already or overlap."""
+    spans: list[tuple[int, int, int]] = []  # (first ts, last ts, index) of the pieces with rows
+    empty: list[int] = []
+    boundaries_ok = True
+    previous: int | None = None
+    for i, piece in enumerate(pieces):
+        chunks = [c for c in piece["ts"].chunks if len(c)]
+        if not chunks:
+            empty.append(i)
+            continue
+        first, last = _first(chunks[0]), _last(chunks[-1])
+        boundaries_ok = boundaries_ok and (previous is None or previous <= first)
+        previous = last
+        spans.append((first, last, i))
+    if boundaries_ok or len(spans) < 2:
+        return None
+    spans.sort()
+    if any(a[1] >= b[0] for a, b in pairwise(spans)):
+        return None
+    if not all(_is_sorted(c) and _first(c) >= f and _last(c) <= la
+               for f, la, i in spans for c in pieces[i]["ts"].chunks if len(c)):
+        return None
+    return [i for _, _, i in spans] + empty
 
 
 def _is_sorted(chunk: pa.Array) -> bool:
