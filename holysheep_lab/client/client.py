@@ -34,6 +34,7 @@ from holysheep_lab.log.schema import CallRecord
 from holysheep_lab.transports.metered import AsyncMeteredTransport, MeteredTransport, outcome_of
 
 if TYPE_CHECKING:
+    from holysheep_lab.alerts import AlertManager
     from holysheep_lab.client.frames import ReadableFrame
 
 __all__ = ["DEFAULT_BASE_URL", "ChatStream", "Client"]
@@ -198,7 +199,7 @@ class Client:
         budget: Budget | None = None,
         log_dir: str | Path | None = None,
         ledger: Ledger | None = None,
-        alerts: Any = None,
+        alerts: AlertManager | None = None,
         rate_limit: RateLimit | None = None,
         retry: Retry | None = None,
         prices: PriceTable | Mapping[str, Any] | str | Path | None = None,
