@@ -12,7 +12,6 @@ the final, cumulative counts in `message_delta`, then `message_stop`. Errors hav
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from holysheep_lab.sim.text import SimulatedCompletion, compact, pieces, simulate_answer, text_bytes
@@ -85,7 +84,7 @@ class AnthropicFormat:
 
     def _input_usage(self, result: SimulatedCompletion, call: Call) -> dict[str, Any]:
         total, reads = result.prompt_tokens, result.cached_tokens
-        writes = min(total - reads, math.floor(total * call.cfg.cache_write_ratio))
+        writes = call.cfg.cache_writes(total, reads)
         hour = writes if _asks_1h(call.body) else 0
         return {"input_tokens": total - reads - writes, "cache_creation_input_tokens": writes,
                 "cache_read_input_tokens": reads,

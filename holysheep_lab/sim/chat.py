@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from holysheep_lab.sim.text import SimulatedCompletion, pieces, simulate_completion
@@ -40,8 +39,7 @@ def chat_usage(result: SimulatedCompletion, call: Call) -> dict[str, Any] | None
 def _prompt_details(result: SimulatedCompletion, call: Call) -> dict[str, int]:
     details = {"cached_tokens": result.cached_tokens, "audio_tokens": 0}
     if call.cfg.cache_write_ratio:  # as OpenRouter reports them: a part of prompt_tokens
-        details["cache_write_tokens"] = min(result.prompt_tokens - result.cached_tokens,
-                                            math.floor(result.prompt_tokens * call.cfg.cache_write_ratio))
+        details["cache_write_tokens"] = call.cfg.cache_writes(result.prompt_tokens, result.cached_tokens)
     return details
 
 

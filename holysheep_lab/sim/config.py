@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal
@@ -73,6 +74,11 @@ class SimConfig:
     prices: Mapping[str, SimPrice] = field(default_factory=dict)
     cost_factor: float = 1.0
     models: tuple[str, ...] = DEFAULT_MODELS
+
+    def cache_writes(self, prompt: int, cached: int) -> int:
+        """The prompt-cache writes of a prompt of `prompt` tokens, `cached` of them read from the
+        cache: ``floor(prompt * cache_write_ratio)``, at most the uncached rest."""
+        return min(prompt - cached, math.floor(prompt * self.cache_write_ratio))
 
     def relay_cost(self, model: str, uncached: int, cached: int, output: int) -> float | None:
         """The relay's own figure for `usage.cost` (USD), when `report_cost` prices the model."""

@@ -10,7 +10,6 @@ is no `[DONE]`.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from holysheep_lab.sim.text import DEFAULT_MAX_TOKENS, SimulatedCompletion, compact, pieces, simulate_answer, text_bytes
@@ -68,7 +67,7 @@ class ResponsesFormat:
             return None
         out = -result.completion_tokens if call.fault == "negative_usage" else result.completion_tokens
         inp, cached = result.prompt_tokens, result.cached_tokens
-        writes = min(inp - cached, math.floor(inp * call.cfg.cache_write_ratio))
+        writes = call.cfg.cache_writes(inp, cached)
         usage: dict[str, Any] = {
             "input_tokens": inp,
             "input_tokens_details": {"cached_tokens": cached, "cache_write_tokens": writes},
