@@ -177,12 +177,6 @@ class _Recent:
         while items and items[0][0] < now - self.window:
             items.popleft()
 
-    @property
-    def items(self) -> tuple[tuple[float, int], ...]:
-        """A snapshot of (monotonic time, cost nanos) of the calls still in the window."""
-        with self._lock:
-            return tuple(self._items)
-
     def totals(self) -> tuple[int, int]:
         """(calls, cost in nanos) over the last `window` seconds."""
         with self._lock:
