@@ -59,3 +59,13 @@ def test_retry_storms_need_enough_events_and_a_large_enough_share():
     (found,) = storm.findings()
     assert (found.kind, found.subject, found.calls) == ("retry_storm", "gpt-4.1", 20)
     assert found.score == pytest.approx((20 * 2 + 10) / 20) and found.cost_nanos == 20_000
+
+
+def test_findings_are_bounded_the_stalest_forgotten(monkeypatch):
+    monkeypatch.setattr("holysheep_lab.core.runaway.MAX_CONVERSATIONS", 3)
+    watch = RunawayWatch()
+    for conv in "abcd":  # four growing conversations, one after another
+        for step in range(GROWTH_MIN_CALLS):
+            watch.observe(CallRecord(call_id=f"{conv}{step}", ts=datetime(2026, 12, 2, tzinfo=UTC), model="m",
+                                     status="ok", conversation_id=conv, input_tokens=10_000 * (step + 1)))
+    assert sorted(r.subject for r in watch.findings()) == ["b", "c", "d"]

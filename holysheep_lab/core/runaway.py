@@ -41,7 +41,7 @@ GROWTH_MIN_TOKENS = 10_000
 STORM_WINDOW_MINUTES = 10
 STORM_MIN_EVENTS = 10
 STORM_MIN_SHARE = 0.3
-#: Conversations remembered (the least recently active are forgotten past this).
+#: Conversations remembered, and runaways kept (the least recently active are forgotten past this).
 MAX_CONVERSATIONS = 4096
 
 _FAILED = frozenset({"error", "unknown"})
@@ -124,7 +124,7 @@ class RunawayWatch:
         w.events += events
         w.cost += cost
         if (found := w.runaway(model)) is not None:
-            self._found[("retry_storm", model)] = found
+            self._keep(("retry_storm", model), found)
 
     def _count_step(self, conversation: str, tokens: int, cost: int) -> None:
         chain = self._chains.get(conversation)
@@ -140,7 +140,13 @@ class RunawayWatch:
         chain.largest = max(chain.largest, tokens)
         chain.cost += cost
         if (found := chain.runaway(conversation)) is not None:
-            self._found[("context_growth", conversation)] = found
+            self._keep(("context_growth", conversation), found)
+
+    def _keep(self, key: tuple[str, str], found: Runaway) -> None:
+        self._found.pop(key, None)  # re-inserted: the most recently updated last
+        self._found[key] = found
+        if len(self._found) > MAX_CONVERSATIONS:  # a long-lived process: forget the stalest
+            del self._found[next(iter(self._found))]
 
     def findings(self) -> list[Runaway]:
         """Every runaway found so far, the most expensive first."""
