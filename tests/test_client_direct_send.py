@@ -1,9 +1,12 @@
 """`hs.Client.chat` hands its request straight to the metered transport, skipping httpx2's
 per-call client machinery: what reaches the relay must be what `httpx2.Client.send` would send
-(headers, body, timeouts), our own headers must not, and a relay's cookies must still come back."""
+(headers, body, timeouts), our own headers must not, and a relay's cookies must still come back.
+The answer's body is read straight from the stream: compressed or chunked answers must still
+arrive whole and decoded."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import threading
 from collections.abc import Iterator
@@ -26,7 +29,7 @@ ANSWER = {
 class Relay:
     """A loopback relay that records every request and sets a cookie on the first answer."""
 
-    def __init__(self) -> None:
+    def __init__(self, framing: str = "plain") -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         relay = self
 
@@ -37,7 +40,15 @@ class Relay:
                 out = json.dumps(ANSWER).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
+                if framing == "gzip":
+                    out = gzip.compress(out)
+                    self.send_header("Content-Encoding", "gzip")
+                if framing == "chunked":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    half = len(out) // 2
+                    out = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in (out[:half], out[half:], b""))
+                else:
+                    self.send_header("Content-Length", str(len(out)))
                 if len(relay.requests) == 1:
                     self.send_header("Set-Cookie", "route=node-7; Path=/")
                 self.end_headers()
@@ -106,3 +117,13 @@ def test_a_cookie_the_relay_sets_goes_back_on_the_next_call(relay: Relay, tmp_pa
         client.chat("gpt-4.1", "two", max_tokens=10)
     assert "cookie" not in relay.requests[0][1]
     assert relay.requests[1][1]["cookie"] == "route=node-7"
+
+
+@pytest.mark.parametrize("framing", ["gzip", "chunked"])
+def test_compressed_and_chunked_answers_arrive_decoded_and_priced(framing: str, tmp_path: Path) -> None:
+    with Relay(framing) as relay, hs.Client(base_url=relay.base_url, log_dir=tmp_path,
+                                             ledger=hs.MemoryLedger()) as client:
+        result = client.chat("gpt-4.1", "hi", max_tokens=10)
+    assert result.text == "hello there"
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (12, 3)
+    assert result.record.status == "ok" and result.cost_usd and result.cost_usd > 0

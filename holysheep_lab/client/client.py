@@ -326,7 +326,7 @@ class Client:
             headers += [(k.encode(), v.encode()) for k, v in self._project_headers(project, max_input_tokens).items()]
         request = httpx2.Request("POST", self._chat_url, headers=headers, stream=httpx2.ByteStream(content),
                                  extensions={"timeout": self._timeout_extension, PAYLOAD_EXTENSION: body})
-        response = self._transport.handle_request(request)
+        response = self._transport.handle_unkept(request, content)
         response.request = request
         if "set-cookie" in response.headers:
             self._http.cookies.extract_cookies(response)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Protocol
@@ -30,7 +30,7 @@ from holysheep_lab.errors import APIConnectionError, APITimeoutError, HolySheepE
 from holysheep_lab.log.schema import CallRecord
 
 __all__ = ["OUTCOME_KEY", "CallOutcome", "MeteredStreamFactory", "call_flow", "drive_async", "drive_sync",
-           "metering_from", "outcome_of"]
+           "metering_from", "outcome_of", "read_unkept", "read_whole"]
 
 #: `response.extensions[OUTCOME_KEY]` is the CallOutcome of a metered call.
 OUTCOME_KEY = "holysheep"
@@ -230,8 +230,28 @@ def _stream_response(metering: Metering, plan: CallPlan, response: Any, cls: Met
     return response
 
 
-def drive_sync(flow: Generator[_Action, Any, Any], inner: Any) -> Any:
-    """Run a call flow with blocking I/O."""
+def read_whole(response: Any) -> bytes:
+    """Read a response's body onto it (as its caller will read it) and close it."""
+    try:
+        return response.read()  # type: ignore[no-any-return]
+    finally:
+        response.close()
+
+
+def read_unkept(response: Any) -> bytes:
+    """The body of a response whose content nobody reads again (the outcome carries the parsed
+    answer): joined straight from its stream unless it is content-encoded. The decoding and
+    chunking layers of `Response.read` cost about 25 us a call for nothing here."""
+    if b"content-encoding" in _header_names(response.headers):
+        return read_whole(response)
+    try:
+        return b"".join(response.stream)
+    finally:
+        response.close()
+
+
+def drive_sync(flow: Generator[_Action, Any, Any], inner: Any, read: Callable[[Any], bytes] = read_whole) -> Any:
+    """Run a call flow with blocking I/O; `read` reads (and closes) a response's body."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -246,13 +266,9 @@ def drive_sync(flow: Generator[_Action, Any, Any], inner: Any) -> Any:
             elif isinstance(action, _Sleep):
                 time.sleep(action.seconds)
             elif isinstance(action, _Read):
-                try:
-                    value = action.response.read()
-                finally:
-                    action.response.close()
+                value = read(action.response)
             else:
-                action.response.read()
-                action.response.close()
+                read_whole(action.response)
         except BaseException as exc:  # handed to the flow, which releases and re-raises
             error = exc
 

@@ -22,6 +22,7 @@ from holysheep_lab.transports.flow import (
     drive_sync,
     metering_from,
     outcome_of,
+    read_unkept,
 )
 from holysheep_lab.transports.redaction import AsyncRedactingWire, RedactingWire, request_secrets
 from holysheep_lab.transports.sdk import not_retried_by_sdks
@@ -54,6 +55,18 @@ class MeteredTransport(httpx2.BaseTransport):
         try:
             response: httpx2.Response = drive_sync(
                 call_flow(self.metering, httpx2, request, body, SyncMeteredStream), self._wire)
+        except HolySheepError as exc:
+            not_retried_by_sdks(exc)
+            raise
+        return response
+
+    def handle_unkept(self, request: httpx2.Request, body: bytes) -> httpx2.Response:
+        """Meter and send a request whose response content nobody reads (hs.Client's own calls:
+        the outcome carries the parsed answer, and the client's key is already among the
+        metering's secrets). `body` is the request's content; the response comes back closed."""
+        try:
+            response: httpx2.Response = drive_sync(
+                call_flow(self.metering, httpx2, request, body, SyncMeteredStream), self._wire, read_unkept)
         except HolySheepError as exc:
             not_retried_by_sdks(exc)
             raise
