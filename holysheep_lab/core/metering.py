@@ -687,24 +687,39 @@ class Metering:
 
     def _record(self, call_id: str, ts: datetime, model: str, project: str | None, size: InputSize,
                 max_tokens: int | None, context: CallContext, **rest: Any) -> CallRecord:
-        """A log row: the request's side here, how it ended (status, cost, usage...) in `rest`.
-        One constructor call, no intermediate dicts: this runs once per call."""
+        """The log row of a call that ended before it had a plan (an unknown model, an unmetered
+        path): the request's side here, how it ended (status, cost...) in `rest`."""
         return CallRecord(
             call_id=call_id, ts=ts, model=model, project=project, price_version=self.prices.version,
             input_bytes=size.text_bytes, input_non_ascii_bytes=size.non_ascii_bytes,
             input_messages=size.messages, max_tokens=max_tokens, experiment=context.experiment,
             notebook_cell=context.notebook_cell, notebook_path=context.notebook_path,
-            # Calibrates the input bound; a call with images or files says nothing of prose.
-            input_words=None if size.media_tokens or size.unmeasured else size.words, **rest,
+            input_words=_input_words(size), **rest,
         )
 
-    def _plan_record(self, plan: CallPlan, *, call_id: str | None = None, **ending: Any) -> CallRecord:
-        """The log row of a planned call (or of one of its attempts); `ending` says how it ended."""
-        return self._record(
-            call_id or plan.call_id, plan.ts, plan.model, plan.project, plan.size, plan.max_tokens, plan.context,
-            estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
-            stream=plan.stream, conversation_id=plan.conversation_id, prompt=plan.prompt,
-            endpoint=plan.endpoint.name, **ending,
+    def _plan_record(self, plan: CallPlan, *, status: str, attempts: int, call_id: str | None = None,
+                     http_status: int | None = None, latency_ms: float | None = None, cost_nanos: int | None = 0,
+                     cost_usd: float | None = 0.0, partial: bool = False, ttft_ms: float | None = None,
+                     completion: str | None = None, input_tokens: int = 0, output_tokens: int = 0,
+                     cached_input_tokens: int = 0, reasoning_tokens: int = 0, cache_write_tokens: int = 0,
+                     cache_write_1h_tokens: int = 0, relay_cost_usd: float | None = None, usage_missing: bool = False,
+                     error: str | None = None) -> CallRecord:
+        """The log row of a planned call (or of one of its attempts); the keywords say how it
+        ended. Every field is passed by name in one call: merging keyword dicts cost more than
+        building the row (this runs once per call)."""
+        size, context = plan.size, plan.context
+        return CallRecord(
+            call_id=call_id or plan.call_id, ts=plan.ts, model=plan.model, status=status, input_tokens=input_tokens,
+            output_tokens=output_tokens, cached_input_tokens=cached_input_tokens, reasoning_tokens=reasoning_tokens,
+            cost_usd=cost_usd, estimated_cost_usd=nanos_to_usd(plan.estimate_nanos) if plan.price else None,
+            latency_ms=latency_ms, attempts=attempts, http_status=http_status, error=error, project=plan.project,
+            price_version=self.prices.version, cost_nanos=cost_nanos, relay_cost_usd=relay_cost_usd, ttft_ms=ttft_ms,
+            stream=plan.stream, partial=partial, endpoint=plan.endpoint.name, input_bytes=size.text_bytes,
+            max_tokens=plan.max_tokens, conversation_id=plan.conversation_id, prompt=plan.prompt, completion=completion,
+            input_non_ascii_bytes=size.non_ascii_bytes, input_messages=size.messages, usage_missing=usage_missing,
+            cache_write_tokens=cache_write_tokens, cache_write_1h_tokens=cache_write_1h_tokens,
+            input_words=_input_words(size), experiment=context.experiment, notebook_cell=context.notebook_cell,
+            notebook_path=context.notebook_path,
         )
 
     def _write(self, record: CallRecord, context: CallContext) -> CallRecord:
@@ -762,6 +777,12 @@ def _warn(message: str, category: type[Warning]) -> None:
             str(frame.f_globals.get("__name__", "")).partition(".")[0] in _LIBRARY_PACKAGES:
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _input_words(size: InputSize) -> int | None:
+    """The prose words a row keeps to calibrate the input bound: none for a call with images or
+    files, which says nothing of prose."""
+    return None if size.media_tokens or size.unmeasured else size.words
 
 
 def _implausible(plan: CallPlan, usage: Usage, answer: Callable[[], str | None]) -> str | None:

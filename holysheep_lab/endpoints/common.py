@@ -17,8 +17,8 @@ __all__ = ["cache_writes", "conversation_id", "count", "output_cap", "relay_cost
 
 def count(obj: Any, key: str, required: bool, where: str = "usage") -> int:
     """A token count `obj[key]`: a non-negative int; 0 if absent and not `required`."""
-    # `type(...) is dict` first: parsed JSON is always a dict, and the Mapping check is slow.
-    value = obj.get(key) if type(obj) is dict or isinstance(obj, Mapping) else None
+    # `type(...) is dict` and None first: parsed JSON is a dict or absent, and the Mapping check is slow.
+    value = obj.get(key) if type(obj) is dict or (obj is not None and isinstance(obj, Mapping)) else None
     if value is None:
         if required:
             raise ResponseFormatError(f"{where}.{key} is missing from the response.")
@@ -34,7 +34,7 @@ def cache_writes(details: Any, usage: Mapping[str, Any], where: str) -> int:
     from LiteLLM's Anthropic passthrough, as ``usage.cache_creation_input_tokens``. A part of the
     input total either way; they are billed above the input price, so they must not be read as
     plain input."""
-    if type(details) is dict or isinstance(details, Mapping):
+    if type(details) is dict or (details is not None and isinstance(details, Mapping)):
         for key in ("cache_write_tokens", "cache_creation_tokens"):
             if details.get(key) is not None:
                 return count(details, key, False, where)
@@ -84,7 +84,7 @@ def conversation_id(turns: Sequence[Any]) -> str | None:
     repr keeps key order, which is stable for requests built by the same code: cheap and enough."""
     opening = []
     for turn in turns:
-        if isinstance(turn, Mapping):
+        if type(turn) is dict or isinstance(turn, Mapping):  # dict first: the ABC check is slow
             opening.append(turn)
             if turn.get("role") == "user":
                 break
