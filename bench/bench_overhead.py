@@ -34,7 +34,7 @@ MESSAGES = [{"role": "user", "content": "Summarise the quarterly results in thre
 BODY = {"model": "gpt-4.1", "messages": MESSAGES, "max_tokens": 64, "temperature": 0.7}
 
 
-def _timed(cls: type, name: str, label: str, acc: dict[str, int]) -> None:
+def _timed(cls: Any, name: str, label: str, acc: dict[str, int]) -> None:
     """Wrap `cls.name` so each call adds its thread CPU time to `acc[label]`."""
     inner = getattr(cls, name)
     clock = time.thread_time_ns
@@ -53,13 +53,15 @@ def phases(rounds: int = 8, calls: int = 500) -> None:
     from holysheep_lab.core.guard import Guard
     from holysheep_lab.core.metering import Metering
     from holysheep_lab.log.writer import LogWriter
+    from holysheep_lab.transports import metered
 
     acc: dict[str, int] = {}
     # Sub-phases (indented) are inside the phase above them.
     for cls, name, label in [(Metering, "plan", "plan"), (Metering, "admit", "admit"), (Guard, "reserve", "  reserve"),
                              (Metering, "complete", "complete"), (Guard, "settle", "  settle"),
                              (LogWriter, "append", "  journal append"),
-                             (httpx2.HTTPTransport, "handle_request", "network"), (httpx2.Response, "read", "body read")]:
+                             (httpx2.HTTPTransport, "handle_request", "network"), (httpx2.Response, "read", "body read"),
+                             (metered, "read_unkept", "body read")]:  # hs.Client's own calls read the stream
         _timed(cls, name, label, acc)
     with simulator_process() as base, tempfile.TemporaryDirectory() as tmp:
         bare = httpx2.Client(base_url=base)

@@ -452,7 +452,7 @@ class Metering:
                 raise
         # else unpriced (opt-in): nothing to reserve, logged as 'unpriced'
         with self._open_lock:
-            self._open[plan.call_id] = (os.getpid(), plan)
+            self._open[plan.call_id] = (_pid[0], plan)
 
     def resend(self, plan: CallPlan, exc: BaseException) -> None:
         """The last attempt was sent and got no answer, and the call will be sent again.
@@ -677,7 +677,7 @@ class Metering:
     def _settle_open(self) -> None:
         """End every call still in flight (a stream not read to its end, a call in another
         thread) at its worst case, as `unknown`: the metering is closing or the process exits."""
-        pid = os.getpid()
+        pid = _pid[0]
         with self._open_lock:
             plans = [plan for owner, plan in self._open.values() if owner == pid]
         for plan in plans:
@@ -768,6 +768,11 @@ _LIBRARY_PACKAGES = frozenset({"holysheep_lab", "httpx2", "httpcore2", "httpx", 
 
 
 _ENDPOINT_CACHE = 256  # paths remembered by `Metering.plan`
+
+# This process's id, kept up to date across fork: os.getpid() is a system call on every call.
+_pid = [os.getpid()]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _pid.__setitem__(0, os.getpid()))
 
 
 def _warn(message: str, category: type[Warning]) -> None:
