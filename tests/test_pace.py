@@ -9,7 +9,7 @@ import pytest
 
 import holysheep_lab as hs
 from holysheep_lab.alerts.model import format_time as hs_time
-from holysheep_lab.core.pace import HORIZON_S, MIN_OBSERVED_S, SpendPace, reached_at
+from holysheep_lab.core.pace import HORIZON_S, MIN_OBSERVED_S, RECENT_S, SLOT_S, SpendPace, reached_at
 from holysheep_lab.notebook import BudgetMeter
 
 
@@ -39,6 +39,20 @@ def test_the_rate_is_spend_over_the_time_observed_and_forgets_past_the_horizon()
     pace.add(0)
     pace.add(0)
     assert pace.rate() == 0  # the old spend has left the horizon
+
+
+def test_recent_counts_about_the_last_minute_in_whole_slots():
+    clock = Clock()  # 1_000_000 s: the start of a slot
+    pace = SpendPace(clock)
+    assert pace.recent() == (0, 0)
+    pace.add(7)
+    clock.t += RECENT_S + SLOT_S - 1  # the first slot still overlaps the last minute
+    pace.add(5)
+    assert pace.recent() == (2, 12)
+    clock.t += 1  # now it does not
+    assert pace.recent() == (1, 5)
+    clock.t += HORIZON_S  # long after: nothing is left
+    assert pace.recent() == (0, 0)
 
 
 def test_reached_at_only_before_the_reset_and_only_below_the_line():

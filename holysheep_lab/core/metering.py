@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,32 +157,6 @@ class CallPlan:
         return self.input_bound + self.output_bound
 
 
-class _Recent:
-    """Calls and cost of the last minute, for meters (no Parquet reads). Thread-safe."""
-
-    def __init__(self, window: float = 60.0) -> None:
-        self.window = window
-        self._items: deque[tuple[float, int]] = deque()
-        self._lock = threading.Lock()
-
-    def add(self, cost_nanos: int) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._items.append((now, cost_nanos))
-            self._trim(now)
-
-    def _trim(self, now: float) -> None:
-        items = self._items
-        while items and items[0][0] < now - self.window:
-            items.popleft()
-
-    def totals(self) -> tuple[int, int]:
-        """(calls, cost in nanos) over the last `window` seconds."""
-        with self._lock:
-            self._trim(time.monotonic())
-            return len(self._items), sum(c for _, c in self._items)
-
-
 class Metering:
     """Prices, guards, rate-limits and logs calls. One per client; shared by its transports."""
 
@@ -252,8 +225,7 @@ class Metering:
         self.relay_cost_tolerance = relay_cost_tolerance
         self._secrets = tuple(dict.fromkeys(s for s in secrets if s))
         self._secrets_lock = threading.Lock()
-        self.recent = _Recent()
-        self.pace = SpendPace()  # spend per second of the last minutes, for the meters' projections
+        self.pace = SpendPace()  # the meters' last minute, and the spend per second their projections use
         self.runaways = RunawayWatch()  # growing conversations and retry storms, for the meters
         self._listeners: list[Callable[[CallRecord, list[SpendEvent]], None]] = []
         self._on_close: list[Callable[[], None]] = []  # views that freeze when the metering closes
@@ -586,7 +558,6 @@ class Metering:
 
     def _observed(self, record: CallRecord, cost: int | None, events: list[SpendEvent]) -> None:
         if cost:
-            self.recent.add(cost)
             self.pace.add(cost)
         if events and self.alerts is not None:
             self.alerts.observe(events)

@@ -3,7 +3,8 @@
 A meter shows "at this pace: blocked at 14:32" on a line that the current rate would take to
 its block line before the window resets: the warning people ask for before the refusal, not
 after. The rate is the spend of the last `HORIZON_S` seconds in `SLOT_S`-second slots (a fixed
-ring, so a burst of a million calls costs no memory), over the time actually observed.
+ring, so a burst of a million calls costs no memory), over the time actually observed. The same
+slots give the meter its "last minute" of calls and spend (`recent`).
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-__all__ = ["HORIZON_S", "MIN_CALLS", "MIN_OBSERVED_S", "SLOT_S", "SpendPace", "reached_at"]
+__all__ = ["HORIZON_S", "MIN_CALLS", "MIN_OBSERVED_S", "RECENT_S", "SLOT_S", "SpendPace", "reached_at"]
 
 HORIZON_S = 900.0
 SLOT_S = 10.0
 #: A pace needs this much history before it is shown (a few seconds of calls say little).
 MIN_OBSERVED_S = 30.0
 MIN_CALLS = 3
+
+#: What `recent` counts: the calls of about the last minute (whole slots: 60 to 70 s).
+RECENT_S = 60.0
 
 _SLOTS = int(HORIZON_S / SLOT_S)
 
@@ -46,6 +50,14 @@ class SpendPace:
                 self._slot_ids[i], self._nanos[i], self._calls[i] = slot, 0, 0
             self._nanos[i] += cost_nanos
             self._calls[i] += 1
+
+    def recent(self) -> tuple[int, int]:
+        """(calls, nanos) of the slots that overlap the last `RECENT_S` seconds."""
+        current = int(self._clock() // SLOT_S)
+        oldest = current - int(RECENT_S // SLOT_S)
+        with self._lock:
+            live = [k for k in range(_SLOTS) if oldest <= self._slot_ids[k] <= current]
+            return sum(self._calls[k] for k in live), sum(self._nanos[k] for k in live)
 
     def rate(self) -> float | None:
         """Nanos per second over the observed part of the horizon; None until `MIN_CALLS` calls

@@ -197,7 +197,7 @@ class SeenExperiments:
 
 
 def _recent(metering: Metering) -> tuple[int, float]:
-    calls, nanos = metering.recent.totals()  # thread-safe: the loop thread adds while we read
+    calls, nanos = metering.pace.recent()  # thread-safe: the loop thread adds while we read
     return calls, nanos / NANOS_PER_USD
 
 
