@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 try:
     import fcntl
@@ -88,6 +89,19 @@ _SLOT_SIZE = _SLOT.size + MAX_BUCKETS * _ENTRY.size
 _CLAIM = struct.Struct("<16sd")
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
+_JOURNAL_LEN = struct.Struct("<I")  # the store that makes a journal valid (4 aligned bytes) or clears it
+_KEY_HALVES = struct.Struct("<QQ")
+_BUCKET_SIZE = _BUCKET.size
+# The journals of the two updates every guarded call makes, packed in one call each (a list of
+# patches joined into bytes costs several times more). Both are ordinary journals, (offset,
+# length, bytes) per patch, replayed like any other; n is the reservation's bucket count.
+#   reserve: n x (reserved, window end) of a bucket, the slot record, the live count
+#   settle:  n x (spent, reserved, window end) of a bucket, the slot's key zeroed, the live count
+_RESERVE_JOURNAL = [struct.Struct("<" + "QIqd" * n + "QI16sdII" + "Iq" * n + "QII") for n in range(MAX_BUCKETS + 1)]
+_SETTLE_JOURNAL = [struct.Struct("<" + "QIqqd" * n + "QI16s" + "QII") for n in range(MAX_BUCKETS + 1)]
+_LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB if fcntl is not None else 0
+_UNLOCK = fcntl.LOCK_UN if fcntl is not None else 0
+_HELD_MAX = 4096  # reservations remembered in-process between reserve and settle
 _ZERO_KEY = bytes(16)
 _INITIAL = 64  # records of each kind in a new file
 _MAX_NANOS = 2**63 - 1
@@ -121,9 +135,12 @@ def _reservation_key(reservation_id: str) -> bytes:
 
 def _home(key: bytes, cap: int) -> int:
     """The first slot to probe: Fibonacci hashing of the whole key (cap is a power of two), so
-    ids that differ in any part (a call id's time, a counter) spread over the table."""
-    x = int.from_bytes(key, "little")
-    return (((x ^ (x >> 64)) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> (65 - cap.bit_length())
+    ids that differ in any part (a call id's time, a counter) spread over the table. (Only the
+    low 64 bits of the product are kept, so the XOR of the key's halves is all that counts.)"""
+    low: int
+    high: int
+    low, high = _KEY_HALVES.unpack(key)
+    return (((low ^ high) * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> (65 - cap.bit_length())
 
 
 def _find(m: mmap.mmap, key: bytes, start: int, size: int, count: int) -> int:
@@ -170,6 +187,10 @@ class MappedLedger(ClosingContext):
         self._closed = False
         self._bucket_keys: dict[str, bytes] = {}
         self._bucket_index: dict[str, tuple[bytes, int]] = {}  # validated against the file at use
+        # What this process's reservations wrote, by key: (slot, the slot's record, [bucket
+        # index, amount, ...]). Settle checks the record is still there, byte for byte, and then
+        # need not read it back; anything else (moved, renewed elsewhere, expired) reads the file.
+        self._held: dict[bytes, tuple[int, bytes, list[int]]] = {}
         self._pid = os.getpid()
         with self._lock:
             try:
@@ -300,7 +321,10 @@ class MappedLedger(ClosingContext):
                 raise LedgerError(f"This MappedLedger ({self._path}) is closed")
             if self._forks != _forks[0]:
                 self._open()
-            self._flock()
+            try:
+                fcntl.flock(self._fd, _LOCK_NOW)
+            except OSError:
+                self._flock()  # held by another process: wait for it (or name the error)
         except BaseException:
             self._lock.release()
             raise
@@ -321,7 +345,7 @@ class MappedLedger(ClosingContext):
 
     def _leave(self) -> None:
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            fcntl.flock(self._fd, _UNLOCK)
         finally:
             self._lock.release()
 
@@ -337,10 +361,10 @@ class MappedLedger(ClosingContext):
         if size > _JOURNAL_MAX:  # never: one operation touches a few records
             raise LedgerError(f"ledger update of {size} bytes is larger than the journal")
         m[_JOURNAL_AT:_JOURNAL_AT + size] = journal
-        _U32.pack_into(m, _JOURNAL_LEN_AT, size)
+        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, size)
         for off, data in patches:
             m[off:off + len(data)] = data
-        _U32.pack_into(m, _JOURNAL_LEN_AT, 0)
+        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, 0)
 
     def _replay(self, m: mmap.mmap) -> None:
         length = _U32.unpack_from(m, _JOURNAL_LEN_AT)[0]
@@ -354,7 +378,7 @@ class MappedLedger(ClosingContext):
                 raise self._damaged("its journal writes past the end of the file")
             m[off:off + size] = m[pos:pos + size]
             pos += size
-        _U32.pack_into(m, _JOURNAL_LEN_AT, 0)
+        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, 0)
         self._remap()  # the journal may have switched the layout
 
     # -- buckets (caller holds the locks) -----------------------------------------------------
@@ -373,6 +397,26 @@ class MappedLedger(ClosingContext):
         if i >= 0:
             self._remember(name, key, i)
         return key, i
+
+    def _locate(self, m: mmap.mmap, charges: Sequence[Charge]) -> list[tuple[int, int, int, float]]:
+        """(index, spent, reserved, window end) of each charge's bucket; index -1 and zeros for
+        a bucket with no record. A remembered index is checked by the key read with the state."""
+        out = []
+        known, base = self._bucket_index, self._bbase
+        for c in charges:
+            hit = known.get(c.bucket)
+            if hit is not None:
+                key, i = hit
+                held, spent, reserved, end = _BUCKET.unpack_from(m, base + i * _BUCKET_SIZE)
+                if held == key:
+                    out.append((i, spent, reserved, end))
+                    continue
+            i = self._bucket_at(m, c.bucket)[1]  # not seen yet, or moved (swept, grown): search
+            if i < 0:
+                out.append((-1, 0, 0, 0.0))
+            else:
+                out.append((i, *_BSTATE.unpack_from(m, base + i * _BUCKET_SIZE + 16)))
+        return out
 
     def _bucket_key(self, name: str) -> bytes:
         if len(self._bucket_keys) > 4096:
@@ -598,8 +642,9 @@ class MappedLedger(ClosingContext):
         check_id(reservation_id)
         merged = merge_charges(charges)
         ttl = check_ttl(ttl)
-        if len(merged) > MAX_BUCKETS:
-            raise ConfigError(f"A reservation may touch at most {MAX_BUCKETS} buckets, not {len(merged)}.")
+        n = len(merged)
+        if n > MAX_BUCKETS:
+            raise ConfigError(f"A reservation may touch at most {MAX_BUCKETS} buckets, not {n}.")
         rkey = _reservation_key(reservation_id)
         m = self._enter()
         try:
@@ -611,31 +656,47 @@ class MappedLedger(ClosingContext):
             slot, found = self._probe(m, rkey)
             if found:
                 raise LedgerError(f"Reservation {reservation_id!r} is already in flight")
-            bbase = self._bbase
-            located = []
-            for c in merged:
-                i = self._bucket_at(m, c.bucket)[1]
-                spent, reserved, end = _BSTATE.unpack_from(m, bbase + i * _BUCKET.size + 16) if i >= 0 else (0, 0, 0.0)
+            located = self._locate(m, merged)
+            fresh = False
+            for c, (i, spent, reserved, _end) in zip(merged, located, strict=True):
                 if c.limit is not None and spent + reserved + c.amount > c.limit:
                     return Refusal(c.bucket, spent, reserved, c.limit, c.amount)
-                located.append((i, reserved, end))
-            if (live + 1) * 2 > self._scap or min(located)[0] < 0:
-                self._add(m, rkey, merged, now + ttl)  # growth or new buckets
-                return None
+                fresh = fresh or i < 0
             until = now + ttl
-            record = bytearray(_SLOT.size + len(merged) * _ENTRY.size)
-            _SLOT.pack_into(record, 0, rkey, until, len(merged), self._pid)
-            patches: Patches = []
-            for j, (c, (i, reserved, end)) in enumerate(zip(merged, located, strict=True)):
-                _ENTRY.pack_into(record, _SLOT.size + j * _ENTRY.size, i, c.amount)
-                if reserved + c.amount > _MAX_NANOS:
-                    raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
-                patches.append((bbase + i * _BUCKET.size + 24, _RESERVED.pack(reserved + c.amount, max(end, c.expires_at))))
-            patches.append((self._sbase + slot * _SLOT_SIZE, bytes(record)))
-            patches.append((_LIVE_AT, _U32.pack(live + 1)))
+            if fresh or (live + 1) * 2 > self._scap:
+                self._add(m, rkey, merged, until)  # new buckets or growth: the general way
+                return None
             if until < earliest:
-                patches.append((_EXPIRY_AT, _F64.pack(until)))
-            self._commit(m, patches)
+                # Alone, ahead of the journal: one aligned 8-byte store, and a hint left too
+                # early by an update that dies only costs one scan that finds nothing due.
+                _F64.pack_into(m, _EXPIRY_AT, until)
+            # The journal: per bucket (offset, length, reserved, window end), then the slot.
+            patches: list[Any] = []
+            entries: list[int] = []
+            bbase = self._bbase
+            for c, (i, _spent, reserved, end) in zip(merged, located, strict=True):
+                total = reserved + c.amount
+                if total > _MAX_NANOS:
+                    raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
+                patches += (bbase + i * _BUCKET_SIZE + 24, 16, total, end if end >= c.expires_at else c.expires_at)
+                entries += (i, c.amount)
+            size = _SLOT.size + n * _ENTRY.size
+            soff = self._sbase + slot * _SLOT_SIZE
+            journal = _RESERVE_JOURNAL[n]
+            journal.pack_into(m, _JOURNAL_AT, *patches, soff, size, rkey, until, n, self._pid, *entries,
+                              _LIVE_AT, 4, live + 1)
+            _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, journal.size)  # from here a kill is redone
+            for k in range(0, 4 * n, 4):
+                _RESERVED.pack_into(m, patches[k], patches[k + 2], patches[k + 3])
+            at = _JOURNAL_AT + 28 * n + 12  # the slot record, as packed into the journal
+            record = m[at:at + size]
+            m[soff:soff + size] = record
+            _U32.pack_into(m, _LIVE_AT, live + 1)
+            _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, 0)
+            held = self._held
+            if len(held) >= _HELD_MAX:  # reservations settled elsewhere or never: forget them all
+                held.clear()
+            held[rkey] = (slot, record, entries)
             return None
         finally:
             self._leave()
@@ -668,6 +729,7 @@ class MappedLedger(ClosingContext):
     def renew(self, reservation_id: str, ttl: float) -> bool:
         ttl = check_ttl(ttl)
         rkey = _reservation_key(reservation_id)
+        self._held.pop(rkey, None)  # its record changes: settle reads it from the file
         m = self._enter()
         try:
             now = self._clock()
@@ -687,46 +749,102 @@ class MappedLedger(ClosingContext):
     def settle(self, reservation_id: str | None, charges: Sequence[Charge]) -> Mapping[str, BucketState]:
         merged = merge_charges(charges)
         rkey = _reservation_key(reservation_id) if reservation_id is not None else None
+        held = self._held.pop(rkey, None) if rkey is not None else None
         m = self._enter()
         try:
             now = self._clock()
-            _journal, _data, earliest, sweep_due, _live = _HOT.unpack_from(m, _HOT_AT)
+            _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
             if now >= earliest or now >= sweep_due:
                 m = self._expire(m, now)
-            names = [c.bucket for c in merged]
-            indexes = [self._bucket_at(m, n)[1] for n in names]
-            fresh: set[int] = set()
-            if -1 in indexes:
-                m, indexes, fresh = self._place(m, names)  # may grow the file: before reading slots
-            bbase = self._bbase
-            states: dict[int, list[float]] = {
-                i: [0, 0, 0.0] if i in fresh else list(_BSTATE.unpack_from(m, bbase + i * _BUCKET.size + 16))
-                for i in indexes
-            }
-            patches: Patches = []
-            if rkey is not None:
-                slot, found = self._probe(m, rkey)
-                if found:
-                    patches = self._delete(m, slot, states)
-                    m, bbase = self._map_now, self._bbase  # a long chain may have grown the table
-            for c, i in zip(merged, indexes, strict=True):
-                rec = states[i]
-                rec[0] += c.amount
-                rec[2] = max(rec[2], c.expires_at)
-            if fresh:
-                patches += self._bucket_patches(names, indexes, fresh, states)
-            else:
-                for i, rec in states.items():
-                    if rec[0] > _MAX_NANOS:
-                        raise LedgerError(f"a bucket would hold more than {_MAX_NANOS} nanos")
-                    patches.append((bbase + i * _BUCKET.size + 16, _BSTATE.pack(*rec)))
-            self._commit(m, patches)
-            return {c.bucket: BucketState(int(states[i][0]), int(states[i][1])) for c, i in zip(merged, indexes, strict=True)}
+                live = _U32.unpack_from(m, _LIVE_AT)[0]
+            if held is not None:
+                assert rkey is not None
+                done = self._settle_held(m, rkey, held, merged, live)
+                if done is not None:
+                    return done
+            return self._settle(m, rkey, merged)
         finally:
             self._leave()
 
+    def _settle_held(self, m: mmap.mmap, rkey: bytes, held: tuple[int, bytes, list[int]],
+                     merged: Sequence[Charge], live: int) -> dict[str, BucketState] | None:
+        """Settle a reservation this process made, if its record is still where and what it
+        wrote and the charges name its buckets in its order (what the guard does); None
+        (nothing written) otherwise, for the general way."""
+        slot, record, entries = held
+        size = len(record)
+        soff = self._sbase + slot * _SLOT_SIZE
+        if m[soff:soff + size] != record:  # moved by another deletion or growth, or gone
+            slot, found = self._probe(m, rkey)
+            soff = self._sbase + slot * _SLOT_SIZE
+            if not found or m[soff:soff + size] != record:
+                return None
+        n = len(merged)
+        if len(entries) != 2 * n:
+            return None  # other buckets than it reserved: the general way
+        after = soff + _SLOT_SIZE if slot + 1 < self._scap else self._sbase
+        if m[after:after + 16] != _ZERO_KEY and self._shifts(m, slot):
+            return None  # a deletion that moves records: the general way
+        located = self._locate(m, merged)
+        patches: list[Any] = []
+        bbase = self._bbase
+        for k, (c, (i, spent, reserved, end)) in enumerate(zip(merged, located, strict=True)):
+            if i != entries[2 * k]:
+                return None
+            total = spent + c.amount
+            if total > _MAX_NANOS:
+                raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
+            left = reserved - entries[2 * k + 1]
+            patches += (bbase + i * _BUCKET_SIZE + 16, 24, total, left if left > 0 else 0,
+                        end if end >= c.expires_at else c.expires_at)
+        journal = _SETTLE_JOURNAL[n]
+        journal.pack_into(m, _JOURNAL_AT, *patches, soff, 16, _ZERO_KEY, _LIVE_AT, 4, live - 1 if live else 0)
+        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, journal.size)  # from here a kill is redone
+        out = {}
+        for k in range(n):
+            at = 5 * k
+            _BSTATE.pack_into(m, patches[at], patches[at + 2], patches[at + 3], patches[at + 4])
+            out[merged[k].bucket] = BucketState(int(patches[at + 2]), int(patches[at + 3]))
+        m[soff:soff + 16] = _ZERO_KEY
+        _U32.pack_into(m, _LIVE_AT, live - 1 if live else 0)
+        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, 0)
+        return out
+
+    def _settle(self, m: mmap.mmap, rkey: bytes | None, merged: Sequence[Charge]) -> dict[str, BucketState]:
+        """Settle the general way: find the buckets (making records), read the slot's entries."""
+        names = [c.bucket for c in merged]
+        indexes = [self._bucket_at(m, n)[1] for n in names]
+        fresh: set[int] = set()
+        if -1 in indexes:
+            m, indexes, fresh = self._place(m, names)  # may grow the file: before reading slots
+        bbase = self._bbase
+        states: dict[int, list[float]] = {
+            i: [0, 0, 0.0] if i in fresh else list(_BSTATE.unpack_from(m, bbase + i * _BUCKET.size + 16))
+            for i in indexes
+        }
+        patches: Patches = []
+        if rkey is not None:
+            slot, found = self._probe(m, rkey)
+            if found:
+                patches = self._delete(m, slot, states)
+                m, bbase = self._map_now, self._bbase  # a long chain may have grown the table
+        for c, i in zip(merged, indexes, strict=True):
+            rec = states[i]
+            rec[0] += c.amount
+            rec[2] = max(rec[2], c.expires_at)
+        if fresh:
+            patches += self._bucket_patches(names, indexes, fresh, states)
+        else:
+            for i, rec in states.items():
+                if rec[0] > _MAX_NANOS:
+                    raise LedgerError(f"a bucket would hold more than {_MAX_NANOS} nanos")
+                patches.append((bbase + i * _BUCKET.size + 16, _BSTATE.pack(*rec)))
+        self._commit(m, patches)
+        return {c.bucket: BucketState(int(states[i][0]), int(states[i][1])) for c, i in zip(merged, indexes, strict=True)}
+
     def release(self, reservation_id: str) -> None:
         rkey = _reservation_key(reservation_id)
+        self._held.pop(rkey, None)
         m = self._enter()
         try:
             slot, found = self._probe(m, rkey)
