@@ -68,9 +68,11 @@ class KillAfterFirstPatch:
             os.kill(os.getpid(), signal.SIGKILL)
 
 hook = mapped._JOURNAL_LEN = KillAfterFirstPatch(mapped._JOURNAL_LEN)
+A, B, step = sys.argv[2], sys.argv[3], sys.argv[4]
+if step == "settle reserved, moving another":
+    mapped._home = lambda key, cap: 0  # one probe chain: deleting the first moves the second
 ledger = MappedLedger(sys.argv[1])
 far = time.time() + 86400
-A, B, step = sys.argv[2], sys.argv[3], sys.argv[4]
 def arm():
     hook.armed = True
 if step == "settle unreserved":
@@ -83,6 +85,11 @@ elif step == "settle reserved":
     ledger.reserve("r", [Charge(A, 7, 1000, far), Charge(B, 7, None, far)], 600)
     arm()
     ledger.settle("r", [Charge(A, 5, 1000, far), Charge(B, 5, None, far)])
+elif step == "settle reserved, moving another":
+    ledger.reserve("first", [Charge(A, 3, 1000, far), Charge(B, 3, None, far)], 600)
+    ledger.reserve("r", [Charge(A, 7, 1000, far), Charge(B, 7, None, far)], 600)
+    arm()
+    ledger.settle("first", [Charge(A, 5, 1000, far), Charge(B, 5, None, far)])
 elif step == "release":
     ledger.reserve("r", [Charge(A, 7, 1000, far), Charge(B, 7, None, far)], 600)
     arm()
@@ -94,9 +101,16 @@ elif step == "release":
     ("settle unreserved", BucketState(105, 0), False),
     ("reserve", BucketState(100, 7), True),
     ("settle reserved", BucketState(105, 0), False),
+    ("settle reserved, moving another", BucketState(105, 7), True),
     ("release", BucketState(100, 0), False),
 ])
-def test_a_process_killed_mid_update_leaves_it_whole(tmp_path: Path, step: str, after: BucketState, held: bool) -> None:
+def test_a_process_killed_mid_update_leaves_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str, after: BucketState, held: bool
+) -> None:
+    from holysheep_lab.ledger import mapped
+
+    if "moving" in step:  # as the child probes
+        monkeypatch.setattr(mapped, "_home", lambda key, cap: 0)
     path = tmp_path / "l.mmap"
     with MappedLedger(path) as ledger:
         ledger.settle(None, [Charge(A, 100, None, _far()), Charge(B, 100, None, _far())])

@@ -96,9 +96,11 @@ _BUCKET_SIZE = _BUCKET.size
 # patches joined into bytes costs several times more). Both are ordinary journals, (offset,
 # length, bytes) per patch, replayed like any other; n is the reservation's bucket count.
 #   reserve: n x (reserved, window end) of a bucket, the slot record, the live count
-#   settle:  n x (spent, reserved, window end) of a bucket, the slot's key zeroed, the live count
+#   settle:  n x (spent, reserved, window end) of a bucket, then the slot records moved into the
+#            hole (if any), the last hole's key zeroed, the live count
 _RESERVE_JOURNAL = [struct.Struct("<" + "QIqd" * n + "QI16sdII" + "Iq" * n + "QII") for n in range(MAX_BUCKETS + 1)]
-_SETTLE_JOURNAL = [struct.Struct("<" + "QIqqd" * n + "QI16s" + "QII") for n in range(MAX_BUCKETS + 1)]
+_SETTLE_JOURNAL = [struct.Struct("<" + "QIqqd" * n) for n in range(MAX_BUCKETS + 1)]
+_SETTLE_TAIL = struct.Struct("<QI16sQII")
 _LOCK_NOW = fcntl.LOCK_EX | fcntl.LOCK_NB if fcntl is not None else 0
 _UNLOCK = fcntl.LOCK_UN if fcntl is not None else 0
 _HELD_MAX = 4096  # reservations remembered in-process between reserve and settle
@@ -186,7 +188,8 @@ class MappedLedger(ClosingContext):
         self._forks = -1
         self._closed = False
         self._bucket_keys: dict[str, bytes] = {}
-        self._bucket_index: dict[str, tuple[bytes, int]] = {}  # validated against the file at use
+        # (key, index, offset) per bucket name: a hint, checked against the key in the file at use
+        self._bucket_index: dict[str, tuple[bytes, int, int]] = {}
         # What this process's reservations wrote, by key: (slot, the slot's record, [bucket
         # index, amount, ...]). Settle checks the record is still there, byte for byte, and then
         # need not read it back; anything else (moved, renewed elsewhere, expired) reads the file.
@@ -387,36 +390,15 @@ class MappedLedger(ClosingContext):
         """(key, index) of the bucket named `name`; index -1 if it has no record."""
         hit = self._bucket_index.get(name)
         if hit is not None:
-            key, i = hit
-            off = self._bbase + i * _BUCKET.size
+            key, i, off = hit
             if m[off:off + 16] == key:
-                return hit
+                return key, i
         else:
             key = self._bucket_keys.get(name) or self._bucket_key(name)
         i = _find(m, key, self._bbase, _BUCKET.size, self._bcap)
         if i >= 0:
             self._remember(name, key, i)
         return key, i
-
-    def _locate(self, m: mmap.mmap, charges: Sequence[Charge]) -> list[tuple[int, int, int, float]]:
-        """(index, spent, reserved, window end) of each charge's bucket; index -1 and zeros for
-        a bucket with no record. A remembered index is checked by the key read with the state."""
-        out = []
-        known, base = self._bucket_index, self._bbase
-        for c in charges:
-            hit = known.get(c.bucket)
-            if hit is not None:
-                key, i = hit
-                held, spent, reserved, end = _BUCKET.unpack_from(m, base + i * _BUCKET_SIZE)
-                if held == key:
-                    out.append((i, spent, reserved, end))
-                    continue
-            i = self._bucket_at(m, c.bucket)[1]  # not seen yet, or moved (swept, grown): search
-            if i < 0:
-                out.append((-1, 0, 0, 0.0))
-            else:
-                out.append((i, *_BSTATE.unpack_from(m, base + i * _BUCKET_SIZE + 16)))
-        return out
 
     def _bucket_key(self, name: str) -> bytes:
         if len(self._bucket_keys) > 4096:
@@ -427,7 +409,7 @@ class MappedLedger(ClosingContext):
     def _remember(self, name: str, key: bytes, i: int) -> None:
         if len(self._bucket_index) > 4096:
             self._bucket_index.clear()
-        self._bucket_index[name] = (key, i)
+        self._bucket_index[name] = (key, i, self._bbase + i * _BUCKET_SIZE)
 
     def _state(self, m: mmap.mmap, i: int) -> list[float]:
         """[spent, reserved, window end] of bucket i (zeros for -1)."""
@@ -656,30 +638,34 @@ class MappedLedger(ClosingContext):
             slot, found = self._probe(m, rkey)
             if found:
                 raise LedgerError(f"Reservation {reservation_id!r} is already in flight")
-            located = self._locate(m, merged)
-            fresh = False
-            for c, (i, spent, reserved, _end) in zip(merged, located, strict=True):
-                if c.limit is not None and spent + reserved + c.amount > c.limit:
-                    return Refusal(c.bucket, spent, reserved, c.limit, c.amount)
-                fresh = fresh or i < 0
             until = now + ttl
-            if fresh or (live + 1) * 2 > self._scap:
-                self._add(m, rkey, merged, until)  # new buckets or growth: the general way
-                return None
+            if (live + 1) * 2 > self._scap:
+                return self._reserve_placing(m, rkey, merged, until)  # the table grows first
+            # One pass: check each limit and make the journal's patch of each bucket, (offset,
+            # length, reserved, window end), and the slot's (bucket index, amount) entries.
+            patches: list[Any] = []
+            entries: list[int] = []
+            known = self._bucket_index
+            for c in merged:
+                hit = known.get(c.bucket)
+                if hit is None:
+                    return self._reserve_placing(m, rkey, merged, until)  # a bucket not seen yet
+                key, i, off = hit
+                held, spent, reserved, end = _BUCKET.unpack_from(m, off)
+                if held != key:
+                    return self._reserve_placing(m, rkey, merged, until)  # moved: search for it
+                amount = c.amount
+                if c.limit is not None and spent + reserved + amount > c.limit:
+                    return Refusal(c.bucket, spent, reserved, c.limit, amount)
+                total = reserved + amount
+                if total > _MAX_NANOS:
+                    raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
+                patches += (off + 24, 16, total, end if end >= c.expires_at else c.expires_at)
+                entries += (i, amount)
             if until < earliest:
                 # Alone, ahead of the journal: one aligned 8-byte store, and a hint left too
                 # early by an update that dies only costs one scan that finds nothing due.
                 _F64.pack_into(m, _EXPIRY_AT, until)
-            # The journal: per bucket (offset, length, reserved, window end), then the slot.
-            patches: list[Any] = []
-            entries: list[int] = []
-            bbase = self._bbase
-            for c, (i, _spent, reserved, end) in zip(merged, located, strict=True):
-                total = reserved + c.amount
-                if total > _MAX_NANOS:
-                    raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
-                patches += (bbase + i * _BUCKET_SIZE + 24, 16, total, end if end >= c.expires_at else c.expires_at)
-                entries += (i, c.amount)
             size = _SLOT.size + n * _ENTRY.size
             soff = self._sbase + slot * _SLOT_SIZE
             journal = _RESERVE_JOURNAL[n]
@@ -693,13 +679,24 @@ class MappedLedger(ClosingContext):
             m[soff:soff + size] = record
             _U32.pack_into(m, _LIVE_AT, live + 1)
             _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, 0)
-            held = self._held
-            if len(held) >= _HELD_MAX:  # reservations settled elsewhere or never: forget them all
-                held.clear()
-            held[rkey] = (slot, record, entries)
+            held_now = self._held
+            if len(held_now) >= _HELD_MAX:  # reservations settled elsewhere or never: forget them
+                held_now.clear()
+            held_now[rkey] = (slot, record, entries)
             return None
         finally:
             self._leave()
+
+    def _reserve_placing(self, m: mmap.mmap, rkey: bytes, merged: Sequence[Charge], until: float) -> Refusal | None:
+        """Reserve the general way: find every bucket (searching the file), check the limits,
+        then add the reservation, making bucket records or growing the file as needed."""
+        for c in merged:
+            i = self._bucket_at(m, c.bucket)[1]
+            spent, reserved, _end = self._state(m, i)
+            if c.limit is not None and spent + reserved + c.amount > c.limit:
+                return Refusal(c.bucket, int(spent), int(reserved), c.limit, c.amount)
+        self._add(m, rkey, merged, until)
+        return None
 
     def _add(self, m: mmap.mmap, rkey: bytes, merged: Sequence[Charge], until: float) -> None:
         """Add an accepted reservation, growing the file or making bucket records as needed."""
@@ -781,34 +778,51 @@ class MappedLedger(ClosingContext):
                 return None
         n = len(merged)
         if len(entries) != 2 * n:
-            return None  # other buckets than it reserved: the general way
+            return None  # other buckets than it reserved
         after = soff + _SLOT_SIZE if slot + 1 < self._scap else self._sbase
-        if m[after:after + 16] != _ZERO_KEY and self._shifts(m, slot):
-            return None  # a deletion that moves records: the general way
-        located = self._locate(m, merged)
+        moves = self._shifts(m, slot) if m[after:after + 16] != _ZERO_KEY else ()
+        if len(moves) > _MAX_MOVES:
+            return None  # the table grows first: the general way
+        # The journal's patch of each bucket: (offset, length, spent, reserved, window end).
         patches: list[Any] = []
-        bbase = self._bbase
-        for k, (c, (i, spent, reserved, end)) in enumerate(zip(merged, located, strict=True)):
-            if i != entries[2 * k]:
+        known = self._bucket_index
+        k = 0
+        for c in merged:
+            hit = known.get(c.bucket)
+            if hit is None:
+                return None
+            key, i, off = hit
+            bucket, spent, reserved, end = _BUCKET.unpack_from(m, off)
+            if bucket != key or i != entries[k]:
                 return None
             total = spent + c.amount
             if total > _MAX_NANOS:
                 raise LedgerError(f"bucket {c.bucket!r} would hold more than {_MAX_NANOS} nanos")
-            left = reserved - entries[2 * k + 1]
-            patches += (bbase + i * _BUCKET_SIZE + 16, 24, total, left if left > 0 else 0,
-                        end if end >= c.expires_at else c.expires_at)
+            left = reserved - entries[k + 1]
+            patches += (off + 16, 24, total, left if left > 0 else 0, end if end >= c.expires_at else c.expires_at)
+            k += 2
+        live = live - 1 if live else 0
         journal = _SETTLE_JOURNAL[n]
-        journal.pack_into(m, _JOURNAL_AT, *patches, soff, 16, _ZERO_KEY, _LIVE_AT, 4, live - 1 if live else 0)
-        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, journal.size)  # from here a kill is redone
-        out = {}
-        for k in range(n):
-            at = 5 * k
-            _BSTATE.pack_into(m, patches[at], patches[at + 2], patches[at + 3], patches[at + 4])
-            out[merged[k].bucket] = BucketState(int(patches[at + 2]), int(patches[at + 3]))
-        m[soff:soff + 16] = _ZERO_KEY
-        _U32.pack_into(m, _LIVE_AT, live - 1 if live else 0)
+        journal.pack_into(m, _JOURNAL_AT, *patches)
+        pos = _JOURNAL_AT + journal.size
+        base = self._sbase
+        for dst, src in moves:  # backward-shift deletion: each record into the hole before it
+            at = base + src * _SLOT_SIZE
+            _PATCH.pack_into(m, pos, base + dst * _SLOT_SIZE, _SLOT_SIZE)
+            m[pos + 12:pos + 12 + _SLOT_SIZE] = m[at:at + _SLOT_SIZE]
+            pos += 12 + _SLOT_SIZE
+        hole = base + moves[-1][1] * _SLOT_SIZE if moves else soff
+        _SETTLE_TAIL.pack_into(m, pos, hole, 16, _ZERO_KEY, _LIVE_AT, 4, live)
+        _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, pos + _SETTLE_TAIL.size - _JOURNAL_AT)  # a kill from here is redone
+        for k in range(0, 5 * n, 5):
+            _BSTATE.pack_into(m, patches[k], patches[k + 2], patches[k + 3], patches[k + 4])
+        for dst, src in moves:  # in order: each source is read before it is overwritten
+            at = base + dst * _SLOT_SIZE
+            m[at:at + _SLOT_SIZE] = m[base + src * _SLOT_SIZE:base + (src + 1) * _SLOT_SIZE]
+        m[hole:hole + 16] = _ZERO_KEY
+        _U32.pack_into(m, _LIVE_AT, live)
         _JOURNAL_LEN.pack_into(m, _JOURNAL_LEN_AT, 0)
-        return out
+        return {c.bucket: BucketState(patches[5 * k + 2], patches[5 * k + 3]) for k, c in enumerate(merged)}
 
     def _settle(self, m: mmap.mmap, rkey: bytes | None, merged: Sequence[Charge]) -> dict[str, BucketState]:
         """Settle the general way: find the buckets (making records), read the slot's entries."""
