@@ -48,7 +48,6 @@ def _check_amount(charge: Charge) -> None:
 
 def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
     """Validate and merge charges naming the same bucket (amounts add up), first-seen order."""
-    names = set()
     for charge in charges:
         # The common case inline (this runs twice per guarded call); anything else is checked
         # in full, and raises if it is wrong.
@@ -60,8 +59,10 @@ def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
             and charge.bucket
         ):
             _check_amount(charge)
-        names.add(charge.bucket)
-    if len(names) == len(charges):  # no bucket twice: nothing to merge
+    if len(charges) == 2:  # the guard's usual pair (a day and a month)
+        if charges[0].bucket != charges[1].bucket:
+            return list(charges)
+    elif len({charge.bucket for charge in charges}) == len(charges):  # no bucket twice: nothing to merge
         return list(charges)
     merged: dict[str, Charge] = {}
     for charge in charges:

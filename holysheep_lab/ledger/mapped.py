@@ -72,7 +72,6 @@ _VERSION = 1
 # earliest reservation expiry, next sweep, live slots, (spare)
 _HEAD = struct.Struct("<8sIIIIIIQddII")
 _HOT = struct.Struct("<IQddI")  # journal length .. live slots, read by every operation
-_HOT_START = struct.Struct("<IQ")  # journal length, data offset
 _CAPS_AT, _HOT_AT, _DATA_AT, _EXPIRY_AT, _SWEEP_AT, _LIVE_AT = 16, 28, 32, 40, 48, 56
 _JOURNAL_LEN_AT = _HOT_AT
 _JOURNAL_AT = 64
@@ -115,6 +114,8 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 Patches = list[tuple[int, bytes]]
+# A reservation this process made: its key, slot, the slot's record, [bucket index, amount, ...]
+_Held = tuple[bytes, int, bytes, list[int]]
 
 
 def _key(kind: bytes, name: str) -> bytes:
@@ -190,10 +191,10 @@ class MappedLedger(ClosingContext):
         self._bucket_keys: dict[str, bytes] = {}
         # (key, index, offset) per bucket name: a hint, checked against the key in the file at use
         self._bucket_index: dict[str, tuple[bytes, int, int]] = {}
-        # What this process's reservations wrote, by key: (slot, the slot's record, [bucket
-        # index, amount, ...]). Settle checks the record is still there, byte for byte, and then
-        # need not read it back; anything else (moved, renewed elsewhere, expired) reads the file.
-        self._held: dict[bytes, tuple[int, bytes, list[int]]] = {}
+        # What this process's reservations wrote, by id. Settle checks the record is still there,
+        # byte for byte, and then need not read it back; anything else (moved, renewed elsewhere,
+        # expired) reads the file.
+        self._held: dict[str, _Held] = {}
         self._pid = os.getpid()
         with self._lock:
             try:
@@ -316,8 +317,10 @@ class MappedLedger(ClosingContext):
         assert self._map is not None
         return self._map
 
-    def _enter(self) -> mmap.mmap:
-        """Take the locks (thread, then file) and bring the mapping up to date. Pair with _leave."""
+    def _enter(self) -> tuple[mmap.mmap, float, float, int]:
+        """Take the locks (thread, then file) and bring the mapping up to date. Pair with _leave.
+        Returns the mapping and the header's earliest reservation expiry, next sweep and live
+        slot count, read with the check."""
         self._lock.acquire()
         try:
             if self._closed:
@@ -334,14 +337,15 @@ class MappedLedger(ClosingContext):
         try:
             m = self._map
             assert m is not None
-            journal, data_off = _HOT_START.unpack_from(m, _HOT_AT)
-            if journal:
-                self._replay(m)  # a process was killed mid-update: finish it
-                return self._map_now
-            if data_off != self._data_off:
-                self._remap()  # another process grew the file
-                return self._map_now
-            return m
+            journal, data_off, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
+            if journal or data_off != self._data_off:
+                if journal:
+                    self._replay(m)  # a process was killed mid-update: finish it
+                else:
+                    self._remap()  # another process grew the file
+                m = self._map_now
+                _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
+            return m, earliest, sweep_due, live
         except BaseException:
             self._leave()
             raise
@@ -621,17 +625,17 @@ class MappedLedger(ClosingContext):
         """Ignored: the file keeps its state (a deleted file is a new, empty ledger at open)."""
 
     def reserve(self, reservation_id: str, charges: Sequence[Charge], ttl: float) -> Refusal | None:
-        check_id(reservation_id)
+        if type(reservation_id) is not str or not reservation_id:
+            check_id(reservation_id)  # raises
         merged = merge_charges(charges)
         ttl = check_ttl(ttl)
         n = len(merged)
         if n > MAX_BUCKETS:
             raise ConfigError(f"A reservation may touch at most {MAX_BUCKETS} buckets, not {n}.")
         rkey = _reservation_key(reservation_id)
-        m = self._enter()
+        m, earliest, sweep_due, live = self._enter()
         try:
             now = self._clock()
-            _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
             if now >= earliest or now >= sweep_due:
                 m = self._expire(m, now)
                 _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
@@ -682,7 +686,7 @@ class MappedLedger(ClosingContext):
             held_now = self._held
             if len(held_now) >= _HELD_MAX:  # reservations settled elsewhere or never: forget them
                 held_now.clear()
-            held_now[rkey] = (slot, record, entries)
+            held_now[reservation_id] = (rkey, slot, record, entries)
             return None
         finally:
             self._leave()
@@ -726,8 +730,8 @@ class MappedLedger(ClosingContext):
     def renew(self, reservation_id: str, ttl: float) -> bool:
         ttl = check_ttl(ttl)
         rkey = _reservation_key(reservation_id)
-        self._held.pop(rkey, None)  # its record changes: settle reads it from the file
-        m = self._enter()
+        self._held.pop(reservation_id, None)  # its record changes: settle reads it from the file
+        m = self._enter()[0]
         try:
             now = self._clock()
             m = self._expire(m, now)
@@ -745,30 +749,29 @@ class MappedLedger(ClosingContext):
 
     def settle(self, reservation_id: str | None, charges: Sequence[Charge]) -> Mapping[str, BucketState]:
         merged = merge_charges(charges)
-        rkey = _reservation_key(reservation_id) if reservation_id is not None else None
-        held = self._held.pop(rkey, None) if rkey is not None else None
-        m = self._enter()
+        held = rkey = None
+        if reservation_id is not None:
+            held = self._held.pop(reservation_id, None)
+            rkey = held[0] if held is not None else _reservation_key(reservation_id)
+        m, earliest, sweep_due, live = self._enter()
         try:
             now = self._clock()
-            _journal, _data, earliest, sweep_due, live = _HOT.unpack_from(m, _HOT_AT)
             if now >= earliest or now >= sweep_due:
                 m = self._expire(m, now)
                 live = _U32.unpack_from(m, _LIVE_AT)[0]
             if held is not None:
-                assert rkey is not None
-                done = self._settle_held(m, rkey, held, merged, live)
+                done = self._settle_held(m, held, merged, live)
                 if done is not None:
                     return done
             return self._settle(m, rkey, merged)
         finally:
             self._leave()
 
-    def _settle_held(self, m: mmap.mmap, rkey: bytes, held: tuple[int, bytes, list[int]],
-                     merged: Sequence[Charge], live: int) -> dict[str, BucketState] | None:
+    def _settle_held(self, m: mmap.mmap, held: _Held, merged: Sequence[Charge], live: int) -> dict[str, BucketState] | None:
         """Settle a reservation this process made, if its record is still where and what it
         wrote and the charges name its buckets in its order (what the guard does); None
         (nothing written) otherwise, for the general way."""
-        slot, record, entries = held
+        rkey, slot, record, entries = held
         size = len(record)
         soff = self._sbase + slot * _SLOT_SIZE
         if m[soff:soff + size] != record:  # moved by another deletion or growth, or gone
@@ -858,8 +861,8 @@ class MappedLedger(ClosingContext):
 
     def release(self, reservation_id: str) -> None:
         rkey = _reservation_key(reservation_id)
-        self._held.pop(rkey, None)
-        m = self._enter()
+        self._held.pop(reservation_id, None)
+        m = self._enter()[0]
         try:
             slot, found = self._probe(m, rkey)
             if found:
@@ -871,7 +874,7 @@ class MappedLedger(ClosingContext):
             self._leave()
 
     def snapshot(self, buckets: Sequence[str]) -> dict[str, BucketState]:
-        m = self._enter()
+        m = self._enter()[0]
         try:
             m = self._expire(m, self._clock())
             out = {}
@@ -889,7 +892,7 @@ class MappedLedger(ClosingContext):
         for name, value, _exp in items:
             if value > _MAX_NANOS:
                 raise LedgerError(f"seed: {value} nanos for {name!r} is more than a ledger bucket holds")
-        m = self._enter()
+        m = self._enter()[0]
         try:
             names = [name for name, _, _ in items]
             m, indexes, fresh = self._place(m, names)
@@ -906,7 +909,7 @@ class MappedLedger(ClosingContext):
 
     def claim(self, key: str, expires_at: float) -> bool:
         ckey = _key(b"claim", key)
-        m = self._enter()
+        m = self._enter()[0]
         try:
             now = self._clock()
             i = _find(m, ckey, self._cbase, _CLAIM.size, self._ccap)
