@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Self
 
@@ -33,15 +34,6 @@ class ClosingContext:
 
 
 def _check_amount(charge: Charge) -> None:
-    # Fast path first: this runs twice per guarded call.
-    if (
-        type(charge.amount) is int
-        and charge.amount >= 0
-        and (charge.limit is None or type(charge.limit) is int)
-        and type(charge.bucket) is str
-        and charge.bucket
-    ):
-        return
     # bool is an int; a float would silently lose exactness. Both are bugs in the caller.
     if isinstance(charge.amount, bool) or not isinstance(charge.amount, int):
         raise ConfigError(f"Charge amount must be an int of nano-dollars, got {charge.amount!r}")
@@ -56,12 +48,24 @@ def _check_amount(charge: Charge) -> None:
 
 def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
     """Validate and merge charges naming the same bucket (amounts add up), first-seen order."""
-    if len(charges) == 1:
-        _check_amount(charges[0])
-        return [charges[0]]
+    for charge in charges:
+        # The common case inline (this runs twice per guarded call); anything else is checked
+        # in full, and raises if it is wrong.
+        if not (
+            type(charge.amount) is int
+            and charge.amount >= 0
+            and (charge.limit is None or type(charge.limit) is int)
+            and type(charge.bucket) is str
+            and charge.bucket
+        ):
+            _check_amount(charge)
+    if len(charges) == 2:  # the guard's usual pair (a day and a month)
+        if charges[0].bucket != charges[1].bucket:
+            return list(charges)
+    elif len({charge.bucket for charge in charges}) == len(charges):  # no bucket twice: nothing to merge
+        return list(charges)
     merged: dict[str, Charge] = {}
     for charge in charges:
-        _check_amount(charge)
         prev = merged.get(charge.bucket)
         if prev is None:
             merged[charge.bucket] = charge
@@ -81,6 +85,11 @@ def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
 
 
 def check_ttl(ttl: float) -> float:
+    # The common cases without a call; anything else (NaN, a bool, a string...) in full.
+    if type(ttl) is float and 0.0 < ttl < math.inf:
+        return ttl
+    if type(ttl) is int and ttl > 0:
+        return float(ttl)
     return positive_seconds("Reservation ttl", ttl)
 
 
