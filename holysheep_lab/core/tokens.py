@@ -39,9 +39,8 @@ import struct
 import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["MIN_OBSERVATIONS", "MIN_WORDS", "InputSize", "TokenEstimator", "image_tokens", "measure_messages",
            "prose_words"]
@@ -231,8 +230,7 @@ _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-nd
 # -- measuring a request -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class InputSize:
+class InputSize(NamedTuple):
     """The measurable size of a request's input.
 
     text_bytes / non_ascii_bytes: UTF-8 size of its text; messages: how many turns; images: how

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from holysheep_lab.core.pricing import Usage
 from holysheep_lab.core.tokens import InputSize
@@ -41,8 +41,7 @@ def normalise_path(path: str) -> str:
     return path
 
 
-@dataclass(frozen=True, slots=True)
-class RequestFacts:
+class RequestFacts(NamedTuple):
     """What the core needs to price and bound one request, read from its body."""
 
     model: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeAlias, runtime_checkable
+from typing import NamedTuple, Protocol, TypeAlias, runtime_checkable
 
 __all__ = ["BucketState", "Charge", "Ledger", "Refusal", "Seeder", "bucket_name"]
 
@@ -23,8 +23,7 @@ def bucket_name(scope: str, window_key: str) -> str:
     return f"{scope}|{window_key}"
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     """Reserve `amount` nanos in `bucket`, refusing if spent + reserved + amount > `limit`.
 
     `limit` None: count, never refuse. `expires_at` (epoch seconds) is when the bucket's
@@ -37,8 +36,7 @@ class Charge:
     expires_at: float
 
 
-@dataclass(frozen=True, slots=True)
-class BucketState:
+class BucketState(NamedTuple):
     """What a bucket holds now: settled spend and in-flight reservations (nanos)."""
 
     spent: int = 0
