@@ -142,8 +142,11 @@ def _plan(rows_in: int, selection: Any, range_rows: int) -> _Plan:
             lo, hi = int(part.min()), int(part.max()) + 1
             spans.append((lo, hi))
             wide = wide or hi - lo > _WIDE * (b - a)
-        if not wide:
-            local = [selection[a:b] - lo for a, b, (lo, _) in zip(bounds[:-1], bounds[1:], spans, strict=True)]
+        if not wide:  # each range's positions from its span's start, in place (no copy of the selection)
+            for (a, b), (lo, _) in zip(pairwise(bounds), spans, strict=True):
+                part = selection[a:b]
+                part -= lo
+                local.append(part)
     return _Plan(rows, bounds, selection, spans, local, wide, range_rows)
 
 
@@ -430,8 +433,9 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
                      categorical: Collection[str] = ()) -> pd.DataFrame:
     """The table in `holder` (the rows `selection` picks, in that order; all if None) as a
     DataFrame, consumed one column at a time (each Arrow column is freed once converted, so
-    the peak is the table plus about one column). `fields` are the frame's columns in order;
-    those the table lacks are all null. Columns named in `categorical` become categoricals."""
+    the peak is the table plus about one column; an int `selection` is overwritten). `fields`
+    are the frame's columns in order; those the table lacks are all null. Columns named in
+    `categorical` become categoricals."""
     import pandas as pd
 
     table = holder.pop()
@@ -456,7 +460,7 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
             column = cast("pa.ChunkedArray", columns[i])
             columns[i] = None  # the frame's column replaces it
             out[f.name] = _series(column, f.name, plan, runner, categorical)
-            freed += column.nbytes
+            freed += column.get_total_buffer_size()  # (`nbytes` walks every buffer's byte ranges)
             del column
             # The frame's columns are numpy memory, which cannot reuse the pages the Arrow
             # columns held: hand them back every _RELEASE_BYTES, not after jemalloc's decay
