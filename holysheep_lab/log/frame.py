@@ -69,6 +69,20 @@ def _scratch(n: int, dtype: Any) -> Any:
     return held[:size].view(dtype)
 
 
+def _zeros(n: int, dtype: Any) -> Any:
+    """n zeros, writable, in pages the kernel maps only when they are touched. (`np.zeros` is
+    that only while malloc maps large blocks afresh; once the frames' big frees have raised its
+    threshold, it clears heap memory instead: tens of ms per all-null column.)"""
+    import mmap
+
+    import numpy as np
+
+    size = n * np.dtype(dtype).itemsize
+    if size < 1 << 20:
+        return np.zeros(n, dtype=dtype)
+    return np.frombuffer(mmap.mmap(-1, size), dtype=dtype)
+
+
 def _indices(positions: Any) -> pa.Array:
     """Row positions (a numpy int array) as an Arrow int64 array, via its buffer."""
     import numpy as np
@@ -409,9 +423,9 @@ def _all_null(n: int, field: pa.Field, runner: _Runner, bounds: list[int], categ
         plan = _plan(0, None, _RANGE_ROWS)
         return _series(pa.chunked_array([], type=kind), field.name, plan, runner, categorical)
     if pa.types.is_integer(kind):
-        return pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, dtype=bool))
+        return pd.arrays.IntegerArray(_zeros(n, np.int64), np.ones(n, dtype=bool))
     if pa.types.is_boolean(kind):
-        return pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool))
+        return pd.arrays.BooleanArray(_zeros(n, bool), np.ones(n, dtype=bool))
     if pa.types.is_floating(kind):
         values = np.empty(n, dtype=kind.to_pandas_dtype())
 
@@ -421,8 +435,8 @@ def _all_null(n: int, field: pa.Field, runner: _Runner, bounds: list[int], categ
         runner.each(fill, len(bounds) - 1)
         return values
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        # Validity and offsets all zero: calloc'd pages, untouched until read.
-        buffers = [pa.py_buffer(np.zeros((n + 7) // 8, np.uint8)), pa.py_buffer(np.zeros(n + 1, np.int64)),
+        # Validity and offsets all zero, in pages untouched until read.
+        buffers = [pa.py_buffer(_zeros((n + 7) // 8, np.uint8)), pa.py_buffer(_zeros(n + 1, np.int64)),
                    pa.py_buffer(b"")]
         nulls = pa.Array.from_buffers(pa.large_string(), n, buffers, null_count=n)
         return pa.chunked_array([nulls]).to_pandas()
@@ -446,7 +460,7 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
     fields = list(fields) if fields is not None else [pa.field(name, pa.null()) for name in names]
     index = {name: i for i, name in enumerate(names)}
     pool = memory_pool()
-    freed = 0
+    held = pool.bytes_allocated()
     workers = min(os.cpu_count() or 1, 8)
     threaded = workers > 1 and plan.count > 1
     with ThreadPoolExecutor(max_workers=workers) if threaded else nullcontext() as threads:
@@ -460,13 +474,12 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
             column = cast("pa.ChunkedArray", columns[i])
             columns[i] = None  # the frame's column replaces it
             out[f.name] = _series(column, f.name, plan, runner, categorical)
-            freed += column.get_total_buffer_size()  # (`nbytes` walks every buffer's byte ranges)
             del column
             # The frame's columns are numpy memory, which cannot reuse the pages the Arrow
             # columns held: hand them back every _RELEASE_BYTES, not after jemalloc's decay
             # (with it, the peak of a 10M-row read varied from 1.1x to 1.5x the table).
-            if freed >= _RELEASE_BYTES:
+            if held - pool.bytes_allocated() >= _RELEASE_BYTES:
                 pool.release_unused()
-                freed = 0
+                held = pool.bytes_allocated()
     return pd.DataFrame({name: pd.Series(values, copy=False) for name, values in out.items()}, copy=False)
 
