@@ -315,33 +315,9 @@ def _categorical(column: pa.ChunkedArray, plan: _Plan, runner: _Runner) -> Any:
                 part[~valid] = -1
 
     _gathered(plan, runner, fill, codes, lambda n: _scratch(n, kind))
-    width = np.uint8 if kind is np.int8 else np.uint16 if kind is np.int16 else None
-
-    found_parts: list[Any] = [None] * (plan.count)
-
-    def count_part(r: int) -> None:
-        part = codes[plan.out(r)]
-        if width is None:
-            found = np.zeros(k + 1, dtype=bool)
-            found[np.unique(part)] = True  # -1 lands in the last slot
-        else:
-            hits = np.bincount(part.view(width), minlength=np.iinfo(width).max + 1) > 0
-            found = np.r_[hits[:k], hits[-1]]
-        found_parts[r] = found
-
-    runner.each(count_part, len(found_parts))
-    seen = np.logical_or.reduce(found_parts) if found_parts else np.zeros(k + 1, dtype=bool)
-    present = int(seen[:k].sum())
-    if present == 0:  # all null (or no rows): the same category dtype
+    first = _first_seen(codes, k, plan.bounds)
+    if len(first) == 0:  # all null (or no rows): the same category dtype
         return pd.Categorical.from_codes(np.full(plan.rows, -1, np.int8), categories=pd.Index([], dtype="str"))
-    # Order of first appearance: the first rows hold every category in practice.
-    size = 1024
-    while True:
-        first: Any = pd.unique(codes[:size])
-        first = first[first >= 0]
-        if len(first) == present or size >= len(codes):
-            break
-        size *= 16
     words = np.array(list(code_of), dtype=object)
     if len(first) != k or (first != np.arange(k)).any():
         recode = np.full(k + 1, -1, dtype=kind)  # the last slot: code -1 (null)
@@ -355,6 +331,37 @@ def _categorical(column: pa.ChunkedArray, plan: _Plan, runner: _Runner) -> Any:
         words = words[first]
     categories = pd.Index(words.tolist(), dtype="str")
     return pd.Categorical.from_codes(codes, categories=categories, validate=False)
+
+
+_FEW = 64  # up to this many categories, first appearances are found by one compare per category
+
+
+def _first_seen(codes: Any, k: int, bounds: list[int]) -> Any:
+    """The codes (0 .. k-1) present in `codes`, in order of first appearance. With few
+    categories, each is looked for range by range from the start (the first rows hold every
+    category in practice: a scan of a few cached ranges, no hash table or count per row)."""
+    import numpy as np
+    import pandas as pd
+
+    if k > _FEW:
+        found: Any = pd.unique(codes)
+        return found[found >= 0]
+    at: list[tuple[int, int]] = []
+    missing = list(range(k))
+    for a, b in pairwise(bounds):
+        part = codes[a:b]
+        still = []
+        for code in missing:
+            hit = part == code
+            where = int(hit.argmax())
+            if hit[where]:
+                at.append((a + where, code))
+            else:
+                still.append(code)
+        missing = still
+        if not missing:
+            break
+    return np.array([code for _, code in sorted(at)], dtype=np.int64)
 
 
 def _arrow(column: pa.ChunkedArray, plan: _Plan, runner: _Runner, cast_to: pa.DataType | None = None) -> pa.ChunkedArray:
