@@ -579,9 +579,11 @@ def test_the_frame_converted_range_by_range_in_threads_is_the_same(log_dir, monk
 
     scenario(log_dir)
     # Ranges of two rows: several ranges, so the thread pool, gathers that cross parts, and
-    # (wide) the path that copies each column whole before taking its rows.
+    # (wide) the path that copies each column whole before taking its rows, with categories'
+    # first appearances found by hashing instead of one compare per category.
     monkeypatch.setattr(frame, "_RANGE_ROWS", 2)
     monkeypatch.setattr(frame, "_WIDE", 0 if wide else 4)
+    monkeypatch.setattr(frame, "_FEW", 0 if wide else 64)
     got = read_log(log_dir)
     pd.testing.assert_frame_equal(got, _reference_frame(log_dir))
     got.loc[0, "cost_usd"] = 1.25  # writable, as a single-range read is

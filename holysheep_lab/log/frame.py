@@ -53,22 +53,6 @@ def memory_pool() -> pa.MemoryPool:
         return pa.default_memory_pool()
 
 
-_SCRATCH = threading.local()
-
-
-def _scratch(n: int, dtype: Any) -> Any:
-    """A buffer of n values for this thread, reused from range to range (a fresh one each time
-    was mapped and unmapped by malloc: page faults cost more than the copies)."""
-    import numpy as np
-
-    size = n * np.dtype(dtype).itemsize
-    held: Any = getattr(_SCRATCH, "buffer", None)
-    if held is None or len(held) < size:
-        held = np.empty(max(size, 1 << 20), dtype=np.uint8)
-        _SCRATCH.buffer = held
-    return held[:size].view(dtype)
-
-
 def _zeros(n: int, dtype: Any) -> Any:
     """n zeros, writable, in pages the kernel maps only when they are touched. (`np.zeros` is
     that only while malloc maps large blocks afresh; once the frames' big frees have raised its
@@ -186,10 +170,25 @@ class _Column:
 
 
 class _Runner:
-    """Runs a task per range: in a pool of threads when there are several ranges."""
+    """Runs a task per range (in a pool of threads when there are several ranges), and lends
+    each thread a buffer for its ranges' gathers: a fresh one per range was mapped and unmapped
+    by malloc each time, and the page faults cost more than the copies. The buffers go with
+    the runner, at the end of the conversion."""
 
     def __init__(self, pool: ThreadPoolExecutor | None) -> None:
         self.pool = pool
+        self.held = threading.local()
+
+    def scratch(self, n: int, dtype: Any) -> Any:
+        """This thread's buffer, as n values of `dtype` (grown if needed)."""
+        import numpy as np
+
+        size = n * np.dtype(dtype).itemsize
+        buffer: Any = getattr(self.held, "buffer", None)
+        if buffer is None or len(buffer) < size:
+            buffer = np.empty(max(size, 1 << 20), dtype=np.uint8)
+            self.held.buffer = buffer
+        return buffer[:size].view(dtype)
 
     def each(self, task: Callable[[int], None], count: int) -> None:
         if self.pool is None or count < 2:
@@ -200,10 +199,9 @@ class _Runner:
             future.result()
 
 
-def _gathered(plan: _Plan, runner: _Runner, fill: Callable[[int, int, Any], None], out: Any,
-              scratch: Callable[[int], Any]) -> None:
+def _gathered(plan: _Plan, runner: _Runner, fill: Callable[[int, int, Any], None], out: Any) -> None:
     """Fill `out` (output rows) from input rows: `fill(lo, hi, dst)` writes input rows
-    [lo, hi) into `dst`; `scratch(n)` makes a buffer of n rows."""
+    [lo, hi) into `dst`."""
     import numpy as np
 
     if plan.selection is None:
@@ -223,7 +221,7 @@ def _gathered(plan: _Plan, runner: _Runner, fill: Callable[[int, int, Any], None
 
     def take_local(r: int) -> None:
         lo, hi = plan.spans[r]
-        buffer = scratch(hi - lo)
+        buffer = runner.scratch(hi - lo, out.dtype)
         fill(lo, hi, buffer)
         np.take(buffer, plan.local[r], out=out[plan.out(r)])
 
@@ -249,7 +247,7 @@ def _numbers(column: pa.ChunkedArray, plan: _Plan, runner: _Runner, dtype: Any) 
             if nan and piece.null_count:
                 part[~_valid(piece)] = np.nan
 
-    _gathered(plan, runner, fill_values, values, lambda n: _scratch(n, dtype))
+    _gathered(plan, runner, fill_values, values)
     if mask is None:
         return values
     mask_out = mask
@@ -259,7 +257,7 @@ def _numbers(column: pa.ChunkedArray, plan: _Plan, runner: _Runner, dtype: Any) 
             ok = _valid(piece)
             dst[at:at + len(piece)] = False if ok is None else ~ok
 
-    _gathered(plan, runner, fill_mask, mask_out, lambda n: _scratch(n, bool))
+    _gathered(plan, runner, fill_mask, mask_out)
     return pd.arrays.IntegerArray(values.astype(np.int64, copy=False), mask_out)
 
 
@@ -314,7 +312,7 @@ def _categorical(column: pa.ChunkedArray, plan: _Plan, runner: _Runner) -> Any:
             if valid is not None:
                 part[~valid] = -1
 
-    _gathered(plan, runner, fill, codes, lambda n: _scratch(n, kind))
+    _gathered(plan, runner, fill, codes)
     first = _first_seen(codes, k, plan.bounds)
     if len(first) == 0:  # all null (or no rows): the same category dtype
         return pd.Categorical.from_codes(np.full(plan.rows, -1, np.int8), categories=pd.Index([], dtype="str"))
