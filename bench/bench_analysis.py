@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -212,13 +213,16 @@ def foreign_read_and_daily(root: Path, rounds: int) -> dict[str, Any]:
 
     variants = {"pyarrow_read_group_by_all_columns": pyarrow_all, "ours_read_log_hs_daily_all_columns": ours_all,
                 "pyarrow_read_group_by_daily_columns": pyarrow_cols, "ours_read_log_hs_daily_daily_columns": ours_cols}
+    load_before = os.getloadavg()
     wall, cpu = rounds_of(variants, rounds)
+    load_after = os.getloadavg()
     ours, theirs = ours_all(), pyarrow_all().sort_by("day")
     agree = (ours["calls"].tolist() == theirs["call_id_count"].to_pylist()
              and bool(np.allclose(ours["cost_usd"], theirs["cost_usd_sum"].to_numpy())))
 
     return {
         "rounds": rounds, "ours_equals_pyarrow": agree,
+        "load_average_1_5_15_before_after": [[round(x, 2) for x in load_before], [round(x, 2) for x in load_after]],
         "median_wall_seconds": {k: round(statistics.median(v), 3) for k, v in wall.items()},
         "median_cpu_seconds": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
         "ratio_all_columns": paired(wall, "ours_read_log_hs_daily_all_columns", "pyarrow_read_group_by_all_columns"),
@@ -428,9 +432,13 @@ def main() -> None:
         print(f"memory {name:34s} {mem[name]:7.3f}s  ({len(out)} groups)", flush=True)
     # The goal's pair again in interleaved rounds (the loop above runs each engine's runs in a
     # row, so load that comes and goes favours one or the other).
+    load_before = os.getloadavg()
     pair_wall, _ = rounds_of({"duckdb": duck_disk, "ours_read_log_then_hs_daily": ours_read_log,
                               "ours_daily_from_log": ours_disk}, args.rounds)
+    load_after = os.getloadavg()
     versus_duckdb = {"rounds": args.rounds,
+                     "load_average_1_5_15_before_after": [[round(x, 2) for x in load_before],
+                                                          [round(x, 2) for x in load_after]],
                      "median_wall_seconds": {k: round(statistics.median(v), 3) for k, v in pair_wall.items()},
                      "read_log_then_hs_daily_over_duckdb": paired(pair_wall, "ours_read_log_then_hs_daily", "duckdb"),
                      "daily_from_log_over_duckdb": paired(pair_wall, "ours_daily_from_log", "duckdb")}

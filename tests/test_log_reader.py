@@ -562,6 +562,39 @@ def _sorted_days(log_dir: Path) -> None:
 _SCENARIOS = [_overlapping_parts_and_copies, _distinct_calls_at_one_instant, _sorted_days]
 
 
+def _nulls_in_every_kind(log_dir: Path) -> None:
+    # Nulls in ints, floats, bools and strings, spread over overlapping parts and a journal.
+    write(log_dir, [rec(1, cost_usd=None), rec(3, http_status=None), rec(5, model="b"), rec(7, stream=None)])
+    write(log_dir, [rec(2, error="boom"), rec(4, model="c", cost_usd=None), rec(6, http_status=None)])
+    write(log_dir, [rec(0, status="error"), rec(8, project="p", error="late")], roll=False)
+
+
+@pytest.mark.parametrize("wide", [False, True])
+@pytest.mark.parametrize("scenario", [_overlapping_parts_and_copies, _distinct_calls_at_one_instant,
+                                      _sorted_days, _nulls_in_every_kind])
+def test_the_frame_converted_range_by_range_in_threads_is_the_same(log_dir, monkeypatch, scenario, wide):
+    import pandas as pd
+
+    from holysheep_lab.log import frame
+
+    scenario(log_dir)
+    # Ranges of two rows: several ranges, so the thread pool, gathers that cross parts, and
+    # (wide) the path that copies each column whole before taking its rows, with categories'
+    # first appearances found by hashing instead of one compare per category.
+    monkeypatch.setattr(frame, "_RANGE_ROWS", 2)
+    monkeypatch.setattr(frame, "_WIDE", 0 if wide else 4)
+    monkeypatch.setattr(frame, "_FEW", 0 if wide else 64)
+    got = read_log(log_dir)
+    pd.testing.assert_frame_equal(got, _reference_frame(log_dir))
+    got.loc[0, "cost_usd"] = 1.25  # writable, as a single-range read is
+    assert got["cost_usd"].iloc[0] == 1.25
+    bounded = read_log(log_dir, start=T0 + timedelta(seconds=2), end=T0 + timedelta(seconds=6))
+    pd.testing.assert_frame_equal(bounded, _reference_frame(log_dir, start=T0 + timedelta(seconds=2),
+                                                             end=T0 + timedelta(seconds=6)))
+    chosen = read_log(log_dir, columns=["ts", "model", "cost_usd"])
+    pd.testing.assert_frame_equal(chosen, _reference_frame(log_dir)[["ts", "model", "cost_usd"]])
+
+
 @pytest.mark.parametrize("scenario", _SCENARIOS)
 def test_a_selection_without_call_id_reads_the_rows_of_the_full_read(log_dir, scenario):
     scenario(log_dir)

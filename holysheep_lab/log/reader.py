@@ -10,10 +10,9 @@ listed, and row groups whose `ts` statistics fall outside are not read. A corrup
 file, and a file that belongs to no log, is skipped with a `LogReadWarning` that names it; the
 rest still reads.
 
-For pandas, files are read through pyarrow.dataset (the memory pool chosen), columns that no
-file has are made in pandas directly (no Arrow nulls first), the files of one day whose ts
-ranges overlap (as other tools write them) are merged and sorted day by day in threads, and the
-Arrow table is freed column by column as it is converted.
+For pandas, files are read through pyarrow.dataset (the memory pool chosen); the rows that sort
+and de-duplicate them are found once, and `frame.frame_from_table` converts the table column by
+column, range by range of rows in threads, freeing each Arrow column once converted.
 
 Time bounds: `start` and `end` accept a date, a datetime (naive means UTC) or an ISO string
 (``"2026-11-28"`` is a date, ``"2026-11-28T12:00"`` a datetime). `start` is inclusive. `end` is
@@ -33,12 +32,13 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from holysheep_lab.core.clock import to_micros
 from holysheep_lab.errors import ConfigError, LogError
+from holysheep_lab.log.frame import frame_from_table, memory_pool
 from holysheep_lab.log.schema import CALL_SCHEMA
 from holysheep_lab.log.writer import JOURNAL_DIR, JOURNAL_FORMAT, JOURNAL_SUFFIX, rows_to_table
 
@@ -71,7 +71,6 @@ _UTC = UTC
 _DAY = timedelta(days=1)
 _EPOCH_DAY = date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
-_RELEASE_BYTES = 128 << 20  # freed Arrow columns handed back to the system in lots of this size
 _RELIST_ATTEMPTS = 5  # files vanish only when `compact` merges them; its output appears first
 
 
@@ -319,17 +318,6 @@ def _groups(meta: Any, ts_type: pa.DataType, lo: datetime | None, hi: datetime |
 
 
 @cache
-def _pool() -> pa.MemoryPool:
-    """The pool the reader allocates from: jemalloc where pyarrow has it. It hands freed pages
-    back to the system; the default mimalloc pool keeps the transient decode buffers of every
-    file, which made the peak of a 10M-row read about 1.5x the table."""
-    try:
-        return pa.jemalloc_memory_pool()
-    except NotImplementedError:  # pragma: no cover - a pyarrow build without jemalloc
-        return pa.default_memory_pool()
-
-
-@cache
 def _file_format(as_dict: tuple[str, ...]) -> Any:
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
@@ -396,13 +384,14 @@ def _read_fragment(path: Path, schema: pa.Schema, lo: datetime | None, hi: datet
         return _Part(table=pa.Table.from_batches([], schema=schema))
     fragment = whole if len(groups) == meta.num_row_groups else whole.subset(row_group_ids=groups)
     table = fragment.to_table(columns=[c for c in schema.names if c in names], batch_size=1 << 22,
-                              memory_pool=_pool())
+                              memory_pool=memory_pool())
     return _Part(table=_ts_filter(conform(table, schema, fill=False), lo, hi), groups=groups)
 
 
 #: The column `read_table`/`read_log` add, when they read several logs, to name each row's log.
 SOURCE_COLUMN = "source"
 _SOURCE_TYPE = pa.dictionary(pa.int32(), pa.string())
+_CATEGORICAL = frozenset((*CATEGORICAL_COLUMNS, SOURCE_COLUMN))
 _GLOB_CHARS = frozenset("*?[")
 _MAX_NAMED = 50  # unrelated files named one warning each; past that, one warning counts the rest
 
@@ -661,7 +650,7 @@ def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
     del selection
     for i, column in enumerate(columns):
         columns[i] = None  # drop our reference first
-        columns[i] = pc.take(column, indices, memory_pool=_pool())
+        columns[i] = pc.take(column, indices, memory_pool=memory_pool())
         del column
     return pa.Table.from_arrays(columns, schema=schema)
 
@@ -1120,223 +1109,10 @@ def read_table(path: LogPaths, start: date | datetime | str | None = None,
 # -- pandas ------------------------------------------------------------------------------------
 
 
-def _valid(array: pa.Array) -> Any:
-    """Which values of `array` are not null (a numpy bool array), or None when none is null."""
-    import numpy as np
-
-    if not array.null_count:
-        return None
-    bits = np.frombuffer(array.buffers()[0], dtype=np.uint8)
-    return np.unpackbits(bits, count=array.offset + len(array), bitorder="little")[array.offset:].view(bool)
-
-
-def _view(array: pa.Array, dtype: Any) -> Any:
-    """A fixed-width array's values as a (read-only) numpy view of its buffer."""
-    import numpy as np
-
-    if len(array) == 0:
-        return np.empty(0, dtype=dtype)
-    return np.frombuffer(array.buffers()[1], dtype=dtype, count=array.offset + len(array))[array.offset:]
-
-
-def _numbers(column: pa.ChunkedArray, selection: Any, dtype: Any) -> tuple[Any, Any]:
-    """A fixed-width column's values (the rows `selection` picks; all if None) as one new numpy
-    array, and which are not null (None: all; a float column's nulls are NaN instead). numpy
-    allocates it: it asks for huge pages, so a 10M-row column costs a few dozen page faults
-    instead of 20 000 (Arrow's pools hand out 4 KiB pages, and jemalloc returns them as soon as
-    they are freed). Chunk by chunk, so the masks stay in cache."""
-    import numpy as np
-
-    chunks = [c for c in column.chunks if len(c)]
-    values = np.empty(sum(map(len, chunks)), dtype=dtype)
-    nan = values.dtype.kind == "f"
-    valid = np.ones(len(values), dtype=bool) if column.null_count and not nan else None
-    start = 0
-    for chunk in chunks:
-        part = values[start:start + len(chunk)]
-        part[:] = _view(chunk, dtype)
-        if chunk.null_count:
-            ok = _valid(chunk)
-            if valid is None:
-                part[~ok] = np.nan
-            else:
-                valid[start:start + len(chunk)] = ok
-        start += len(chunk)
-    if selection is not None:
-        values = np.take(values, selection)
-        valid = None if valid is None else np.take(valid, selection)
-    return values, valid
-
-
-def _categorical(column: pa.ChunkedArray, selection: Any) -> Any:
-    """A low-cardinality column as a pandas categorical, categories in order of first appearance
-    (unused ones dropped): the same categories, and so the same group-by order, as
-    dictionary-encoding the values. Each chunk's dictionary is mapped onto the categories once;
-    its indices are looked up into codes (no string per row)."""
-    import numpy as np
-    import pandas as pd
-
-    if not pa.types.is_dictionary(column.type):
-        column = column.dictionary_encode()
-    chunks = [c for c in column.chunks if len(c)]
-    code_of: dict[Any, int] = {}
-    tables = []
-    for chunk in chunks:
-        words = chunk.dictionary.to_pylist()
-        tables.append(np.array([-1 if w is None else code_of.setdefault(w, len(code_of)) for w in words], np.int64))
-    k = len(code_of)
-    kind = np.int8 if k < 2**7 else np.int16 if k < 2**15 else np.int32
-    codes: Any = np.empty(sum(map(len, chunks)), kind)
-    seen = np.zeros(k + 1, dtype=bool)  # the last slot: null
-    start = 0
-    for chunk, table in zip(chunks, tables, strict=True):
-        indices = _view(chunk.indices, chunk.indices.type.to_pandas_dtype())
-        part = codes[start:start + len(chunk)]
-        if len(table) and (table == np.arange(len(table))).all():  # the dictionary's order is the categories'
-            part[:] = indices
-        else:
-            np.take(np.r_[table, -1].astype(kind), indices, out=part, mode="clip")  # (an empty dictionary: all null)
-        valid = _valid(chunk)
-        if valid is not None:
-            part[~valid] = -1
-        used = np.bincount(indices if valid is None else indices[valid], minlength=len(table)) > 0
-        seen[table[used]] = True
-        start += len(chunk)
-    if selection is not None:
-        codes = np.take(codes, selection)
-    words = np.array(list(code_of), dtype=object)
-    present = int(seen[:k].sum())
-    if present == 0:  # all null (or no rows): the same category dtype
-        return pd.Series(pd.Categorical.from_codes(np.full(len(codes), -1, np.int8),
-                                                   categories=pd.Index([], dtype="str")), copy=False)
-    # Order of first appearance: the first rows hold every category in practice.
-    size = 1024
-    while True:
-        first: Any = pd.unique(codes[:size])
-        first = first[first >= 0]
-        if len(first) == present or size >= len(codes):
-            break
-        size *= 16
-    if len(first) != k or (first != np.arange(k)).any():
-        recode = np.full(k + 1, -1, dtype=kind)  # the last slot: code -1 (null)
-        recode[first] = np.arange(len(first), dtype=kind)
-        codes = recode[codes]
-        words = words[first]
-    categories = pd.Index(words.tolist(), dtype="str")
-    return pd.Series(pd.Categorical.from_codes(codes, categories=categories, validate=False), copy=False)
-
-
-def _timestamps(column: pa.ChunkedArray, selection: Any) -> Any:
-    """A timestamp column as datetime64 with its zone: pandas concatenates the chunks (one copy
-    into new, writable memory), then takes the selection."""
-    import pandas as pd
-
-    kind = column.type
-    if not kind.tz or column.null_count:
-        if selection is not None:
-            column = column.take(_indices(selection))
-        return column.to_pandas()
-    array: Any = pd.DatetimeTZDtype(unit=kind.unit, tz=kind.tz).__from_arrow__(column)
-    if selection is not None:
-        array = array.take(selection)
-    elif not array.asi8.flags.writeable:  # one chunk: a view of Arrow's buffer
-        array = array.copy()
-    return pd.Series(array, copy=False)
-
-
-def _to_series(column: pa.ChunkedArray, name: str, selection: Any = None) -> Any:
-    """One Arrow column (the rows `selection` picks, in that order; all if None) as a pandas
-    Series with the log's dtypes, in new, writable memory."""
-    import numpy as np
-    import pandas as pd
-
-    kind = column.type
-    if name in CATEGORICAL_COLUMNS or name == SOURCE_COLUMN:
-        return _categorical(column, selection)
-    if pa.types.is_timestamp(kind):
-        return _timestamps(column, selection)
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
-        values, valid = _numbers(column, selection, kind.to_pandas_dtype())
-        if valid is None:
-            return pd.Series(values, copy=False)
-        return pd.Series(pd.arrays.IntegerArray(values.astype(np.int64, copy=False), ~valid), copy=False)
-    if selection is not None:
-        column = column.take(_indices(selection))
-    if pa.types.is_boolean(kind) and column.null_count:
-        return column.to_pandas(types_mapper={kind: pd.BooleanDtype()}.get, memory_pool=_pool())
-    return column.to_pandas(memory_pool=_pool())
-
-
-def _all_null(n: int, field: pa.Field) -> Any:
-    """A column no file has, made in pandas with the dtype `_to_series` gives an all-null one,
-    without building Arrow nulls first (zeroed pages the kernel hands out lazily)."""
-    import numpy as np
-    import pandas as pd
-
-    kind = field.type
-    if n == 0:  # no rows, so no nulls: the dtypes of an empty log
-        return _to_series(pa.chunked_array([], type=kind), field.name)
-    if field.name in CATEGORICAL_COLUMNS or field.name == SOURCE_COLUMN:
-        codes = np.full(n, -1, np.int8)
-        return pd.Series(pd.Categorical.from_codes(codes, categories=pd.Index([], dtype="str")), copy=False)
-    if pa.types.is_integer(kind):
-        return pd.Series(pd.arrays.IntegerArray(np.zeros(n, np.int64), np.ones(n, dtype=bool)), copy=False)
-    if pa.types.is_boolean(kind):
-        return pd.Series(pd.arrays.BooleanArray(np.zeros(n, dtype=bool), np.ones(n, dtype=bool)), copy=False)
-    if pa.types.is_floating(kind):
-        return pd.Series(np.full(n, np.nan), copy=False)
-    if pa.types.is_string(kind):
-        return pa.chunked_array([pa.nulls(n, pa.large_string())]).to_pandas()
-    return pa.chunked_array([pa.nulls(n, kind)]).to_pandas()
-
-
-def _frame(holder: list[pa.Table], fields: Sequence[pa.Field] | None = None, selection: Any = None) -> pd.DataFrame:
-    """The table in `holder` (the rows `selection` picks, in that order; all if None) as a
-    DataFrame, consumed one column at a time (each Arrow column is freed once converted, so
-    the peak is the table plus about one column). `fields` are the frame's columns in order;
-    those the table lacks are all null."""
-    import pandas as pd
-
-    table = holder.pop()
-    names = table.column_names
-    columns: list[pa.ChunkedArray | None] = list(table.columns)
-    n = table.num_rows if selection is None else len(selection)
-    del table
-
-    pool = _pool()
-    freed = [0]
-
-    def convert(i: int) -> Any:
-        column = cast("pa.ChunkedArray", columns[i])
-        columns[i] = None  # the frame's column replaces it
-        series = _to_series(column, names[i], selection)
-        freed[0] += column.nbytes
-        del column
-        # The frame's columns are numpy memory, which cannot reuse the pages the Arrow columns
-        # held: hand them back every _RELEASE_BYTES, not after jemalloc's decay (with it, the
-        # peak of a 10M-row read varied from 1.1x to 1.5x the table; at every column, the
-        # purges cost more than the copies).
-        if freed[0] >= _RELEASE_BYTES:
-            pool.release_unused()
-            freed[0] = 0
-        return series
-
-    fields = list(fields) if fields is not None else [pa.field(name, pa.null()) for name in names]
-    index = {name: i for i, name in enumerate(names)}
-
-    def make(f: pa.Field) -> Any:
-        return convert(index[f.name]) if f.name in index else _all_null(n, f)
-
-    # One column at a time: converting in threads was ~0.1 s faster on 3M rows, but each
-    # thread's allocations stay in its own malloc arena, and the peak grew to 1.4-1.6x the table.
-    out = {f.name: make(f) for f in fields}
-    return pd.DataFrame(out, copy=False)
-
-
 def table_to_frame(table: pa.Table) -> pd.DataFrame:
     """A typed DataFrame: ts datetime64[us, UTC]; low-cardinality strings categorical; int
     columns int64 (nullable Int64 only when they hold nulls); bools bool (or boolean)."""
-    return _frame([table])
+    return frame_from_table([table], categorical=_CATEGORICAL)
 
 
 def read_log(path: LogPaths, start: date | datetime | str | None = None,
@@ -1356,5 +1132,5 @@ def read_log(path: LogPaths, start: date | datetime | str | None = None,
         wanted.append(SOURCE_COLUMN)
     fields = [pa.field(SOURCE_COLUMN, _SOURCE_TYPE) if c == SOURCE_COLUMN else CALL_SCHEMA.field(c) for c in wanted]
     holder = [table]
-    del table  # `_frame` frees the Arrow columns as it converts them: no reference may stay here
-    return _frame(holder, fields, selection)
+    del table  # `frame_from_table` frees the Arrow columns as it converts them: no reference may stay here
+    return frame_from_table(holder, fields, selection, categorical=_CATEGORICAL)
