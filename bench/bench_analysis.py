@@ -231,6 +231,36 @@ def foreign_read_and_daily(root: Path, rounds: int) -> dict[str, Any]:
     }
 
 
+def duckdb_pair(root: Path, rounds: int) -> dict[str, Any]:
+    """`read_log(columns=...)` + `df.hs.daily(by="model")` against DuckDB's hive read + GROUP BY
+    on the 10M-row log, interleaved rounds (`python bench/bench_analysis.py --only-duckdb-pair`)."""
+    import duckdb
+
+    import holysheep_lab.analysis  # noqa: F401
+    from holysheep_lab.log import read_log
+
+    glob = f"{root}/*/*.parquet"
+    con = duckdb.connect()
+    con.execute("SET TimeZone='UTC'")
+
+    def duck() -> Any:
+        return con.sql("SELECT CAST(ts AS DATE) AS day, model, sum(cost_usd) AS cost, count(*) AS calls "
+                       f"FROM read_parquet('{glob}', hive_partitioning=true) GROUP BY ALL").to_arrow_table()
+
+    def ours() -> Any:
+        return read_log(root, columns=["ts", "model", "status", "cost_usd"]).hs.daily(by="model", tz="UTC")
+
+    load_before = os.getloadavg()
+    wall, _ = rounds_of({"duckdb": duck, "ours_read_log_then_hs_daily": ours}, rounds)
+    load_after = os.getloadavg()
+    ref, got = duck(), ours()
+    agree = len(got) == ref.num_rows and int(got["calls"].sum()) == sum(ref["calls"].to_pylist())
+    return {"rounds": rounds, "groups_agree": agree,
+            "load_average_1_5_15_before_after": [[round(x, 2) for x in load_before], [round(x, 2) for x in load_after]],
+            "median_wall_seconds": {k: round(statistics.median(v), 3) for k, v in wall.items()},
+            "read_log_then_hs_daily_over_duckdb": paired(wall, "ours_read_log_then_hs_daily", "duckdb")}
+
+
 def timed(fn: Any, runs: int) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(runs):
@@ -325,7 +355,13 @@ def main() -> None:
                     help="the logs go to DIR-duckdb and DIR-pyarrow")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--only-foreign", action="store_true", help="just the 3M-row foreign log comparison")
+    ap.add_argument("--only-duckdb-pair", action="store_true",
+                    help="just the goal's pair on the 10M-row log: read_log + hs.daily vs DuckDB, interleaved rounds")
     args = ap.parse_args()
+    if args.only_duckdb_pair:
+        make_log(args.dir, args.rows, args.days)
+        print("versus duckdb", json.dumps(duckdb_pair(args.dir, args.rounds)), flush=True)
+        return
 
     foreign = {}
     for writer in ("duckdb", "pyarrow"):

@@ -691,3 +691,38 @@ def test_scan_days_reads_a_day_again_when_its_files_are_compacted_under_it(log_d
 def test_scan_days_missing_folder_is_a_log_error(tmp_path):
     with pytest.raises(LogError, match="No call log"):
         scan_days(tmp_path / "missing")
+
+
+def test_read_log_skips_bad_files_of_a_many_file_scan_and_reads_the_rest(log_dir):
+    import pandas as pd
+
+    # Several good parts (read in one scan), an old file with fewer columns (another scan), and
+    # files bad in each way: one scan failing must not lose the good files read with it.
+    write(log_dir, [rec(1), rec(2)])
+    write(log_dir, [rec(3, model="b"), rec(4)])
+    write(log_dir, [rec(5), rec(6, cost_usd=None)])
+    folder = next(log_dir.glob("date=*"))
+    good = sorted(folder.glob("part-*.parquet"))
+    pq.write_table(pa.table({"call_id": ["old-1"], "ts": pa.array([T0 - timedelta(hours=1)], pa.timestamp("us", tz="UTC")),
+                             "model": ["gpt-4.1"]}), folder / "part-legacy.parquet")
+    damaged = folder / "part-damaged.parquet"  # its footer intact, its data not
+    data = bytearray(good[0].read_bytes())
+    pages_end = len(data) - 8 - int.from_bytes(data[-8:-4], "little")  # "PAR1" + pages + footer + length + "PAR1"
+    data[4:pages_end] = b"\xff" * (pages_end - 4)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises((OSError, pa.ArrowException)):
+        pq.read_table(damaged)
+    corrupt = folder / "part-corrupt.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet at all")
+    foreign = folder / "other.parquet"
+    pq.write_table(pa.table({"a": [1, 2]}), foreign)
+    with pytest.warns(LogReadWarning) as caught:
+        df = read_log(log_dir)
+    assert df["call_id"].tolist() == ["old-1", *(f"call-{i:06d}" for i in range(1, 7))]
+    messages = "\n".join(str(w.message) for w in caught)
+    for path in (damaged, corrupt, foreign):
+        assert str(path) in messages
+    for path in good:
+        assert str(path) not in messages
+    with pytest.warns(LogReadWarning):
+        pd.testing.assert_frame_equal(df, _reference_frame(log_dir))

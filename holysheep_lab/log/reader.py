@@ -844,10 +844,79 @@ class _Sources:
 def _read_files(files: list[Path], schema: pa.Schema, lo: datetime | None, hi: datetime | None,
                 for_pandas: bool) -> list[_Part]:
     workers = min(8, os.cpu_count() or 1, len(files))
+    if for_pandas and len(files) > 1:
+        return _scan_files(files, schema, lo, hi, workers)
     if workers > 1:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda f: _read_part(f, schema, lo, hi, for_pandas), files))
     return [_read_part(f, schema, lo, hi, for_pandas) for f in files]
+
+
+@dataclass(frozen=True, slots=True)
+class _Footer:
+    """A part file's fragment (its row groups in range chosen), as `_scan_files` reads it."""
+
+    fragment: Any
+    physical: pa.Schema
+    groups: list[int]
+
+
+def _footer(path: Path, as_dict: tuple[str, ...], lo: datetime | None, hi: datetime | None) -> _Footer | None:
+    """The fragment of `path` to scan, or None when `_read_fragment` must judge the file itself
+    (unreadable, vanished, not a call-log file, or nothing in range)."""
+    file_format, filesystem = _file_format(as_dict)
+    try:
+        whole = file_format.make_fragment(str(path), filesystem=filesystem)
+        physical = whole.physical_schema
+        if "call_id" not in physical.names or "ts" not in physical.names:
+            return None
+        meta = whole.metadata
+        groups = _groups(meta, physical.field("ts").type, lo, hi)
+    except (pa.ArrowException, OSError):
+        return None
+    if not groups:
+        return None
+    fragment = whole if len(groups) == meta.num_row_groups else whole.subset(row_group_ids=groups)
+    return _Footer(fragment, physical, groups)
+
+
+def _scan_files(files: list[Path], schema: pa.Schema, lo: datetime | None, hi: datetime | None,
+                workers: int) -> list[_Part]:
+    """`_read_part(..., for_pandas=True)` of each file, the files that share a physical schema
+    decoded in one dataset scan (one scan keeps both cores busy across files; a scan per file
+    pays its start-up and waits for its last column). The footers are read in threads; a file
+    whose footer fails, and every file of a scan that fails (a file corrupt past its footer, or
+    gone), is read on its own, which names the problem as a lone read does."""
+    import pyarrow.dataset as ds
+
+    as_dict = tuple(f.name for f in schema if pa.types.is_dictionary(f.type))
+    file_format, filesystem = _file_format(as_dict)
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        footers = list(pool.map(lambda f: _footer(f, as_dict, lo, hi), files))
+    parts: list[_Part | None] = [None] * len(files)
+    groups: dict[pa.Schema, list[int]] = {}
+    for i, footer in enumerate(footers):
+        if footer is not None:
+            groups.setdefault(footer.physical, []).append(i)
+    for physical, members in groups.items():
+        columns = [c for c in schema.names if c in physical.names]
+        dataset = ds.FileSystemDataset([footers[i].fragment for i in members],  # type: ignore[union-attr]
+                                       schema=physical, format=file_format, filesystem=filesystem)
+        batches: dict[str, list[pa.RecordBatch]] = {}
+        try:
+            for tagged in dataset.scanner(columns=columns, batch_size=1 << 22,
+                                          memory_pool=memory_pool()).scan_batches():
+                batches.setdefault(tagged.fragment.path, []).append(tagged.record_batch)
+        except (pa.ArrowException, OSError):
+            continue  # each file of it is read on its own below
+        read_schema = physical if not batches else next(iter(batches.values()))[0].schema
+        for i in members:
+            footer = footers[i]
+            assert footer is not None
+            table = pa.Table.from_batches(batches.pop(str(files[i]), []), schema=read_schema)
+            parts[i] = _Part(table=_ts_filter(conform(table, schema, fill=False), lo, hi), groups=footer.groups)
+    return [part if part is not None else _read_part(file, schema, lo, hi, for_pandas=True)
+            for file, part in zip(files, parts, strict=True)]
 
 
 def _merge(sources: _Sources, lo: datetime | None, hi: datetime | None, schema: pa.Schema,
