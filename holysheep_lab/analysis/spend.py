@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from holysheep_lab.analysis.frames import (
+    NAT_MICROS,
     NONE_LABEL,
     US_PER_DAY,
     US_PER_HOUR,
@@ -96,7 +97,7 @@ def daily(
 
     require_columns(df, ["ts", "cost_usd", *([by] if by else [])], "daily()")
     zone = resolve_tz(tz)
-    us, ok = valid_micros(df)
+    us, ok, ascending = _log_micros(df)
     if ok is not None:
         df, us = df.loc[ok], us[ok]
     cols = dict(_DAILY_COLS)
@@ -104,12 +105,12 @@ def daily(
         cols = {"date": cols.pop("date"), by: "object", **cols}
     if len(df) == 0:
         return empty_frame(cols)
-    runs = _day_runs(us, zone)
+    runs = _day_runs(us, zone, ascending)
     if runs is not None and not by:  # sorted by ts (as read_log gives it): each day is one run of rows
         frame = _run_sums(df, *runs)
         return (frame if fill else frame.loc[frame["calls"] > 0]).reset_index(drop=True)
     if by:
-        codes, labels = group_codes(df[by], narrow=True)
+        codes, labels = _category_codes(df[by])
     else:
         codes, labels = np.zeros(len(df), dtype=np.int8), [""]
     ng = len(labels)
@@ -145,11 +146,53 @@ def daily(
     return frame.reset_index(drop=True)
 
 
-def _day_runs(us: np.ndarray, zone: tzinfo) -> tuple[np.ndarray, int, int] | None:
+_BLOCK = 1 << 15  # values per block of a pass that would otherwise allocate a temporary per row
+
+
+def _ascending(values: np.ndarray) -> bool:
+    """Whether `values` never decrease, block by block: the comparisons' small temporaries come
+    from the heap (one of 10M rows is mapped afresh, and its page faults cost more than the pass)."""
+    n = len(values)
+    for a in range(0, n - 1, _BLOCK):
+        b = min(a + _BLOCK, n - 1)
+        if not bool((values[a + 1:b + 1] >= values[a:b]).all()):
+            return False
+    return True
+
+
+def _log_micros(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None, bool | None]:
+    """`valid_micros` and whether the instants are ascending (None: not checked). For the log's
+    own ts (microseconds, zoned) in order, the view of its values with no pass per row but the
+    order check: NaT, the least int64, would lead a sorted column."""
+    import pandas as pd
+
+    dtype = df["ts"].dtype
+    if isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "us":
+        us = np.asarray(df["ts"].array.asi8)
+        if _ascending(us) and (len(us) == 0 or int(us[0]) != NAT_MICROS):
+            return us, None, True
+    us, ok = valid_micros(df)
+    return us, ok, None
+
+
+def _category_codes(col: pd.Series) -> tuple[np.ndarray, list[str]]:
+    """`group_codes(col, narrow=True)`; a categorical without nulls gives its own codes, a view
+    (`.cat.codes` copies them)."""
+    import pandas as pd
+
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = np.asarray(col.array.codes)
+        if len(codes) and int(codes.min()) >= 0 and len(col.dtype.categories) < np.iinfo(codes.dtype).max:
+            return codes, [str(c) for c in col.dtype.categories]
+    return group_codes(col, narrow=True)
+
+
+def _day_runs(us: np.ndarray, zone: tzinfo, ascending: bool | None = None) -> tuple[np.ndarray, int, int] | None:
     """For instants in ascending order: (the row where each local day d0 .. d0 + nd - 1 starts,
     d0, nd); None if they are not in order (or local days go back, as where a clock falls back
-    across midnight). Found by binary search: no day number per row."""
-    if len(us) > 1 and not bool((us[1:] >= us[:-1]).all()):
+    across midnight). Found by binary search: no day number per row. `ascending`: the order,
+    if known."""
+    if not (_ascending(us) if ascending is None else ascending):
         return None
     if is_utc(zone):
         d0, d1 = int(us[0] // US_PER_DAY), int(us[-1] // US_PER_DAY)
