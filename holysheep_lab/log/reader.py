@@ -682,21 +682,10 @@ def _ordered(pieces: list[pa.Table], schema: pa.Schema,
     sizes = [p.num_rows for p in pieces]
     table = pa.concat_tables(pieces) if pieces else pa.Table.from_batches([], schema=schema)
     pieces.clear()
-    ts_chunks = [c for c in table["ts"].chunks if len(c)]
-    in_order = all(_is_sorted(c) for c in ts_chunks) and all(
-        _last(a) <= _first(b) for a, b in pairwise(ts_chunks))
     selection: Any = None
-    if in_order:  # no sort: the repeats (rows whose ts equals the next row's) chunk by chunk
-        same_parts, offset, previous = [], 0, 0
-        for chunk in ts_chunks:
-            ts = _ts_values(chunk)
-            same_parts.append(np.flatnonzero(ts[1:] == ts[:-1]) + offset)
-            if offset and _first(chunk) == previous:
-                same_parts.append(np.array([offset - 1], dtype=np.int64))
-            previous, offset = _last(chunk), offset + len(chunk)
-        same = np.concatenate(same_parts) if same_parts else np.empty(0, np.int64)
-        stamps_of: Any = None
-    else:  # a stable sort keeps copies (equal ts) in list order; runs of sorted pieces make it cheap
+    same = _repeats_in_order(table["ts"])  # no sort: the repeats (rows whose ts equals the next row's)
+    stamps_of: Any = None
+    if same is None:  # a stable sort keeps copies (equal ts) in list order; runs of sorted pieces make it cheap
         ts = _ts_values(table["ts"])
         selection = np.argsort(ts, kind="stable")
         ts = ts[selection]
@@ -724,6 +713,27 @@ def _ordered(pieces: list[pa.Table], schema: pa.Schema,
     keep = np.ones(table.num_rows, dtype=bool)
     keep[candidates[drop]] = False
     return table, (np.flatnonzero(keep) if selection is None else selection[keep])
+
+
+def _repeats_in_order(column: pa.ChunkedArray) -> Any:
+    """The rows whose ts equals the next row's, if the column is in order (else None): one pass
+    per chunk, while it is in cache, for both."""
+    import numpy as np
+
+    same_parts, offset, previous = [], 0, None
+    for chunk in column.chunks:
+        if not len(chunk):
+            continue
+        ts = _ts_values(chunk)
+        later, earlier = ts[1:], ts[:-1]
+        first = int(ts[0])
+        if previous is not None and first < previous or not bool((later >= earlier).all()):
+            return None
+        same_parts.append(np.flatnonzero(later == earlier) + offset)
+        if first == previous:
+            same_parts.append(np.array([offset - 1], dtype=np.int64))
+        previous, offset = int(ts[-1]), offset + len(chunk)
+    return np.concatenate(same_parts) if same_parts else np.empty(0, np.int64)
 
 
 def _disjoint_order(pieces: list[pa.Table]) -> list[int] | None:
@@ -894,11 +904,12 @@ def _scan_files(files: list[Path], schema: pa.Schema, lo: datetime | None, hi: d
     with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
         footers = list(pool.map(lambda f: _footer(f, as_dict, lo, hi), files))
     parts: list[_Part | None] = [None] * len(files)
-    groups: dict[pa.Schema, list[int]] = {}
+    groups: dict[tuple[Any, ...], list[int]] = {}
     for i, footer in enumerate(footers):
-        if footer is not None:
-            groups.setdefault(footer.physical, []).append(i)
-    for physical, members in groups.items():
+        if footer is not None:  # by fields (hashing a schema hashes its metadata, pandas' JSON and all)
+            groups.setdefault(tuple(footer.physical), []).append(i)
+    for members in groups.values():
+        physical = footers[members[0]].physical  # type: ignore[union-attr]
         columns = [c for c in schema.names if c in physical.names]
         dataset = ds.FileSystemDataset([footers[i].fragment for i in members],  # type: ignore[union-attr]
                                        schema=physical, format=file_format, filesystem=filesystem)
