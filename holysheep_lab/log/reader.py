@@ -727,7 +727,7 @@ def _repeats_in_order(column: pa.ChunkedArray) -> Any:
         ts = _ts_values(chunk)
         later, earlier = ts[1:], ts[:-1]
         first = int(ts[0])
-        if previous is not None and first < previous or not bool((later >= earlier).all()):
+        if (previous is not None and first < previous) or not bool((later >= earlier).all()):
             return None
         same_parts.append(np.flatnonzero(later == earlier) + offset)
         if first == previous:
