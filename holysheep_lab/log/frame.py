@@ -4,8 +4,9 @@ A read gives a table (the pieces read, concatenated) and a selection: the table'
 order that sorts and de-duplicates them (None: every row as it stands). Each frame column is
 allocated once, in numpy memory (numpy asks for huge pages: a 10M-row column costs a few dozen
 page faults, not 20 000 from Arrow's 4 KiB pool pages), then filled range by range of output
-rows in a thread pool, each task a block of neighbouring ranges: a range gathers the input rows it needs (for a log merged day by day,
-rows close together) into a small buffer that stays in cache and takes them in order. numpy
+rows in a thread pool, each task a block of neighbouring ranges: a range gathers the input
+rows it needs (for a log merged day by day, rows close together) into a small buffer that
+stays in cache and takes them in order. numpy
 and Arrow release the GIL for these copies, so both cores work, as pyarrow's own read does.
 
 Columns are converted one at a time, each Arrow column freed once converted, so the peak is
