@@ -245,12 +245,13 @@ def _run_group_sums(df: pd.DataFrame, codes: np.ndarray, ng: int, starts: np.nda
     for d, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
         if s == e:
             continue
-        k = codes[s:e]
+        k = codes[s:e].astype(np.intp)  # once: each bincount would convert narrow codes again
         calls[d] = np.bincount(k, minlength=ng)
         c = raw[s:e]
         null = np.isnan(c) if nulls is None else nulls[s:e]
         if null.any():
-            c = np.where(null, 0.0, c)
+            c = c.copy()  # (half the time of np.where)
+            c[null] = 0.0
             unpriced[d] = np.bincount(k[null], minlength=ng)
         cost[d] = np.bincount(k, weights=c, minlength=ng)
         for name, values in tokens.items():
