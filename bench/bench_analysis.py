@@ -354,6 +354,7 @@ def main() -> None:
     ap.add_argument("--foreign-dir", type=Path, default=Path("/tmp/hs_bench_foreign"),
                     help="the logs go to DIR-duckdb and DIR-pyarrow")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--foreign-writers", default="duckdb,pyarrow", help="which foreign logs: duckdb, pyarrow or both")
     ap.add_argument("--only-foreign", action="store_true", help="just the 3M-row foreign log comparison")
     ap.add_argument("--only-duckdb-pair", action="store_true",
                     help="just the goal's pair on the 10M-row log: read_log + hs.daily vs DuckDB, interleaved rounds")
@@ -364,7 +365,7 @@ def main() -> None:
         return
 
     foreign = {}
-    for writer in ("duckdb", "pyarrow"):
+    for writer in args.foreign_writers.split(","):
         folder = Path(f"{args.foreign_dir}-{writer}")
         t = time.perf_counter()
         make_foreign_log(folder, args.foreign_rows, writer)

@@ -4,9 +4,8 @@ A read gives a table (the pieces read, concatenated) and a selection: the table'
 order that sorts and de-duplicates them (None: every row as it stands). Each frame column is
 allocated once, in numpy memory (numpy asks for huge pages: a 10M-row column costs a few dozen
 page faults, not 20 000 from Arrow's 4 KiB pool pages), then filled range by range of output
-rows in a thread pool, each task a block of neighbouring ranges: a range gathers the input
-rows it needs (for a log merged day by day, rows close together) into a small buffer that
-stays in cache and takes them in order. numpy
+rows in a thread pool: a range gathers the input rows it needs (for a log merged day by day,
+rows close together) into a small buffer that stays in cache and takes them in order. numpy
 and Arrow release the GIL for these copies, so both cores work, as pyarrow's own read does.
 
 Columns are converted one at a time, each Arrow column freed once converted, so the peak is
@@ -40,7 +39,6 @@ __all__ = ["frame_from_table", "memory_pool"]
 
 _RANGE_ROWS = 1 << 17  # output rows per task: a range's gather buffer stays in L2
 _WIDE = 4  # a range whose input rows spread over more than this many times its size: gather from the whole column
-_BLOCKS_PER_THREAD = 4  # tasks per thread: neighbouring ranges, a few per thread for balance under load
 _DECAY_MS = 500  # freed pages of the reader's pool go back to the system after this long
 
 
@@ -185,9 +183,8 @@ class _Runner:
     by malloc each time, and the page faults cost more than the copies. The buffers go with
     the runner, at the end of the conversion."""
 
-    def __init__(self, pool: ThreadPoolExecutor | None, blocks: int = 1) -> None:
+    def __init__(self, pool: ThreadPoolExecutor | None) -> None:
         self.pool = pool
-        self.blocks = blocks
         self.held = threading.local()
 
     def scratch(self, n: int, dtype: Any) -> Any:
@@ -202,20 +199,11 @@ class _Runner:
         return buffer[:size].view(dtype)
 
     def each(self, task: Callable[[int], None], count: int) -> None:
-        """`task(r)` for r in range(count), in blocks of neighbouring ranges: a thread fills
-        one stretch of the output (two threads writing ranges of the same huge page wait on
-        each other's page faults, and a task per range costs a hand-off each)."""
         if self.pool is None or count < 2:
             for r in range(count):
                 task(r)
             return
-
-        def block(first: int, last: int) -> None:
-            for r in range(first, last):
-                task(r)
-
-        edges = [count * i // self.blocks for i in range(self.blocks + 1)]
-        for future in [self.pool.submit(block, a, b) for a, b in pairwise(edges) if a < b]:
+        for future in [self.pool.submit(task, r) for r in range(count)]:
             future.result()
 
 
@@ -487,7 +475,7 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
     workers = min(os.cpu_count() or 1, 8)
     threaded = workers > 1 and plan.count > 1
     with ThreadPoolExecutor(max_workers=workers) if threaded else nullcontext() as threads:
-        runner = _Runner(threads, _BLOCKS_PER_THREAD * workers)
+        runner = _Runner(threads)
         out: dict[str, Any] = {}
         for f in fields:
             if f.name not in index:
