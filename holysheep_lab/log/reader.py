@@ -10,7 +10,8 @@ listed, and row groups whose `ts` statistics fall outside are not read. A corrup
 file, and a file that belongs to no log, is skipped with a `LogReadWarning` that names it; the
 rest still reads.
 
-For pandas, files are read through pyarrow.dataset (the memory pool chosen); the rows that sort
+For pandas, the files that share a schema are decoded in one pyarrow.dataset scan (the memory
+pool chosen; a file the scan cannot read is read, or skipped, on its own); the rows that sort
 and de-duplicate them are found once, and `frame.frame_from_table` converts the table column by
 column, range by range of rows in threads, freeing each Arrow column once converted.
 
