@@ -23,7 +23,8 @@ HERE = Path(__file__).resolve().parents[1]
 def ratio(tree: Path, log: Path) -> float:
     sizes = {}
     for what in ("arrow_dataset", "read_log"):
-        out = subprocess.run([sys.executable, "-c", MEM_CODE, str(log), what], capture_output=True, text=True,
+        # -P: the folder this runs from must not come before `tree` on the import path.
+        out = subprocess.run([sys.executable, "-P", "-c", MEM_CODE, str(log), what], capture_output=True, text=True,
                              check=True, env={"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"})
         sizes[what] = tuple(map(int, out.stdout.split()))
     return sizes["read_log"][0] / sizes["arrow_dataset"][1]
