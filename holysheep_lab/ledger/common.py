@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Self
 
 from holysheep_lab.core.validate import positive_seconds
@@ -14,6 +16,7 @@ __all__ = [
     "SWEEP_EVERY",
     "ClosingContext",
     "check_id",
+    "check_path",
     "check_ttl",
     "merge_charges",
     "seed_items",
@@ -82,6 +85,13 @@ def merge_charges(charges: Sequence[Charge]) -> list[Charge]:
             max(prev.expires_at, charge.expires_at),
         )
     return list(merged.values())
+
+
+def check_path(kind: str, path: str | os.PathLike[str], example: str) -> Path:
+    """The file path a `kind` ledger keeps its state in; ConfigError for anything else."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"{kind} path must be a file path such as {example!r}, not {path!r}.")
+    return Path(path)
 
 
 def check_ttl(ttl: float) -> float:

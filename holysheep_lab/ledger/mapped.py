@@ -41,7 +41,6 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 try:
@@ -57,6 +56,7 @@ from holysheep_lab.ledger.common import (
     SWEEP_EVERY,
     ClosingContext,
     check_id,
+    check_path,
     check_ttl,
     merge_charges,
     seed_items,
@@ -181,11 +181,9 @@ class MappedLedger(ClosingContext):
         clock: Callable[[], float] = time.time,
         timeout: float = 10.0,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)) or not str(path):
-            raise ConfigError(f"MappedLedger path must be a file path such as 'budget.ledger', not {path!r}.")
+        self._path = check_path("MappedLedger", path, "budget.ledger")
         if not AVAILABLE:
             raise ConfigError("MappedLedger needs fcntl.flock (Linux, macOS); use hs.SQLiteLedger on this system.")
-        self._path = Path(path)
         self._clock = clock
         self._timeout = positive_seconds("MappedLedger timeout", timeout)
         self._lock = threading.Lock()

@@ -21,16 +21,16 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
-from pathlib import Path
 
 from holysheep_lab.core.clock import BUCKET_GRACE_S
 from holysheep_lab.core.validate import positive_seconds
-from holysheep_lab.errors import ConfigError, LedgerError, LedgerUnavailableError
+from holysheep_lab.errors import LedgerError, LedgerUnavailableError
 from holysheep_lab.ledger.base import BucketState, Charge, Refusal, Seeder
 from holysheep_lab.ledger.common import (
     SWEEP_EVERY,
     ClosingContext,
     check_id,
+    check_path,
     check_ttl,
     merge_charges,
     seed_items,
@@ -109,9 +109,7 @@ class SQLiteLedger(ClosingContext):
         clock: Callable[[], float] = time.time,
         timeout: float = 10.0,
     ) -> None:
-        if not isinstance(path, (str, os.PathLike)) or not str(path):
-            raise ConfigError(f"SQLiteLedger path must be a file path such as 'budget.db', not {path!r}.")
-        self._path = Path(path)
+        self._path = check_path("SQLiteLedger", path, "budget.db")
         self._clock = clock
         self._timeout = positive_seconds("SQLiteLedger timeout", timeout)
         self._lock = threading.Lock()
