@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from _support.other_process import call_from_another_process
 
 import holysheep_lab as hs
 from holysheep_lab.core.budget import Budget
@@ -132,16 +133,8 @@ def test_second_process_blocks_at_once_when_today_is_spent(log_dir):
                 except hs.BudgetExceededError:
                     break
         before = sim.requests
-        code = textwrap.dedent(f"""
-            import holysheep_lab as hs
-            c = hs.Client(base_url={sim.base_url!r}, log_dir={str(log_dir)!r}, budget=hs.Budget(daily=0.01, monthly=None))
-            try:
-                c.chat("claude-sonnet-4.5", "word " * 60, max_tokens=60)
-                print("SENT")
-            except hs.BudgetExceededError as e:
-                print("BLOCKED", e.window)
-        """)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        out = call_from_another_process(sim.base_url, log_dir, daily=0.01, model="claude-sonnet-4.5",
+                                        prompt="word " * 60, max_tokens=60)
         assert out.stdout.strip() == "BLOCKED daily", out.stderr[-2000:]
         assert sim.requests == before
 

@@ -15,6 +15,8 @@ import textwrap
 import warnings
 from pathlib import Path
 
+from _support.other_process import call_from_another_process
+
 import holysheep_lab as hs
 from holysheep_lab.ledger.mapped import MAPPED_FILE, MappedLedger
 from holysheep_lab.ledger.sqlite import LEDGER_FILE
@@ -130,16 +132,8 @@ def test_a_restarted_process_sees_the_spend_even_of_calls_the_log_has_not_rolled
                 break
         # Left open, as a kernel that is still running: a second process must block at once.
         before = sim.requests
-        code = textwrap.dedent(f"""
-            import holysheep_lab as hs
-            c = hs.Client(base_url={sim.base_url!r}, log_dir={str(log_dir)!r}, budget=hs.Budget(daily={LIMIT}, monthly=None))
-            try:
-                c.chat("gpt-4.1", "word " * 40, max_tokens=100)
-                print("SENT")
-            except hs.BudgetExceededError as e:
-                print("BLOCKED", e.window)
-        """)
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        out = call_from_another_process(sim.base_url, log_dir, daily=LIMIT, model="gpt-4.1", prompt="word " * 40,
+                                        max_tokens=100)
         assert out.stdout.strip() == "BLOCKED daily", out.stderr[-2000:]
         assert sim.requests == before
         first.close()
