@@ -8,8 +8,9 @@ rows in a thread pool: a range gathers the input rows it needs (for a log merged
 rows close together) into a small buffer that stays in cache and takes them in order. numpy
 and Arrow release the GIL for these copies, so both cores work, as pyarrow's own read does.
 
-Columns are converted one at a time, each Arrow column freed once converted, so the peak is
-the table plus about one column; the outputs are allocated by the calling thread (the workers'
+Columns are converted one at a time, each Arrow column freed once converted and its pages
+handed back as the conversion goes (log/memory.py), so the peak is the table plus about one
+column; the outputs are allocated by the calling thread (the workers'
 allocations are only a range's buffers, which keeps the threads' malloc arenas small).
 
 Dtypes: ts datetime64[us, UTC]; low-cardinality strings categorical (categories in order of
@@ -26,39 +27,20 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import cache
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
+from holysheep_lab.log.memory import Freed, memory_pool
+
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["frame_from_table", "memory_pool"]
+__all__ = ["frame_from_table"]
 
 _RANGE_ROWS = 1 << 17  # output rows per task: a range's gather buffer stays in L2
 _WIDE = 4  # a range whose input rows spread over more than this many times its size: gather from the whole column
-_DECAY_MS = 500  # freed pages of the reader's pool go back to the system after this long
-
-
-@cache
-def memory_pool() -> pa.MemoryPool:
-    """The pool the reader allocates from: jemalloc where pyarrow has it. It hands freed pages
-    back to the system; the default mimalloc pool keeps the transient decode buffers of every
-    file, which made the peak of a 10M-row read about 1.5x the table.
-
-    Its arenas return freed pages after _DECAY_MS instead of pyarrow's second: while a frame
-    is built, the Arrow columns freed as they are converted must make room for the frame's
-    (numpy) columns, and at a second the 10M-row peak varied from 1.0x to 1.5x the table with
-    the speed of the read. (`release_unused` purges nothing here; 0 ms, every free at once,
-    made the reads 15-20 % slower.) Set once, before the arenas exist."""
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except NotImplementedError:  # pragma: no cover - a pyarrow build without jemalloc
-        return pa.default_memory_pool()
-    pa.jemalloc_set_decay_ms(_DECAY_MS)
-    return pool
 
 
 def _zeros(n: int, dtype: Any) -> Any:
@@ -477,6 +459,7 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
     with ThreadPoolExecutor(max_workers=workers) if threaded else nullcontext() as threads:
         runner = _Runner(threads)
         out: dict[str, Any] = {}
+        freed = Freed()
         for f in fields:
             if f.name not in index:
                 out[f.name] = _all_null(plan.rows, f, runner, plan.bounds, categorical)
@@ -485,6 +468,7 @@ def frame_from_table(holder: list[pa.Table], fields: Sequence[pa.Field] | None =
             column = cast("pa.ChunkedArray", columns[i])
             columns[i] = None  # the frame's column replaces it
             out[f.name] = _series(column, f.name, plan, runner, categorical)
-            del column  # its pages go back after the pool's decay (see `memory_pool`)
+            freed.add(column.nbytes)
+            del column  # its pages go back at the next trim (see log/memory.py)
     return pd.DataFrame({name: pd.Series(values, copy=False) for name, values in out.items()}, copy=False)
 

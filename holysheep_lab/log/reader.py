@@ -39,7 +39,8 @@ import pyarrow as pa
 
 from holysheep_lab.core.clock import to_micros
 from holysheep_lab.errors import ConfigError, LogError
-from holysheep_lab.log.frame import frame_from_table, memory_pool
+from holysheep_lab.log.frame import frame_from_table
+from holysheep_lab.log.memory import memory_pool
 from holysheep_lab.log.schema import CALL_SCHEMA
 from holysheep_lab.log.writer import JOURNAL_DIR, JOURNAL_FORMAT, JOURNAL_SUFFIX, rows_to_table
 
