@@ -10,8 +10,8 @@ and Arrow release the GIL for these copies, so both cores work, as pyarrow's own
 
 Columns are converted one at a time, each Arrow column freed once converted and its pages
 handed back as the conversion goes (log/memory.py), so the peak is the table plus about one
-column; the outputs are allocated by the calling thread (the workers'
-allocations are only a range's buffers, which keeps the threads' malloc arenas small).
+column; the outputs are allocated by the calling thread (the workers' allocations are only a
+range's buffers, which keeps the threads' malloc arenas small).
 
 Dtypes: ts datetime64[us, UTC]; low-cardinality strings categorical (categories in order of
 first appearance, unused ones dropped); int columns int64 (nullable Int64 only when they hold

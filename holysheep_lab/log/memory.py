@@ -11,10 +11,10 @@ the heap that no allocator returns at once:
 * glibc's malloc keeps them until `malloc_trim` is called, and returns them then, at once.
 
 So on glibc the reader allocates from the system pool and trims every `TRIM_BYTES` of freed
-columns: the 10M peak was 1.04x in every run, at jemalloc's
-speed (bench/README.md, "read_log's peak memory"). Trimming after every column was slower
-(freed pages that later reads would reuse are faulted in again). Elsewhere (macOS, musl) it
-is jemalloc with a shorter decay, as before.
+columns: the 10M peak was 1.04-1.06x in every run, at jemalloc's speed (bench/README.md,
+"Issue 13, the reader's goals together"). Trimming after every column was slower (freed pages
+that later reads would reuse are faulted in again). Elsewhere (macOS, musl) the pool is
+jemalloc with a 500 ms decay.
 """
 
 from __future__ import annotations
