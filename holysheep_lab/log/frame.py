@@ -37,7 +37,7 @@ from holysheep_lab.log.memory import Freed, memory_pool
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["frame_from_table"]
+__all__ = ["frame_from_table", "take_indices"]
 
 _RANGE_ROWS = 1 << 17  # output rows per task: a range's gather buffer stays in L2
 _WIDE = 4  # a range whose input rows spread over more than this many times its size: gather from the whole column
@@ -57,10 +57,13 @@ def _zeros(n: int, dtype: Any) -> Any:
     return np.frombuffer(mmap.mmap(-1, size), dtype=dtype)
 
 
-def _indices(positions: Any) -> pa.Array:
-    """Row positions (a numpy int array) as an Arrow int64 array, via its buffer."""
+def take_indices(positions: Any) -> pa.Array:
+    """Row positions (a numpy int or bool array) as an Arrow int64 array for `take`, via its
+    buffer (`pa.array` would import pandas)."""
     import numpy as np
 
+    if positions.dtype.kind == "b":
+        positions = np.flatnonzero(positions)
     positions = np.ascontiguousarray(positions, dtype=np.int64)
     return pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
 
@@ -373,12 +376,12 @@ def _arrow(column: pa.ChunkedArray, plan: _Plan, runner: _Runner, cast_to: pa.Da
 
     def take(r: int) -> None:
         if whole is not None:
-            array = pc.take(whole, _indices(plan.selection[plan.out(r)]), memory_pool=pool)
+            array = pc.take(whole, take_indices(plan.selection[plan.out(r)]), memory_pool=pool)
         else:
             lo, hi = plan.spans[r]
             parts = [piece for _, piece, _ in source.pieces(lo, hi)]
             span = parts[0] if len(parts) == 1 else pa.concat_arrays(parts, memory_pool=pool)
-            array = pc.take(span, _indices(plan.local[r]), memory_pool=pool)
+            array = pc.take(span, take_indices(plan.local[r]), memory_pool=pool)
         out[r] = array if cast_to is None else pc.cast(array, cast_to, memory_pool=pool)
 
     runner.each(take, len(out))

@@ -39,7 +39,7 @@ import pyarrow as pa
 
 from holysheep_lab.core.clock import to_micros
 from holysheep_lab.errors import ConfigError, LogError
-from holysheep_lab.log.frame import frame_from_table
+from holysheep_lab.log.frame import frame_from_table, take_indices
 from holysheep_lab.log.memory import memory_pool
 from holysheep_lab.log.schema import CALL_SCHEMA
 from holysheep_lab.log.writer import JOURNAL_DIR, JOURNAL_FORMAT, JOURNAL_SUFFIX, rows_to_table
@@ -628,17 +628,6 @@ def _ts_values(column: pa.ChunkedArray | pa.Array) -> Any:
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _indices(positions: Any) -> pa.Array:
-    """Row positions (a numpy int or bool array) as an Arrow int64 array, via its buffer
-    (`pa.array` would import pandas)."""
-    import numpy as np
-
-    if positions.dtype.kind == "b":
-        positions = np.flatnonzero(positions)
-    positions = np.ascontiguousarray(positions, dtype=np.int64)
-    return pa.Array.from_buffers(pa.int64(), len(positions), [None, pa.py_buffer(positions)])
-
-
 def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
     """`holder[0]` with only the rows `selection` (indices or a boolean mask) picks, built one
     column at a time so that at most one column exists twice (the input table is consumed)."""
@@ -648,7 +637,7 @@ def _take_columns(holder: list[pa.Table], selection: Any) -> pa.Table:
     schema = table.schema
     columns = list(table.columns)
     del table
-    indices = _indices(selection)
+    indices = take_indices(selection)
     del selection
     for i, column in enumerate(columns):
         columns[i] = None  # drop our reference first
@@ -794,7 +783,7 @@ def _call_ids(table: pa.Table, rows: Any, sizes: list[int], ids: list[_Ids] | No
         piece = np.searchsorted(starts, ascending, side="right") - 1
         values = []
         for k in np.unique(piece).tolist():
-            values += _plain(ids[k].load().take(_indices(ascending[piece == k] - starts[k])))
+            values += _plain(ids[k].load().take(take_indices(ascending[piece == k] - starts[k])))
     for slot, value in zip(order.tolist(), values, strict=True):
         out[slot] = value
     return out
@@ -807,7 +796,7 @@ def _take_rows(column: pa.ChunkedArray, rows: Any) -> pa.ChunkedArray:
 
     starts = np.cumsum([0, *(len(c) for c in column.chunks)])
     which = np.searchsorted(starts, rows, side="right") - 1
-    picked = [column.chunk(k).take(_indices(rows[which == k] - starts[k])) for k in np.unique(which).tolist()]
+    picked = [column.chunk(k).take(take_indices(rows[which == k] - starts[k])) for k in np.unique(which).tolist()]
     return pa.chunked_array(picked, type=column.type)
 
 
@@ -1063,7 +1052,7 @@ def _journal_days(tables: list[pa.Table], ids: list[_Ids]) -> dict[int, list[tup
         days = _ts_values(table["ts"]) // _US_PER_DAY
         column = table_ids.load()
         for day in np.unique(days).tolist():
-            rows = _indices(days == day)
+            rows = take_indices(days == day)
             out.setdefault(day, []).append((table.take(rows), _Ids(column=column.take(rows))))
     return out
 
